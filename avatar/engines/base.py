@@ -1,0 +1,87 @@
+"""The one small interface every avatar engine implements.
+
+An *engine* is loaded once per worker process (weights, caches) and shared by
+all calls that process serves. A *session* is one call's state (motion, RNG,
+blink timers...). The avatar worker drives a session from a single worker
+thread, never from the event loop, so engine code may be slow and blocking.
+
+Audio in: mono float32 in [-1, 1] at ``EngineInfo.sample_rate``.
+Video out: RGB ``uint8`` arrays of shape ``(height, width, 3)``.
+
+Per call, the worker calls ``generate`` with exactly ``chunk_frames`` video
+frames' worth of audio (``samples_per_chunk``) and gets back ``chunk_frames``
+frames aligned 1:1 with that audio: frame ``i`` shows audio samples
+``[i*spf, (i+1)*spf)`` where ``spf = sample_rate / fps``. Between utterances
+the worker keeps calling ``generate`` with silence and ``speaking=False`` so
+the face stays alive (blinks, breathing). On interruption it calls
+``interrupt()`` and then continues with silence; the engine must not emit a
+broken frame and should close the mouth quickly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """A problem the operator can fix (missing model, bad setting): one clear sentence."""
+
+
+class PreparationError(EngineError):
+    """An avatar image could not be prepared (no face, several faces, unreadable...)."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    width: int
+    height: int
+    fps: int
+    sample_rate: int = 16000
+    chunk_frames: int = 1
+
+    @property
+    def samples_per_frame(self) -> int:
+        spf, rem = divmod(self.sample_rate, self.fps)
+        if rem:
+            raise EngineError(f"sample_rate {self.sample_rate} is not a multiple of fps {self.fps}")
+        return spf
+
+    @property
+    def samples_per_chunk(self) -> int:
+        return self.samples_per_frame * self.chunk_frames
+
+
+class EngineSession(ABC):
+    """One call's rendering state. Not thread-safe: one caller thread at a time."""
+
+    def __init__(self, info: EngineInfo) -> None:
+        self.info = info
+
+    @abstractmethod
+    def generate(self, audio: np.ndarray, *, speaking: bool) -> list[np.ndarray]:
+        """Render ``info.chunk_frames`` frames for ``info.samples_per_chunk`` samples of audio."""
+
+    @abstractmethod
+    def interrupt(self) -> None:
+        """Drop any pending audio-driven state and return to idle (mouth closing)."""
+
+    def close(self) -> None:
+        """Free per-call resources."""
+
+
+class Engine(ABC):
+    """A loaded engine, shared by the calls of one worker process."""
+
+    info: EngineInfo
+
+    @abstractmethod
+    def open_session(self, avatar_dir: Path | None = None) -> EngineSession:
+        """Start a call for the avatar prepared in ``avatar_dir`` (``None``: the built-in default)."""
+
+    def close(self) -> None:
+        """Free the engine's resources (weights, threads)."""
