@@ -1,0 +1,70 @@
+"""OpenAI-compatible policy: any server speaking the chat-completions API (OpenAI, vLLM, Ollama, llama.cpp)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from .policy import Policy, PolicyError
+from .types import Message, ReplyEvent, TextDelta, ToolCall, ToolSpec
+
+logger = logging.getLogger("dialogue.openai")
+
+
+class OpenAIPolicy(Policy):
+    """Streams chat completions; tool calls are passed back to the agent to run."""
+
+    name = "openai"
+
+    def __init__(self, *, base_url: str, model: str, api_key: str = "none", system_prompt: str = "", timeout: float = 20.0) -> None:
+        import openai  # imported here: the offline policy must not need it
+
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
+        self.model = model
+        self.system_prompt = system_prompt
+
+    async def respond(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> AsyncIterator[ReplyEvent]:
+        payload: list[dict] = []
+        if self.system_prompt:
+            payload.append({"role": "system", "content": self.system_prompt})
+        for m in messages:
+            if m.role == "tool":
+                # Tool results travel as plain context: not every compatible server keeps call ids.
+                payload.append({"role": "user", "content": f"[tool {m.name} result] {m.content}"})
+            else:
+                payload.append({"role": m.role, "content": m.content})
+        kwargs: dict = {}
+        if tools:
+            kwargs["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in tools
+            ]
+        try:
+            stream = await self._client.chat.completions.create(model=self.model, messages=payload, stream=True, **kwargs)
+            calls: dict[int, dict] = {}
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                if delta.content:
+                    yield TextDelta(delta.content)
+                for tc in delta.tool_calls or []:
+                    slot = calls.setdefault(tc.index, {"id": tc.id, "name": "", "args": ""})
+                    if tc.function and tc.function.name:
+                        slot["name"] += tc.function.name
+                    if tc.function and tc.function.arguments:
+                        slot["args"] += tc.function.arguments
+            for slot in calls.values():
+                try:
+                    args = json.loads(slot["args"] or "{}")
+                except json.JSONDecodeError as e:
+                    raise PolicyError(f"malformed tool arguments from the LLM for {slot['name']}") from e
+                yield ToolCall(name=slot["name"], arguments=args, call_id=slot["id"] or ToolCall("", {}).call_id)
+        except PolicyError:
+            raise
+        except Exception as e:  # network down, timeout, bad reply: one clear error upward
+            raise PolicyError(f"LLM request to {self._client.base_url} failed: {e}") from e
+
+    async def aclose(self) -> None:
+        await self._client.close()
