@@ -1,0 +1,1 @@
+"""Cross-cutting pieces of the admin backend: settings, database, security, audit."""

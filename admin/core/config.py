@@ -1,0 +1,88 @@
+"""Settings for the admin backend, read from ``ADMIN_*`` environment variables.
+
+Defaults run on a laptop with nothing else installed: SQLite for data and
+kombu's SQLAlchemy transport (also SQLite) as the Celery broker.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".cache" / "dh-agent"
+
+
+class Settings(BaseSettings):
+    """Every knob of the admin backend; see admin/README.md for the list."""
+
+    model_config = SettingsConfigDict(env_prefix="ADMIN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str = ""  # empty -> sqlite under data_dir/admin.db
+    broker_url: str = ""  # empty -> sqla+sqlite under data_dir/broker.db; redis://... in deployment
+    celery_eager: bool = False  # run tasks inline (tests, single-process demos)
+    secret_key: str = "change-me-in-production"
+
+    api_prefix: str = "/api/v1"
+    public_url: str | None = None  # how the agent reaches this API; goes into dispatch metadata
+    cors_origins: list[str] = []
+
+    token_ttl_minutes: int = 12 * 60
+    login_rate_limit: str = "10/60"  # attempts/seconds per client address and e-mail
+    token_rate_limit: str = "30/60"  # LiveKit tokens per principal
+    rate_limit_redis_url: str | None = None  # share limits between API processes
+
+    max_portrait_bytes: int = 10 * 1024 * 1024
+    max_portrait_pixels: int = 40_000_000
+    min_portrait_side: int = 256
+    max_document_bytes: int = 20 * 1024 * 1024
+
+    first_admin_email: str | None = None
+    first_admin_password: str | None = None
+    first_tenant: str = "default"
+
+    knowledge_ingestor: str = "dialogue.knowledge:ingest_text"
+
+    livekit_url: str = Field(
+        default="ws://127.0.0.1:7880", validation_alias=AliasChoices("ADMIN_LIVEKIT_URL", "LIVEKIT_URL")
+    )
+    livekit_api_key: str = Field(
+        default="devkey", validation_alias=AliasChoices("ADMIN_LIVEKIT_API_KEY", "LIVEKIT_API_KEY")
+    )
+    livekit_api_secret: str = Field(
+        default="secret", validation_alias=AliasChoices("ADMIN_LIVEKIT_API_SECRET", "LIVEKIT_API_SECRET")
+    )
+    agent_name: str = Field(default="dh-agent", validation_alias=AliasChoices("ADMIN_AGENT_NAME", "AGENT_NAME"))
+    max_token_ttl_seconds: int = 900
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to an SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'admin.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        """The Celery broker, defaulting to the embedded SQLAlchemy transport."""
+        if self.broker_url:
+            return self.broker_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where portraits, prepared avatar assets and documents are stored."""
+        return self.data_dir / "media"
+
+
+@functools.lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache after changing the environment)."""
+    return Settings()
