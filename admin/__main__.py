@@ -1,0 +1,5 @@
+"""``python -m admin``."""
+
+from admin.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""All versioned routers."""
+
+from fastapi import APIRouter
+
+from admin.api.routes import api_keys, audit, avatars, knowledge, login, personas, sessions, tenants, tokens, users
+
+api_router = APIRouter()
+for module in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit):
+    api_router.include_router(module.router)

@@ -1,0 +1,109 @@
+"""Avatars: CRUD, portrait upload and (re-)preparation by the engine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
+
+from admin import crud
+from admin.api.deps import READERS, Editors, Principal, SessionDep, require
+from admin.core import audit
+from admin.core.config import get_settings
+from admin.images import PortraitError, load_portrait
+from admin.models import Avatar, JobStatus, Persona, Role
+from admin.schemas import AvatarIn, AvatarOut, AvatarUpdate
+from admin.worker import enqueue, prepare_avatar_task, queue_for_engine
+
+router = APIRouter(prefix="/avatars", tags=["avatars"])
+AvatarReaders = Annotated[Principal, Depends(require(*READERS, Role.agent, Role.worker))]
+REPREPARE_FIELDS = {"engine", "width", "height", "fps"}
+
+
+@router.get("", response_model=list[AvatarOut])
+def list_avatars(db: SessionDep, principal: AvatarReaders, limit: int = 100, offset: int = 0) -> list[Avatar]:
+    """Avatars of the organisation."""
+    return crud.list_owned(db, Avatar, principal.tenant_id, limit=min(limit, 500), offset=offset)
+
+
+@router.post("", response_model=AvatarOut, status_code=201)
+def create_avatar(body: AvatarIn, db: SessionDep, principal: Editors) -> Avatar:
+    """Create an avatar; upload its portrait next."""
+    if body.persona_id:
+        crud.get_owned(db, Persona, body.persona_id, principal.tenant_id, what="persona")
+    obj = Avatar(tenant_id=principal.tenant_id, **body.model_dump())
+    return crud.create(db, principal.actor, obj, resource="avatar", tenant_id=principal.tenant_id)
+
+
+@router.get("/{avatar_id}", response_model=AvatarOut)
+def read_avatar(avatar_id: str, db: SessionDep, principal: AvatarReaders) -> Avatar:
+    """One avatar, with the status and progress of its preparation."""
+    return crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+
+
+@router.patch("/{avatar_id}", response_model=AvatarOut)
+def update_avatar(avatar_id: str, body: AvatarUpdate, db: SessionDep, principal: Editors) -> Avatar:
+    """Change an avatar; a new engine or resolution re-runs preparation."""
+    obj = crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+    data = body.model_dump(exclude_unset=True)
+    if data.get("persona_id"):
+        crud.get_owned(db, Persona, data["persona_id"], principal.tenant_id, what="persona")
+    reprepare = any(k in REPREPARE_FIELDS and data[k] != getattr(obj, k) for k in data)
+    if reprepare and obj.portrait_path:
+        data.update(status=JobStatus.pending.value, progress=0.0)
+    obj = crud.update(db, principal.actor, obj, data, resource="avatar")
+    if reprepare and obj.portrait_path:
+        enqueue(prepare_avatar_task, obj.id, queue=queue_for_engine(obj.engine))
+        db.refresh(obj)
+    return obj
+
+
+@router.delete("/{avatar_id}", status_code=204)
+def delete_avatar(avatar_id: str, db: SessionDep, principal: Editors) -> None:
+    """Delete an avatar (its past sessions stay, without the link)."""
+    crud.delete(db, principal.actor, crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar"),
+                resource="avatar")
+
+
+@router.post("/{avatar_id}/portrait", response_model=AvatarOut, status_code=202)
+async def upload_portrait(avatar_id: str, file: UploadFile, db: SessionDep, principal: Editors) -> Avatar:
+    """Upload the portrait (JPEG, PNG or WebP); the engine's preparation (face check) then runs as a task."""
+    s = get_settings()
+    obj = crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+    data = await file.read(s.max_portrait_bytes + 1)
+    try:
+        portrait = load_portrait(
+            data, max_bytes=s.max_portrait_bytes, max_pixels=s.max_portrait_pixels, min_side=s.min_portrait_side
+        )
+    except PortraitError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    folder = s.media_dir / obj.tenant_id / "avatars" / obj.id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"portrait-{portrait.sha256[:16]}.png"
+    path.write_bytes(portrait.png)
+    obj = crud.update(
+        db, principal.actor, obj,
+        {"portrait_path": str(path), "portrait_sha256": portrait.sha256, "status": JobStatus.pending.value,
+         "progress": 0.0, "status_detail": None},
+        resource="avatar", action="upload_portrait",
+    )
+    if not enqueue(prepare_avatar_task, obj.id, queue=queue_for_engine(obj.engine)):
+        obj.status_detail = "The task queue is unreachable; preparation will start when you retry."
+        db.commit()
+    db.refresh(obj)
+    return obj
+
+
+@router.post("/{avatar_id}/prepare", response_model=AvatarOut, status_code=202)
+def prepare(avatar_id: str, db: SessionDep, principal: Editors) -> Avatar:
+    """Run the engine's preparation again (after a failure or an engine update)."""
+    obj = crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+    if not obj.portrait_path:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Upload a portrait first.")
+    obj.status, obj.progress, obj.prepared_for = JobStatus.pending.value, 0.0, None
+    audit.record(db, tenant_id=obj.tenant_id, actor=principal.actor, action="prepare", resource="avatar",
+                 resource_id=obj.id)
+    db.commit()
+    enqueue(prepare_avatar_task, obj.id, queue=queue_for_engine(obj.engine))
+    db.refresh(obj)
+    return obj

@@ -1,0 +1,260 @@
+"""Calls and their turns: list, filter, detail, export (JSON, CSV), and the
+idempotent event intake used by the agent's durable recorder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from admin import crud
+from admin.api.deps import Principal, Readers, SessionDep, require
+from admin.core.redaction import redact_text
+from admin.models import Avatar, CallSession, IngestedEvent, Persona, Role, Turn, utcnow
+from admin.schemas import (
+    EventBatch, EventResult, SessionDetail, SessionEnd, SessionOut, SessionPage, SessionStart, TurnIn,
+)
+from admin.worker import enqueue, postprocess_session_task
+
+logger = logging.getLogger("admin.sessions")
+router = APIRouter(tags=["sessions"])
+Recorders = Annotated[Principal, Depends(require(Role.agent, Role.admin))]
+
+
+class SessionFilters:
+    """Query filters shared by the list and the export."""
+
+    def __init__(
+        self,
+        avatar_id: str | None = None,
+        outcome: str | None = None,
+        escalated: bool | None = None,
+        room: str | None = None,
+        since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
+        until: datetime | None = Query(None, description="started before (ISO 8601)"),
+    ) -> None:
+        self.avatar_id, self.outcome, self.escalated = avatar_id, outcome, escalated
+        self.room, self.since, self.until = room, since, until
+
+    def apply(self, q: Select, tenant_id: str) -> Select:
+        """Restrict ``q`` to the tenant and the filters."""
+        q = q.where(CallSession.tenant_id == tenant_id)
+        if self.avatar_id:
+            q = q.where(CallSession.avatar_id == self.avatar_id)
+        if self.outcome:
+            q = q.where(CallSession.outcome == self.outcome)
+        if self.escalated is not None:
+            q = q.where(CallSession.escalated == self.escalated)
+        if self.room:
+            q = q.where(CallSession.room == self.room)
+        if self.since:
+            q = q.where(CallSession.started_at >= self.since)
+        if self.until:
+            q = q.where(CallSession.started_at < self.until)
+        return q
+
+
+Filters = Annotated[SessionFilters, Depends()]
+
+
+@router.get("/sessions", response_model=SessionPage)
+def list_sessions(
+    db: SessionDep, principal: Readers, filters: Filters,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> SessionPage:
+    """Calls of the organisation, newest first, with filters."""
+    q = filters.apply(select(CallSession), principal.tenant_id)
+    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = db.scalars(q.order_by(CallSession.started_at.desc()).limit(limit).offset(offset))
+    return SessionPage(items=[SessionOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+EXPORT_FIELDS = [
+    "session_id", "room", "avatar_id", "started_at", "ended_at", "outcome", "escalated",
+    "turn_seq", "speaker", "language", "text", "interrupted", "citations", "latency",
+]
+
+
+@router.get("/sessions/export")
+def export_sessions(
+    db: SessionDep, principal: Readers, filters: Filters,
+    format: Literal["json", "csv"] = "json",  # noqa: A002
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> StreamingResponse:
+    """Calls with their (redacted) turns as JSON, or one CSV row per turn."""
+    q = (filters.apply(select(CallSession), principal.tenant_id)
+         .options(selectinload(CallSession.turns)).order_by(CallSession.started_at.desc()).limit(limit))
+    sessions = list(db.scalars(q))
+    if format == "json":
+        body = json.dumps([SessionDetail.model_validate(s).model_dump(mode="json") for s in sessions], ensure_ascii=False)
+        return StreamingResponse(iter([body]), media_type="application/json",
+                                 headers={"Content-Disposition": 'attachment; filename="sessions.json"'})
+
+    def rows() -> Iterator[str]:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(EXPORT_FIELDS)
+        for s in sessions:
+            for t in s.turns or [None]:
+                w.writerow([
+                    s.id, s.room, s.avatar_id, s.started_at.isoformat(), s.ended_at.isoformat() if s.ended_at else "",
+                    s.outcome or "", s.escalated,
+                    *(["", "", "", "", "", "", ""] if t is None else [
+                        t.seq, t.speaker, t.language or "", _csv_safe(t.text), t.interrupted,
+                        json.dumps(t.citations, ensure_ascii=False), json.dumps(t.latency),
+                    ]),
+                ])
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        if not sessions:
+            yield buf.getvalue()
+
+    return StreamingResponse(rows(), media_type="text/csv",
+                             headers={"Content-Disposition": 'attachment; filename="sessions.csv"'})
+
+
+def _csv_safe(text: str) -> str:
+    # A cell starting with = + - @ is a formula in spreadsheet apps (CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/sessions/{session_id}", response_model=SessionDetail)
+def read_session(session_id: str, db: SessionDep, principal: Readers) -> CallSession:
+    """One call with all its turns."""
+    crud.get_owned(db, CallSession, session_id, principal.tenant_id, what="session")
+    return db.scalars(
+        select(CallSession).where(CallSession.id == session_id).options(selectinload(CallSession.turns))
+    ).one()
+
+
+# --- intake from the agent ----------------------------------------------------------------
+@router.post("/agent/events", response_model=EventResult)
+def ingest_events(batch: EventBatch, db: SessionDep, principal: Recorders) -> EventResult:
+    """Apply recorder events exactly once: each ``event_id`` is remembered, a redelivery is a no-op.
+
+    Events that can never be applied (malformed, another organisation's session) are
+    remembered too and reported, so the recorder does not retry them forever.
+    """
+    for attempt in range(3):
+        try:
+            result, ended = _apply(db, principal.tenant_id, batch)
+            db.commit()
+            break
+        except IntegrityError:
+            # A concurrent delivery of the same events won the race: re-run and see them as duplicates.
+            db.rollback()
+            if attempt == 2:
+                raise
+    for session_id in ended:
+        enqueue(postprocess_session_task, session_id)
+    return result
+
+
+def _apply(db: Session, tenant_id: str, batch: EventBatch) -> tuple[EventResult, list[str]]:
+    applied = duplicates = 0
+    ended: list[str] = []
+    seen: set[str] = set()
+    for ev in batch.events:
+        if ev.event_id in seen or db.get(IngestedEvent, ev.event_id) is not None:
+            duplicates += 1
+            continue
+        seen.add(ev.event_id)
+        try:
+            if ev.type == "session_start":
+                _start(db, tenant_id, SessionStart.model_validate(ev.payload))
+            elif ev.type == "turn":
+                _turn(db, tenant_id, TurnIn.model_validate(ev.payload), ev.event_id)
+            else:
+                end = SessionEnd.model_validate(ev.payload)
+                if _end(db, tenant_id, end):
+                    ended.append(end.session_id)
+            applied += 1
+        except (ValidationError, _Rejected) as exc:
+            logger.warning("rejected recorder event %s (%s): %s", ev.event_id, ev.type, exc)
+        db.add(IngestedEvent(id=ev.event_id, tenant_id=tenant_id, kind=ev.type))
+        db.flush()
+    return EventResult(applied=applied, duplicates=duplicates), ended
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _owned_or_none(db: Session, model: type, obj_id: str | None, tenant_id: str) -> str | None:
+    if not obj_id:
+        return None
+    obj = db.get(model, obj_id)
+    return obj_id if obj is not None and obj.tenant_id == tenant_id else None
+
+
+def _session(db: Session, tenant_id: str, session_id: str, *, create: bool) -> CallSession | None:
+    s = db.get(CallSession, session_id)
+    if s is not None and s.tenant_id != tenant_id:
+        raise _Rejected(f"session {session_id} belongs to another organisation")
+    if s is None and create:
+        s = CallSession(id=session_id, tenant_id=tenant_id, started_at=utcnow(), meta={})
+        db.add(s)
+        db.flush()
+    return s
+
+
+def _start(db: Session, tenant_id: str, p: SessionStart) -> None:
+    s = _session(db, tenant_id, p.session_id, create=True)
+    assert s is not None
+    s.avatar_id = _owned_or_none(db, Avatar, p.avatar_id, tenant_id) or s.avatar_id
+    s.persona_id = _owned_or_none(db, Persona, p.persona_id, tenant_id) or s.persona_id
+    s.room = p.room or s.room
+    s.caller_identity = p.caller_identity or s.caller_identity
+    if p.started_at:
+        s.started_at = p.started_at
+    s.meta = {**(s.meta or {}), **p.meta}
+
+
+def _turn(db: Session, tenant_id: str, p: TurnIn, event_id: str) -> None:
+    s = _session(db, tenant_id, p.session_id, create=True)
+    assert s is not None
+    turn_id = p.turn_id or event_id
+    if db.get(Turn, turn_id) is not None:
+        return  # the same turn sent under another event id: keep the first
+    db.add(Turn(
+        id=turn_id, tenant_id=tenant_id, session_id=s.id, seq=p.seq, speaker=p.speaker,
+        text=redact_text(p.text), language=p.language, interrupted=p.interrupted,
+        citations=_redact_citations(p.citations), latency={k: v for k, v in p.latency.items() if v is not None},
+        started_at=p.started_at, ended_at=p.ended_at,
+    ))
+
+
+def _redact_citations(citations: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for c in citations:
+        if isinstance(c, str):
+            out.append(redact_text(c))
+        elif isinstance(c, dict):
+            out.append({k: redact_text(v) if isinstance(v, str) else v for k, v in c.items()})
+        else:
+            out.append(c)
+    return out
+
+
+def _end(db: Session, tenant_id: str, p: SessionEnd) -> bool:
+    s = _session(db, tenant_id, p.session_id, create=True)
+    assert s is not None
+    s.ended_at = p.ended_at or utcnow()
+    s.outcome = "escalated" if p.escalated and p.outcome in (None, "completed") else p.outcome
+    s.escalated = p.escalated
+    s.escalation_reason = redact_text(p.escalation_reason) if p.escalation_reason else None
+    s.meta = {**(s.meta or {}), **p.meta}
+    s.post_status = "pending"
+    return True
