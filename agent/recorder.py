@@ -1,0 +1,305 @@
+"""Durable session recorder: the agent's log of calls and turns, delivered to the admin API.
+
+Every event (session start, turn, session end) gets a client-generated UUID and
+is first appended to a local SQLite spool (WAL, ``synchronous=FULL``, so it is on
+disk before it is sent). One background thread moves events from memory to the
+spool and from the spool to ``POST {base_url}/api/v1/agent/events`` in order,
+retrying with exponential backoff while the backend or its database is down.
+The API remembers every event id, so a batch delivered twice (response lost,
+process restarted before the spool was trimmed) is applied exactly once.
+
+Public methods never do I/O on the caller's thread: they hand the event to the
+recorder thread and return at once, so they are safe to call from the event
+loop and from synchronous LiveKit callbacks. Events still in the spool when the
+process exits are sent by the next recorder opened on the same ``spool_dir``.
+
+    rec = SessionRecorder("http://127.0.0.1:8000", api_key, "~/.cache/dh-agent/spool")
+    sid = rec.start_session(session_id=meta["session_id"], avatar_id=..., room=ctx.room.name)
+    rec.add_turn(sid, "user", "What are your opening hours?", language="en",
+                 latency={"transcription_delay": 0.21, "end_of_turn_delay": 0.4})
+    rec.end_session(sid, outcome="completed")
+    await rec.aclose(timeout=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger("agent.recorder")
+
+_STOP = object()
+# Answers that will never change on retry: the batch is parked in the dead-letter table.
+_PERMANENT = {400, 404, 405, 413, 422}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _iso(ts: datetime | float | str | None) -> str | None:
+    if ts is None or isinstance(ts, str):
+        return ts
+    if isinstance(ts, (int, float)):
+        return datetime.fromtimestamp(ts, UTC).isoformat()
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat()
+
+
+class SessionRecorder:
+    """Records sessions and turns locally and delivers them to the admin API exactly once."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        spool_dir: str | Path,
+        *,
+        api_prefix: str = "/api/v1",
+        batch_size: int = 100,
+        request_timeout: float = 5.0,
+        max_backoff: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._url = base_url.rstrip("/") + api_prefix + "/agent/events"
+        self._api_key = api_key
+        self._spool = Path(spool_dir).expanduser() / "recorder.sqlite3"
+        self._spool.parent.mkdir(parents=True, exist_ok=True)
+        self._batch_size = batch_size
+        self._timeout = request_timeout
+        self._max_backoff = max_backoff
+        self._transport = transport
+        self._q: queue.Queue[Any] = queue.Queue()
+        self._seq: dict[str, int] = {}
+        self._seq_lock = threading.Lock()
+        self._unsent = 0  # rows in the spool, maintained by the thread
+        self._delivered = 0
+        self._deadline: float | None = None
+        self._closed = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="session-recorder", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    # --- recording (non-blocking) ---------------------------------------------------------
+    def start_session(
+        self,
+        *,
+        session_id: str | None = None,
+        avatar_id: str | None = None,
+        persona_id: str | None = None,
+        room: str | None = None,
+        caller_identity: str | None = None,
+        started_at: datetime | float | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> str:
+        """Record the start of a call; returns its session id (``session_id`` from the dispatch metadata, or new)."""
+        sid = session_id or str(uuid.uuid4())
+        self._put("session_start", {
+            "session_id": sid, "avatar_id": avatar_id, "persona_id": persona_id, "room": room,
+            "caller_identity": caller_identity, "started_at": _iso(started_at) or _now(), "meta": meta or {},
+        })
+        return sid
+
+    def add_turn(
+        self,
+        session_id: str,
+        speaker: str,
+        text: str,
+        *,
+        language: str | None = None,
+        citations: list[Any] | None = None,
+        latency: dict[str, float | None] | None = None,
+        interrupted: bool = False,
+        started_at: datetime | float | None = None,
+        ended_at: datetime | float | None = None,
+        turn_id: str | None = None,
+    ) -> str:
+        """Record one utterance (``speaker``: user, assistant, system, human_agent); returns the turn id.
+
+        ``latency`` holds per-stage seconds, e.g. transcription_delay, end_of_turn_delay,
+        llm_node_ttft, tts_node_ttfb, e2e_latency, avatar_first_frame. The API redacts PII.
+        """
+        tid = turn_id or str(uuid.uuid4())
+        with self._seq_lock:
+            seq = self._seq.get(session_id, 0)
+            self._seq[session_id] = seq + 1
+        self._put("turn", {
+            "session_id": session_id, "turn_id": tid, "seq": seq, "speaker": speaker, "text": text,
+            "language": language, "citations": list(citations or []), "latency": dict(latency or {}),
+            "interrupted": interrupted, "started_at": _iso(started_at), "ended_at": _iso(ended_at) or _now(),
+        }, event_id=tid)
+        return tid
+
+    def end_session(
+        self,
+        session_id: str,
+        *,
+        outcome: str | None = "completed",
+        escalated: bool = False,
+        escalation_reason: str | None = None,
+        ended_at: datetime | float | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> str:
+        """Record the end of a call (outcome: completed, abandoned, escalated, failed); returns the event id."""
+        return self._put("session_end", {
+            "session_id": session_id, "outcome": outcome, "escalated": escalated,
+            "escalation_reason": escalation_reason, "ended_at": _iso(ended_at) or _now(), "meta": meta or {},
+        })
+
+    def _put(self, kind: str, payload: dict[str, Any], event_id: str | None = None) -> str:
+        if self._closed:
+            raise RuntimeError("SessionRecorder is closed")
+        eid = event_id or str(uuid.uuid4())
+        self._q.put({"event_id": eid, "type": kind, "payload": payload})
+        return eid
+
+    # --- state and shutdown ---------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Events recorded but not yet acknowledged by the API."""
+        return self._q.qsize() + self._unsent
+
+    @property
+    def delivered(self) -> int:
+        """Events acknowledged by the API since this recorder started."""
+        return self._delivered
+
+    async def aflush(self, timeout: float = 10.0) -> bool:
+        """Wait until every recorded event is acknowledged; False on timeout (they stay spooled)."""
+        end = time.monotonic() + timeout
+        while self.pending and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        return self.pending == 0
+
+    async def aclose(self, timeout: float = 10.0) -> bool:
+        """Deliver what is pending for up to ``timeout`` seconds, then stop; True when nothing is left."""
+        if not self._closed:
+            self._closed = True
+            self._deadline = time.monotonic() + timeout
+            self._q.put(_STOP)
+        await asyncio.to_thread(self._thread.join, timeout + 5)
+        return self._unsent == 0 and self._q.qsize() == 0
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Blocking variant of :meth:`aclose` for synchronous code."""
+        if not self._closed:
+            self._closed = True
+            self._deadline = time.monotonic() + timeout
+            self._q.put(_STOP)
+        self._thread.join(timeout + 5)
+        return self._unsent == 0 and self._q.qsize() == 0
+
+    # --- the recorder thread --------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._spool, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # fsync on every commit: a spooled event survives a crash
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "event_id TEXT UNIQUE NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL)"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS dead_letter (event_id TEXT PRIMARY KEY, body TEXT NOT NULL, "
+            "status INTEGER, reason TEXT, created_at REAL NOT NULL)"
+        )
+        return db
+
+    def _run(self) -> None:
+        db = self._open()
+        self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._ready.set()
+        client = httpx.Client(timeout=self._timeout, transport=self._transport,
+                              headers={"X-API-Key": self._api_key})
+        backoff, next_try, stopping = 0.0, 0.0, False
+        try:
+            while True:
+                wait = 0.5 if self._unsent == 0 else max(0.0, next_try - time.monotonic())
+                items = self._drain(0 if stopping else min(wait, 0.5))
+                if any(i is _STOP for i in items):
+                    stopping = True
+                events = [i for i in items if i is not _STOP]
+                if events:
+                    self._spool_events(db, events)
+                if stopping and (self._unsent == 0 or time.monotonic() >= (self._deadline or 0)):
+                    break
+                if self._unsent == 0 or time.monotonic() < next_try:
+                    if stopping:
+                        time.sleep(min(0.05, max(0.0, next_try - time.monotonic())))
+                    continue
+                if self._send_batch(db, client):
+                    backoff = 0.0
+                    next_try = 0.0
+                else:
+                    backoff = min(self._max_backoff, backoff * 2 if backoff else 0.2)
+                    next_try = time.monotonic() + backoff
+        except Exception:
+            logger.exception("session recorder thread failed; unsent events stay in %s", self._spool)
+        finally:
+            # Anything still in memory goes to disk for the next recorder.
+            leftover = [i for i in self._drain(0) if i is not _STOP]
+            if leftover:
+                self._spool_events(db, leftover)
+            client.close()
+            db.close()
+
+    def _drain(self, wait: float) -> list[Any]:
+        items: list[Any] = []
+        try:
+            items.append(self._q.get(timeout=wait) if wait > 0 else self._q.get_nowait())
+            while len(items) < 1000:
+                items.append(self._q.get_nowait())
+        except queue.Empty:
+            pass
+        return items
+
+    def _spool_events(self, db: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
+        now = time.time()
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox (event_id, body, created_at) VALUES (?, ?, ?)",
+            [(e["event_id"], json.dumps(e, ensure_ascii=False, default=str), now) for e in events],
+        )
+        db.execute("COMMIT")
+        self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def _send_batch(self, db: sqlite3.Connection, client: httpx.Client) -> bool:
+        rows = db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (self._batch_size,)).fetchall()
+        if not rows:
+            return True
+        body = '{"events":[' + ",".join(r[1] for r in rows) + "]}"
+        try:
+            resp = client.post(self._url, content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            logger.info("admin API unreachable (%s); %d events wait in the spool", exc.__class__.__name__, self._unsent)
+            return False
+        last = rows[-1][0]
+        if resp.status_code in _PERMANENT:
+            logger.error("admin API refused %d events (%d): %s; parked in dead_letter", len(rows), resp.status_code,
+                         resp.text[:300])
+            db.execute("BEGIN")
+            for seq, raw in rows:
+                db.execute(
+                    "INSERT OR REPLACE INTO dead_letter (event_id, body, status, reason, created_at) VALUES (?,?,?,?,?)",
+                    (json.loads(raw)["event_id"], raw, resp.status_code, resp.text[:1000], time.time()),
+                )
+            db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
+            db.execute("COMMIT")
+        elif resp.is_success:
+            db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
+            self._delivered += len(rows)
+        else:
+            logger.info("admin API answered %d; retrying %d events later", resp.status_code, len(rows))
+            return False
+        self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return True

@@ -1,0 +1,153 @@
+"""The agent's durable recorder: retries while the backend is down, delivers each turn exactly once.
+
+The restart test runs a REAL backend (uvicorn subprocess) against PostgreSQL and kills it mid-call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from agent.recorder import SessionRecorder
+
+from .conftest import PG_URL, make_tenant, requires_pg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FlakyBackend:
+    """An httpx transport that fails, or loses the response after applying, on chosen calls."""
+
+    def __init__(self, fail_first: int = 0, lose_response_on: set[int] | None = None) -> None:
+        self.calls = 0
+        self.fail_first = fail_first
+        self.lose = lose_response_on or set()
+        self.applied: dict[str, dict] = {}  # event_id -> event, what a deduplicating API keeps
+        self.deliveries = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            raise httpx.ConnectError("backend down")
+        events = json.loads(request.content)["events"]
+        self.deliveries += len(events)
+        for e in events:
+            self.applied.setdefault(e["event_id"], e)
+        if self.calls in self.lose:
+            raise httpx.ReadTimeout("response lost")
+        return httpx.Response(200, json={"applied": len(events), "duplicates": 0})
+
+
+async def test_retries_until_backend_answers_and_redelivers_lost_responses(tmp_path):
+    backend = FlakyBackend(fail_first=3, lose_response_on={4})
+    rec = SessionRecorder("http://admin", "dhk_x", tmp_path, transport=httpx.MockTransport(backend), max_backoff=0.2)
+    sid = rec.start_session(room="r1")
+    for i in range(5):
+        rec.add_turn(sid, "user" if i % 2 == 0 else "assistant", f"turn {i}", latency={"e2e_latency": 0.5})
+    rec.end_session(sid)
+    assert await rec.aclose(timeout=10)
+    turns = [e for e in backend.applied.values() if e["type"] == "turn"]
+    assert sorted(t["payload"]["seq"] for t in turns) == [0, 1, 2, 3, 4]
+    assert backend.deliveries > len(backend.applied)  # the lost response made it redeliver (deduplicated by id)
+
+
+async def test_events_survive_a_restart_of_the_agent(tmp_path):
+    down = FlakyBackend(fail_first=10**6)
+    rec = SessionRecorder("http://admin", "k", tmp_path, transport=httpx.MockTransport(down), max_backoff=0.05)
+    sid = rec.start_session()
+    rec.add_turn(sid, "user", "hello")
+    assert not await rec.aclose(timeout=0.3)  # backend down: stays in the spool
+    up = FlakyBackend()
+    rec2 = SessionRecorder("http://admin", "k", tmp_path, transport=httpx.MockTransport(up))
+    assert await rec2.aclose(timeout=5)
+    assert {e["type"] for e in up.applied.values()} == {"session_start", "turn"}
+
+
+async def test_recording_does_not_block_the_event_loop(tmp_path):
+    rec = SessionRecorder("http://127.0.0.1:9", "k", tmp_path, request_timeout=0.2)  # nothing listens there
+    t0 = time.perf_counter()
+    sid = rec.start_session()
+    for i in range(200):
+        rec.add_turn(sid, "user", f"t{i}")
+    assert time.perf_counter() - t0 < 0.2
+    await rec.aclose(timeout=0.2)
+
+
+# --- against a real backend process ---------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Backend:
+    """``python -m admin serve`` in a subprocess."""
+
+    def __init__(self, port: int, data_dir: Path) -> None:
+        self.port, self.data_dir, self.proc = port, data_dir, None
+
+    def start(self) -> None:
+        env = {**os.environ, "ADMIN_DATABASE_URL": PG_URL, "ADMIN_DATA_DIR": str(self.data_dir),
+               "ADMIN_CELERY_EAGER": "true"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "admin", "serve", "--no-migrate", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("backend did not start")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+@requires_pg
+async def test_backend_restart_mid_call_loses_no_turn_and_duplicates_none(tmp_path):
+    from admin.core.db import session_scope
+    from admin.models import CallSession, Turn
+
+    t = make_tenant()
+    backend = Backend(_free_port(), tmp_path / "data")
+    backend.start()
+    rec = SessionRecorder(f"http://127.0.0.1:{backend.port}", t.headers["agent"]["X-API-Key"], tmp_path / "spool",
+                          max_backoff=0.3, request_timeout=2)
+    try:
+        sid = rec.start_session(room="restart-test")
+        for i in range(10):
+            rec.add_turn(sid, "user" if i % 2 == 0 else "assistant", f"before {i}", latency={"e2e_latency": 0.8})
+        assert await rec.aflush(timeout=15)
+        backend.kill()  # the backend dies mid-call
+        for i in range(10, 25):
+            rec.add_turn(sid, "user" if i % 2 == 0 else "assistant", f"during {i}", latency={"e2e_latency": 0.9})
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        assert rec.pending > 0  # they are waiting in the spool
+        backend.start()
+        for i in range(25, 30):
+            rec.add_turn(sid, "assistant", f"after {i}")
+        rec.end_session(sid, outcome="completed")
+        assert await rec.aclose(timeout=30)
+    finally:
+        backend.kill()
+    with session_scope() as db:
+        seqs = list(db.scalars(select(Turn.seq).where(Turn.session_id == sid).order_by(Turn.seq)))
+        assert seqs == list(range(30))  # every turn, exactly once, in order
+        s = db.get(CallSession, sid)
+        assert s.tenant_id == t.id and s.outcome == "completed" and s.ended_at is not None
+        assert db.scalar(select(func.count()).select_from(Turn).where(Turn.session_id == sid)) == 30
