@@ -1,4 +1,9 @@
-"""OpenAI-compatible policy: any server speaking the chat-completions API (OpenAI, vLLM, Ollama, llama.cpp)."""
+"""OpenAI-compatible LLM: any server speaking the chat-completions API (OpenAI, vLLM, Ollama, llama.cpp).
+
+:class:`OpenAIPolicy` streams text and tool calls. On its own it is a bare
+policy; :class:`dialogue.grounded.GroundedPolicy` wraps it with the persona,
+retrieval, guardrails and the retry/apology on failure.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,23 @@ logger = logging.getLogger("dialogue.openai")
 
 
 class OpenAIPolicy(Policy):
-    """Streams chat completions; tool calls are passed back to the agent to run."""
+    """Streams chat completions; tool calls are passed back to the agent to run.
+
+    Every failure (server down, timeout, HTTP error, malformed stream or tool
+    arguments) surfaces as one :class:`PolicyError`.
+    """
 
     name = "openai"
 
-    def __init__(self, *, base_url: str, model: str, api_key: str = "none", system_prompt: str = "", timeout: float = 20.0) -> None:
+    def __init__(self, *, base_url: str, model: str, api_key: str = "none", system_prompt: str = "",
+                 timeout: float = 20.0, temperature: float | None = 0.2, max_tokens: int | None = 200) -> None:
         import openai  # imported here: the offline policy must not need it
 
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
         self.model = model
         self.system_prompt = system_prompt
+        self.temperature = temperature
+        self.max_tokens = max_tokens
 
     async def respond(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> AsyncIterator[ReplyEvent]:
         payload: list[dict] = []
@@ -34,23 +46,34 @@ class OpenAIPolicy(Policy):
                 payload.append({"role": "user", "content": f"[tool {m.name} result] {m.content}"})
             else:
                 payload.append({"role": m.role, "content": m.content})
+        async for ev in self.stream(payload, tools):
+            yield ev
+
+    async def stream(self, payload: list[dict], tools: list[ToolSpec] | None = None) -> AsyncIterator[ReplyEvent]:
+        """Stream one completion for an OpenAI-format message list."""
         kwargs: dict = {}
         if tools:
             kwargs["tools"] = [
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in tools
             ]
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.max_tokens:
+            kwargs["max_tokens"] = self.max_tokens
         try:
             stream = await self._client.chat.completions.create(model=self.model, messages=payload, stream=True, **kwargs)
             calls: dict[int, dict] = {}
             async for chunk in stream:
-                if not chunk.choices:
+                if not getattr(chunk, "choices", None):
                     continue
                 delta = chunk.choices[0].delta
+                if delta is None:
+                    raise PolicyError("malformed stream chunk from the LLM (no delta)")
                 if delta.content:
                     yield TextDelta(delta.content)
                 for tc in delta.tool_calls or []:
-                    slot = calls.setdefault(tc.index, {"id": tc.id, "name": "", "args": ""})
+                    slot = calls.setdefault(tc.index or 0, {"id": tc.id, "name": "", "args": ""})
                     if tc.function and tc.function.name:
                         slot["name"] += tc.function.name
                     if tc.function and tc.function.arguments:
@@ -60,11 +83,13 @@ class OpenAIPolicy(Policy):
                     args = json.loads(slot["args"] or "{}")
                 except json.JSONDecodeError as e:
                     raise PolicyError(f"malformed tool arguments from the LLM for {slot['name']}") from e
+                if not slot["name"] or not isinstance(args, dict):
+                    raise PolicyError("malformed tool call from the LLM")
                 yield ToolCall(name=slot["name"], arguments=args, call_id=slot["id"] or ToolCall("", {}).call_id)
         except PolicyError:
             raise
         except Exception as e:  # network down, timeout, bad reply: one clear error upward
-            raise PolicyError(f"LLM request to {self._client.base_url} failed: {e}") from e
+            raise PolicyError(f"LLM request to {self._client.base_url} failed: {type(e).__name__}: {e}") from e
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -44,3 +44,25 @@ class ToolCall:
 
 
 ReplyEvent = TextDelta | ToolCall
+
+
+@dataclass
+class TurnRecord:
+    """The audit record of one turn: what was heard, retrieved, decided and said (all redacted).
+
+    ``decision`` is one of: answer, no_answer, refuse_scope, refuse_injection,
+    escalate, ticket, end_call, tool, tool_result, offer_declined, llm_error, not_heard.
+    """
+
+    turn: int
+    language: str
+    user: str  # the caller's words, PII redacted
+    decision: str
+    reply: str = ""  # what was said, PII redacted
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    policy: str = ""
+    model: str = ""
+    error: str | None = None
+    latency_ms: float = 0.0
+    at: str = ""  # ISO time, UTC

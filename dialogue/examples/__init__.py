@@ -1,0 +1,1 @@
+"""Example deployment extensions (tools) that show how a deployment plugs in without touching the core."""
