@@ -1,0 +1,134 @@
+"""FlashTalk engine settings: one dataclass, filled from the keyword settings the worker passes."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..base import EngineError
+
+logger = logging.getLogger("avatar.engines.flashtalk")
+
+DEFAULT_PROMPT = (
+    "A person is talking. Only the foreground characters are moving, the background remains static."
+)
+
+
+@dataclass
+class FlashTalkSettings:
+    """Every setting of the FlashTalk engine; see the package docstring for what each means."""
+
+    checkpoint_dir: str | None = None
+    wav2vec_dir: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    width: int = 448
+    height: int = 768
+    fps: int = 25
+    sample_rate: int = 16000
+    frame_num: int = 33
+    motion_frames: int = 5
+    steps: int = 4
+    shift: float = 5.0
+    seed: int = 42
+    compile: bool = False
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    attention: str = "auto"
+    color_correction: float = 1.0
+    audio_buffer_seconds: float = 8.0
+    loudness_norm: bool = True
+    default_avatar: str | None = None
+    prompt: str = DEFAULT_PROMPT
+
+    @classmethod
+    def from_kwargs(cls, **settings: Any) -> "FlashTalkSettings":
+        """Build from keyword settings; values given as strings (env vars) are converted, unknown names logged."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        known: dict[str, Any] = {}
+        for key, value in settings.items():
+            if key not in fields:
+                logger.info("flashtalk: ignoring setting %s", key)
+                continue
+            if value is None:
+                continue
+            default = fields[key].default
+            if key in ("checkpoint_dir", "wav2vec_dir", "default_avatar") and isinstance(value, Path):
+                value = str(value)
+            if isinstance(default, bool) and isinstance(value, str):
+                value = value.strip().lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, bool):
+                value = bool(value)
+            elif isinstance(default, int):
+                value = int(value)
+            elif isinstance(default, float):
+                value = float(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            known[key] = value
+        s = cls(**known)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        """Raise :class:`EngineError` with one sentence for an impossible combination."""
+        if self.frame_num < 5 or (self.frame_num - 1) % 4:
+            raise EngineError(f"frame_num must be 1 + 4k (official 33), got {self.frame_num}.")
+        if self.motion_frames < 1 or (self.motion_frames - 1) % 4 or self.motion_frames >= self.frame_num:
+            raise EngineError(f"motion_frames must be 1 + 4k and below frame_num (official 5), got {self.motion_frames}.")
+        if self.width % 16 or self.height % 16:
+            raise EngineError(f"width and height must be multiples of 16 (official 448x768), got {self.width}x{self.height}.")
+        if self.sample_rate % self.fps:
+            raise EngineError(f"sample_rate {self.sample_rate} must be a multiple of fps {self.fps}.")
+        if self.audio_buffer_seconds * self.fps < self.frame_num:
+            raise EngineError("audio_buffer_seconds must hold at least frame_num video frames of audio.")
+        if self.steps < 1:
+            raise EngineError("steps must be at least 1 (official 4).")
+        if self.attention not in ("auto", "sdpa", "flash"):
+            raise EngineError("attention must be auto, sdpa or flash.")
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.frame_num - self.motion_frames
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.sample_rate // self.fps
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise EngineError("device is cuda but no CUDA GPU is visible; set device=cpu (tiny models only).")
+        return dev
+
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype == "auto":
+            return torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
+        table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                 "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
+        if self.dtype not in table:
+            raise EngineError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}.")
+        return table[self.dtype]
+
+    def require_checkpoint(self) -> Path:
+        if not self.checkpoint_dir:
+            raise EngineError("flashtalk needs checkpoint_dir: the folder holding SoulX-FlashTalk-14B's config.json.")
+        path = Path(self.checkpoint_dir)
+        if not path.is_dir():
+            raise EngineError(f"flashtalk checkpoint_dir {path} does not exist; download SoulX-FlashTalk-14B there.")
+        return path
+
+    def wav2vec_path(self) -> Path:
+        if self.wav2vec_dir:
+            return Path(self.wav2vec_dir)
+        ckpt = self.require_checkpoint()
+        for cand in (ckpt / "chinese-wav2vec2-base", ckpt.parent / "chinese-wav2vec2-base"):
+            if cand.is_dir():
+                return cand
+        raise EngineError("flashtalk needs wav2vec_dir: the chinese-wav2vec2-base folder (transformers format).")
