@@ -112,17 +112,17 @@ def prepare(image: Any, out_dir: Path | str, **settings: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     faces, boxes = detect_faces(rgb, s)
     n = max(len(faces), len(boxes))
-    if n == 0 or not faces:
-        raise PreparationError("no face was found in the avatar image; upload a clear, front-facing portrait")
     if n > 1:
         raise PreparationError(
             f"{n} faces were found in the avatar image; upload a portrait with exactly one person"
         )
+    if not faces:
+        raise PreparationError("no face was found in the avatar image; upload a clear, front-facing portrait")
     lm = faces[0]
     face_w = float(np.linalg.norm(lm[L.FACE_RIGHT, :2] - lm[L.FACE_LEFT, :2]))
     if face_w < s.min_face_px:
         raise PreparationError(
-            f"the face in the avatar image is only {face_w:.0f} pixels wide (at least {s.min_face_px} needed); "
+            f"the face in the avatar image is too small, only {face_w:.0f} pixels wide (at least {s.min_face_px} needed); "
             "upload a closer or larger portrait"
         )
     meta = prepare_with_landmarks(rgb, lm, out_dir, source="upload")
