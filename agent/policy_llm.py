@@ -15,10 +15,12 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConn
 from livekit.agents.utils import shortuuid
 
 from dialogue import Message, Policy, PolicyError, TextDelta, ToolCall, ToolSpec
+from dialogue.language import detect_language
 
 logger = logging.getLogger("agent.policy")
 
 APOLOGY = "Sorry, I am having trouble answering right now. Could you say that again, or shall I connect you to a person?"
+APOLOGY_ZH = "抱歉，我现在无法回答。请您再说一遍，或者需要为您转接人工客服吗？"
 
 
 def to_messages(chat_ctx: llm.ChatContext) -> list[Message]:
@@ -99,10 +101,15 @@ class _PolicyStream(llm.LLMStream):
                     self._event_ch.send_nowait(
                         llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", tool_calls=[call]))
                     )
-        except PolicyError as e:
+        except Exception as e:  # PolicyError or a bug: the caller hears an apology either way
             # Never leave the caller in silence: apologise once, the error goes to the log.
-            logger.error("dialogue policy failed: %s", e)
+            if isinstance(e, PolicyError):
+                logger.error("dialogue policy failed: %s", e)
+            else:
+                logger.exception("dialogue policy crashed")
             if not said_something:
+                last_user = next((m.content for m in reversed(to_messages(self._chat_ctx)) if m.role == "user"), "")
+                text = APOLOGY_ZH if detect_language(last_user) == "zh" else APOLOGY
                 self._event_ch.send_nowait(
-                    llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=APOLOGY))
+                    llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=text))
                 )

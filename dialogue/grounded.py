@@ -171,7 +171,8 @@ class GroundedPolicy(Policy):
                 yield ev
             return
         tool = self.registry.get(last.name or "")
-        if isinstance(result, str) and result.lower().startswith(("error", "an error")):
+        if (isinstance(result, dict) and "error" in result) or (
+                isinstance(result, str) and result.lower().startswith(("error", "an error"))):
             yield self._speak(self._say("tool_failed", lang), rec)
         elif tool and tool.say:
             yield self._speak(tool.say(result, lang), rec)

@@ -1,0 +1,148 @@
+"""The voice for the caller's language: Piper for English, espeak-ng for Mandarin (both offline).
+
+:class:`BilingualTTS` picks the voice per sentence from the text itself, so an
+answer in Chinese is spoken by the Mandarin voice and one in English by Piper,
+whatever language the previous turn was in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import shutil
+import wave
+
+import numpy as np
+from livekit.agents import tts, utils
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+
+from dialogue.language import tts_language
+
+logger = logging.getLogger("agent.language")
+
+# espeak-ng voice names per dialogue language.
+ESPEAK_VOICES = {"zh": "cmn", "en": "en-us"}
+
+
+def espeak_available() -> bool:
+    """Whether the espeak-ng binary is installed (Debian package ``espeak-ng``)."""
+    return shutil.which("espeak-ng") is not None
+
+
+class EspeakTTS(tts.TTS):
+    """espeak-ng as a chunked ``tts.TTS``; the binary runs as a subprocess, off the event loop."""
+
+    def __init__(self, *, language: str = "zh", voice: str | None = None, speed_wpm: int = 160,
+                 sample_rate: int = 22050) -> None:
+        binary = shutil.which("espeak-ng")
+        if binary is None:
+            raise RuntimeError("espeak-ng is not installed: apt-get install espeak-ng")
+        super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=sample_rate, num_channels=1)
+        self._binary = binary
+        self._voice = voice or ESPEAK_VOICES.get(language, language)
+        self._speed = speed_wpm
+
+    @property
+    def model(self) -> str:
+        return self._voice
+
+    @property
+    def provider(self) -> str:
+        return "espeak-ng"
+
+    def synthesize(self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> tts.ChunkedStream:
+        return _EspeakStream(tts=self, input_text=text, conn_options=conn_options)
+
+    async def render(self, text: str) -> tuple[np.ndarray, int]:
+        """int16 samples and their sample rate for ``text``."""
+        proc = await asyncio.create_subprocess_exec(
+            self._binary, "-v", self._voice, "-s", str(self._speed), "--stdout", "--", text,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"espeak-ng failed ({proc.returncode}): {err.decode(errors='replace').strip()}")
+        with wave.open(io.BytesIO(out)) as w:
+            rate = w.getframerate()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        return pcm, rate
+
+
+def _resample(pcm: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Linear-interpolation resampling (speech voices only; quality is ample for formant speech)."""
+    if src == dst or len(pcm) == 0:
+        return pcm
+    n = int(round(len(pcm) * dst / src))
+    x = np.linspace(0, len(pcm) - 1, n)
+    return np.interp(x, np.arange(len(pcm)), pcm.astype(np.float32)).astype(np.int16)
+
+
+class _EspeakStream(tts.ChunkedStream):
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        engine: EspeakTTS = self._tts  # type: ignore[assignment]
+        output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=engine.sample_rate, num_channels=1,
+                                  mime_type="audio/pcm")
+        pcm, rate = await engine.render(self._input_text)
+        output_emitter.push(_resample(pcm, rate, engine.sample_rate).tobytes())
+        output_emitter.flush()
+
+
+class BilingualTTS(tts.TTS):
+    """Routes each sentence to the voice of its language (``voices={"en": PiperTTS(...), "zh": EspeakTTS()}``).
+
+    Audio comes out at the default voice's sample rate; other voices are resampled.
+    """
+
+    def __init__(self, voices: dict[str, tts.TTS], *, default: str = "en") -> None:
+        if default not in voices:
+            raise ValueError(f"no voice for the default language {default!r}")
+        super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=voices[default].sample_rate,
+                         num_channels=1)
+        self.voices = voices
+        self.default = default
+
+    @property
+    def model(self) -> str:
+        return "+".join(f"{k}:{v.model}" for k, v in self.voices.items())
+
+    @property
+    def provider(self) -> str:
+        return "bilingual"
+
+    def voice_for(self, language: str) -> tts.TTS:
+        """The voice for a language (the default voice when there is none)."""
+        return self.voices.get(language) or self.voices[self.default]
+
+    def synthesize(self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> tts.ChunkedStream:
+        return _BilingualStream(tts=self, input_text=text, conn_options=conn_options)
+
+    async def aclose(self) -> None:
+        for v in self.voices.values():
+            await v.aclose()
+
+
+class _BilingualStream(tts.ChunkedStream):
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        router: BilingualTTS = self._tts  # type: ignore[assignment]
+        voice = router.voice_for(tts_language(self._input_text, router.default))
+        output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=router.sample_rate, num_channels=1,
+                                  mime_type="audio/pcm")
+        async with voice.synthesize(self._input_text, conn_options=self._conn_options) as stream:
+            async for ev in stream:
+                frame = ev.frame
+                pcm = np.frombuffer(frame.data, dtype=np.int16)
+                if frame.num_channels > 1:
+                    pcm = pcm.reshape(-1, frame.num_channels)[:, 0].copy()
+                output_emitter.push(_resample(pcm, frame.sample_rate, router.sample_rate).tobytes())
+        output_emitter.flush()
+
+
+def build_bilingual_tts(english: tts.TTS | None = None, *, languages: tuple[str, ...] = ("en", "zh")) -> tts.TTS:
+    """The worker's TTS: ``english`` (Piper) for en, espeak-ng for zh; espeak-ng for en too when no Piper voice."""
+    voices: dict[str, tts.TTS] = {}
+    sample_rate = english.sample_rate if english is not None else 22050
+    voices["en"] = english or EspeakTTS(language="en", sample_rate=sample_rate)
+    if "zh" in languages:
+        voices["zh"] = EspeakTTS(language="zh", sample_rate=sample_rate)
+    return BilingualTTS(voices, default="en")
