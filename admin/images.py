@@ -65,7 +65,9 @@ def load_portrait(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int
     except PortraitError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PortraitError("The portrait declares too many pixels; resize it.") from None
+        raise PortraitError(
+            f"The portrait declares more pixels than the {max_pixels // 1_000_000} megapixel limit; resize it."
+        ) from None
     except Exception:
         raise PortraitError("The image could not be decoded; it may be truncated or corrupt.") from None
     img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF; engines need upright pixels

@@ -1,0 +1,63 @@
+"""LiveKit tokens: room-scoped, TTL capped at 15 minutes, dispatching the agent with the avatar."""
+
+from __future__ import annotations
+
+import json
+
+from livekit import api as lk
+
+API = "/api/v1"
+
+
+def _avatar(client, tenant, **kw):
+    return client.post(f"{API}/avatars", json={"name": "Ana", "engine": "simple", **kw},
+                       headers=tenant.headers["operator"]).json()
+
+
+def test_token_is_room_scoped_and_dispatches_the_agent(client, tenant):
+    av = _avatar(client, tenant)
+    r = client.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"], "ttl_seconds": 3600, "name": "Caller"},
+                    headers=tenant.headers["agent"])
+    assert r.status_code == 201, r.text
+    out = r.json()
+    claims = lk.TokenVerifier("devkey", "secret").verify(out["token"])
+    assert claims.video.room == out["room"] and claims.video.room_join
+    assert not claims.video.room_admin and not claims.video.room_create
+    assert claims.identity == out["identity"]
+    dispatch = claims.room_config.agents[0]
+    assert dispatch.agent_name == "dh-agent"
+    meta = json.loads(dispatch.metadata)
+    assert meta == {
+        "avatar_id": av["id"], "engine": "simple", "avatar_dir": None, "persona_id": None,
+        "tenant_id": tenant.id, "session_id": out["session_id"], "admin_url": "http://testserver",
+    }
+
+
+def test_ttl_is_capped_at_15_minutes(client, tenant):
+    import base64
+
+    av = _avatar(client, tenant)
+    out = client.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"], "ttl_seconds": 86400},
+                      headers=tenant.headers["operator"]).json()
+    payload = out["token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["exp"] - claims["nbf"] <= 900
+
+
+def test_token_endpoint_is_rate_limited(client, tenant):
+    av = _avatar(client, tenant)
+    codes = [client.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"]}, headers=tenant.headers["agent"]).status_code
+             for _ in range(32)]
+    assert codes[:30] == [201] * 30 and codes[30:] == [429, 429]
+
+
+def test_failed_avatar_gets_no_token(client, tenant):
+    from admin.core.db import session_scope
+    from admin.models import Avatar
+
+    av = _avatar(client, tenant)
+    with session_scope() as db:
+        a = db.get(Avatar, av["id"])
+        a.status, a.status_detail = "failed", "No face was found in the photo."
+    r = client.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"]}, headers=tenant.headers["agent"])
+    assert r.status_code == 409 and "No face" in r.json()["detail"]
