@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from avatar.engines import PreparationError, prepare_avatar
+import avatar.engines.portrait as portrait_pkg
 from avatar.engines.portrait import prepare, samples
 
 from .conftest import needs_face_venv
@@ -22,8 +24,7 @@ def test_photo_prepares_to_a_rig_folder(tmp_path):
     assert np.load(tmp_path / "landmarks.npy").shape == (478, 3)
     assert json.loads((tmp_path / "meta.json").read_text())["rig_version"] == meta["rig_version"]
     # The shipped landmarks of the built-in avatar are what preparation finds today.
-    shipped = np.load(prepare.__globals__["Path"](prepare.__code__.co_filename).with_name("assets")
-                      / "astronaut_landmarks.npy")
+    shipped = np.load(Path(portrait_pkg.__file__).with_name("assets") / "astronaut_landmarks.npy")
     assert np.abs(np.load(tmp_path / "landmarks.npy")[:, :2] - shipped[:, :2]).max() < 3.0
 
 
@@ -53,12 +54,10 @@ def test_bad_portraits_are_rejected_with_one_sentence(tmp_path, make, message):
     assert not (tmp_path / "meta.json").exists()
 
 
+@needs_face_venv
 def test_small_face_message_names_the_size(tmp_path):
-    # Needs the face venv only to get past the size check; here the message text itself is checked.
-    if not (prepare.__globals__["PortraitSettings"]().face_venv / "bin" / "python").exists():
-        pytest.skip("face-landmark venv not set up: run scripts/setup_face.sh")
     small = cv2.resize(samples.photo(), (160, 160), interpolation=cv2.INTER_AREA)
-    with pytest.raises(PreparationError, match=r"only \d+ pixels wide"):
+    with pytest.raises(PreparationError, match=r"only \d+ pixels wide \(at least 80 needed\)"):
         prepare(small, tmp_path)
 
 
