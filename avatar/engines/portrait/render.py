@@ -142,4 +142,10 @@ class Renderer:
         dv = (src - V) * e.side
         map_x = e.X + dv * e.e2[0]
         map_y = e.Y + dv * e.e2[1]
-        return cv2.remap(self.rig.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(self.rig.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if b < 0.5:
+            return out
+        # Where the lids meet, the two stretched skins touch at a hard seam; soften it a little.
+        seam = np.clip(1.0 - np.abs(V - 0.5 * (ye + yle)) / 2.5, 0, 1) * (e.side * (2 * b - 1))
+        soft = cv2.GaussianBlur(out, (1, 5), 0)
+        return (out + seam[..., None] * (soft.astype(np.float32) - out)).astype(np.uint8)
