@@ -85,6 +85,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("uk_nino", re.compile(_NB + r"[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]" + _NA)),
     ("it_cf", re.compile(_NB + r"[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]" + _NA)),
     ("es_dni", re.compile(_NB + r"[XYZ]?\d{7,8}-?[A-Z]" + _NA)),
+    # Card-length digit groups that fail the Luhn check: still private (account numbers).
+    ("number", re.compile(r"(?<![0-9A-Za-z+])\d(?:[ -]?\d){11,}" + _NA)),
     ("phone", re.compile(r"(?<![0-9A-Za-z+])\+?\d[\d\s().-]{5,18}\d" + _NA)),
     # Any other long digit run: account, customer and passport numbers are private too.
     ("number", re.compile(_NB + r"\d{9,}" + _NA)),

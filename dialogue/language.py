@@ -23,7 +23,7 @@ def detect_language(text: str, *, default: str = "en", supported: tuple[str, ...
     if han == 0 and latin == 0:
         return default
     # A Han character weighs about as much as a short Latin word.
-    if han * 4 >= latin and "zh" in supported:
+    if han * 3 >= latin and "zh" in supported:
         return "zh"
     if latin >= 20 and len(supported) > 2:
         try:
