@@ -43,7 +43,7 @@ def create_engine(**settings: Any):
 
 def prepare(image, out_dir, **settings: Any) -> dict[str, Any]:
     """Once-per-avatar preparation of ``image`` (RGB uint8) into ``out_dir``; returns metadata."""
-    from .prepare import prepare as _prepare
+    from .preparation import prepare as _prepare
 
     return _prepare(image, out_dir, **settings)
 

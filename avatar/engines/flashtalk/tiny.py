@@ -132,7 +132,7 @@ def build_tiny_checkpoint(
         "threads": 1,  # tiny ops: one intra-op thread beats two on a busy 2-core machine
     }  # fmt: skip
     if with_avatar:
-        from .prepare import prepare
+        from .preparation import prepare
 
         prepare(synthetic_face(), out / "avatar", **settings)
         settings["default_avatar"] = str(out / "avatar")

@@ -1,0 +1,169 @@
+"""Benchmark one streaming chunk, stage by stage (not a test).
+
+    python -m avatar.engines.flashtalk.bench --tiny --device cpu --chunks 5
+    python -m avatar.engines.flashtalk.bench --full-size --device cuda --chunks 5 [--compile]
+    python -m avatar.engines.flashtalk.bench --checkpoint DIR --avatar AVATAR_DIR --device cuda
+
+Stages: audio encode, each DiT step, VAE decode, colour match, motion re-encode; then the
+chunk's total and frames/s (new frames / chunk time; real time needs >= fps). The first chunk
+is reported apart (warm-up, compilation). ``--full-size`` builds the real 14B architecture
+(and the full VAE and wav2vec2-base) with random bf16 weights, so per-chunk time at 768x448
+can be measured on a GPU without the checkpoint. On CUDA the peak GPU memory is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .avatar_file import AvatarFeatures, load_avatar
+from .pipeline import FlashTalkPipeline, StageTimer
+from .settings import FlashTalkSettings
+
+
+def _random_init_(module: torch.nn.Module, std: float = 0.02) -> None:
+    """Fast random weights in place (norm weights 1, biases 0), on whatever device the module is."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif p.dim() == 1 or name.endswith(("gamma", "norm_q.weight", "norm_k.weight", "norm_k_img.weight")):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, std)
+
+
+def full_size_pipeline(settings: FlashTalkSettings) -> tuple[FlashTalkPipeline, AvatarFeatures]:
+    """The official architecture with random weights, plus random avatar features of the right shapes."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from .audio import AudioEncoder
+    from .modeling_dit import DiTConfig, FlashTalkDiT, RoPE3D
+    from .modeling_vae import VAEConfig, WanVAE
+
+    device, dtype = settings.torch_device(), settings.torch_dtype()
+    cfg = DiTConfig()
+    with torch.device("meta"):
+        dit = FlashTalkDiT(cfg)
+    dit = dit.to_empty(device=device).to(dtype)
+    dit.rope = RoPE3D(cfg.head_dim)
+    _random_init_(dit)
+    vae = WanVAE(VAEConfig()).to(device=device, dtype=dtype).eval()
+
+    # wav2vec2-base architecture (12 x 768), random weights, saved to a temp folder so the real loader runs
+    tmp = Path(tempfile.mkdtemp(prefix="flashtalk-bench-"))
+    from transformers import Wav2Vec2FeatureExtractor
+
+    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(str(tmp))
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(str(tmp))
+    audio = AudioEncoder(tmp, device=str(device), dtype=dtype if device.type == "cuda" else torch.float32, fps=settings.fps)
+
+    pipe = FlashTalkPipeline(settings, dit=dit.eval(), vae=vae, audio_encoder=audio)
+    h, w = settings.height // 8, settings.width // 8
+    t_lat = 1 + (settings.frame_num - 1) // 4
+    feats = AvatarFeatures(
+        text=torch.randn(30, cfg.text_dim), clip=torch.randn(cfg.clip_tokens, cfg.clip_dim),
+        y=torch.cat([torch.zeros(4, t_lat, h, w), torch.randn(16, t_lat, h, w)]), motion=torch.randn(16, 1, h, w),
+        reference=torch.rand(3, settings.height, settings.width) * 2 - 1, width=settings.width, height=settings.height,
+        frame_num=settings.frame_num, fps=settings.fps, prompt="bench",
+    )  # fmt: skip
+    return pipe, feats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Time FlashTalk's streaming chunk, stage by stage.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tiny", action="store_true", help="a tiny random checkpoint (built in a temp folder)")
+    which.add_argument("--full-size", action="store_true", help="the real 14B architecture, random bf16 weights (GPU)")
+    which.add_argument("--checkpoint", help="a real checkpoint folder (needs --avatar)")
+    p.add_argument("--avatar", help="prepared avatar folder (with --checkpoint)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--chunks", type=int, default=3)
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--attention", default="auto")
+    a = p.parse_args(argv)
+
+    common = dict(device=a.device, dtype=a.dtype, steps=a.steps, compile=a.compile, attention=a.attention, threads=a.threads)
+    if a.full_size:
+        s = FlashTalkSettings.from_kwargs(width=a.width or 448, height=a.height or 768, **common)
+        if s.torch_device().type != "cuda":
+            print(
+                "--full-size builds the 14B model (about 38 GB in bf16, some 500 TFLOP per chunk): far too big for a CPU. "
+                "Run it with --device cuda on a GPU with 80 GB, or use --tiny here.",
+                file=sys.stderr,
+            )
+            return 2
+        pipe, feats = full_size_pipeline(s)
+    elif a.tiny:
+        from .tiny import build_tiny_checkpoint
+
+        folder = Path(tempfile.mkdtemp(prefix="flashtalk-tiny-"))
+        width, height = a.width or 64, a.height or 64
+        tiny = build_tiny_checkpoint(folder, width=width, height=height)
+        tiny.update({k: v for k, v in common.items() if v not in (None, "auto", 0) or k == "steps"})
+        if a.threads:
+            tiny["threads"] = a.threads
+        s = FlashTalkSettings.from_kwargs(**tiny)
+        pipe, feats = FlashTalkPipeline(s), load_avatar(tiny["default_avatar"])
+    else:
+        if not a.avatar:
+            p.error("--checkpoint needs --avatar (a folder made by avatar.engines.flashtalk.prepare)")
+        feats = load_avatar(a.avatar)
+        s = FlashTalkSettings.from_kwargs(
+            checkpoint_dir=a.checkpoint, width=feats.width, height=feats.height, frame_num=feats.frame_num, **common
+        )
+        pipe = FlashTalkPipeline(s)
+
+    stream = pipe.open_stream(feats)
+    rng = np.random.default_rng(0)
+    dev = pipe.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    print(f"flashtalk bench: {s.width}x{s.height}, frame_num {s.frame_num}, {s.chunk_frames} new frames/chunk, "
+          f"{s.steps} steps, device {dev}, dtype {pipe.dtype}, threads {torch.get_num_threads()}, compile {s.compile}")
+    totals: list[float] = []
+    per_stage: dict[str, list[float]] = {}
+    for i in range(a.chunks):
+        audio = (0.1 * rng.standard_normal(stream.samples_per_chunk)).astype(np.float32)
+        stream.timer = StageTimer(dev)
+        t0 = time.perf_counter()
+        frames = stream.push(audio)
+        total = time.perf_counter() - t0
+        assert len(frames) == s.chunk_frames
+        times = stream.timer.times
+        line = " ".join(
+            f"{k}={'/'.join(f'{x * 1000:.1f}' for x in v)}ms" for k, v in times.items()
+        )
+        tag = "warm-up" if i == 0 and a.chunks > 1 else f"chunk {i}"
+        print(f"  {tag}: total {total * 1000:.1f} ms, {s.chunk_frames / total:.1f} frames/s | {line}")
+        if i > 0 or a.chunks == 1:
+            totals.append(total)
+            for k, v in times.items():
+                per_stage.setdefault(k, []).append(sum(v) / len(v))
+    mean = statistics.mean(totals)
+    print("summary (mean over measured chunks):")
+    for k, v in per_stage.items():
+        n = s.steps if k == "dit_step" else 1
+        print(f"  {k:14s} {statistics.mean(v) * 1000:9.1f} ms" + (f" per step x {n}" if n > 1 else ""))
+    print(f"  chunk          {mean * 1000:9.1f} ms for {s.chunk_frames} frames = {s.chunk_frames / mean:.1f} frames/s "
+          f"(real time: {s.fps} frames/s, {s.chunk_frames / s.fps * 1000:.0f} ms of audio per chunk)")
+    if dev.type == "cuda":
+        print(f"  peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB allocated, "
+              f"{torch.cuda.max_memory_reserved(dev) / 2**30:.2f} GiB reserved")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

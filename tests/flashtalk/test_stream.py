@@ -1,0 +1,145 @@
+"""The streaming session: chunking, alignment, motion state, determinism, idle and interruption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avatar.engines import create_engine
+from avatar.engines.base import EngineError
+
+SPF = 640  # 16 kHz / 25 fps
+CHUNK = 28  # frame_num 33 - motion_frames 5
+
+
+def _speech(n: int, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def test_engine_info(tiny_engine):
+    info = tiny_engine.info
+    assert (info.name, info.sample_rate, info.fps, info.chunk_frames) == ("flashtalk", 16000, 25, CHUNK)
+    assert info.samples_per_chunk == CHUNK * SPF == 17920
+    assert (info.width, info.height) == (64, 64)
+
+
+def test_frames_per_chunk_and_alignment_over_chunks(tiny_engine, monkeypatch):
+    session = tiny_engine.open_session(None)
+    stream = session.stream
+    pipe = stream.pipe
+    rings = []
+    real = pipe.encode_audio
+    monkeypatch.setattr(pipe, "encode_audio", lambda ring: (rings.append(ring.copy()), real(ring))[1])
+    chunks = [_speech(CHUNK * SPF, seed=i) for i in range(3)]
+    for i, audio in enumerate(chunks):
+        frames = session.generate(audio, speaking=True)
+        assert len(frames) == CHUNK
+        assert all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in frames)
+        ring = rings[-1]
+        # the 28 emitted frames are the ring's last 28 frames: exactly this chunk's audio
+        assert np.array_equal(ring[-CHUNK * SPF :], audio)
+        # the 5 motion frames before them hold the previous chunk's tail, or silence on the first
+        # chunk: the video never leads the audio
+        lead = ring[-33 * SPF : -CHUNK * SPF]
+        expected = np.zeros(5 * SPF, np.float32) if i == 0 else chunks[i - 1][-5 * SPF :]
+        assert np.array_equal(lead, expected)
+    assert stream.chunks_done == 3
+
+
+def test_motion_latent_shapes(tiny_engine):
+    session = tiny_engine.open_session(None)
+    stream = session.stream
+    assert tuple(stream.motion.shape) == (1, 16, 1, 8, 8)  # first chunk: the reference's latent
+    session.generate(_speech(CHUNK * SPF), speaking=True)
+    assert tuple(stream.motion.shape) == (1, 16, 2, 8, 8)  # then VAE.encode(last 5 frames)
+    session.generate(_speech(CHUNK * SPF, 1), speaking=True)
+    assert tuple(stream.motion.shape) == (1, 16, 2, 8, 8)
+
+
+def test_any_chunk_sizes_and_tail_padding(tiny_engine):
+    stream = tiny_engine.open_session(None).stream
+    audio = _speech(int(2.5 * CHUNK * SPF))
+    frames = []
+    for piece in np.array_split(audio, 7):  # odd sizes
+        frames.extend(stream.push(piece))
+    assert len(frames) == 2 * CHUNK
+    assert len(stream.pending) == len(audio) - 2 * CHUNK * SPF
+    tail = stream.flush()  # the leftover half chunk is padded with silence, not dropped
+    assert len(tail) == CHUNK and len(stream.pending) == 0
+    assert stream.flush() == []
+
+
+def test_generate_other_sizes_pads(tiny_engine):
+    session = tiny_engine.open_session(None)
+    assert len(session.generate(_speech(1000), speaking=True)) == CHUNK
+
+
+def test_determinism_under_seed(tiny_ckpt, tiny_engine):
+    audio = [_speech(CHUNK * SPF, seed=i) for i in range(2)]
+
+    def run(engine):
+        s = engine.open_session(None)
+        return [f for a in audio for f in s.generate(a, speaking=True)]
+
+    a, b = run(tiny_engine), run(tiny_engine)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    other = create_engine("flashtalk", **{**tiny_ckpt, "seed": 7})
+    c = run(other)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_idle_generation(tiny_engine):
+    session = tiny_engine.open_session(None)
+    silence = np.zeros(CHUNK * SPF, np.float32)
+    for _ in range(2):
+        frames = session.generate(silence, speaking=False)
+        assert len(frames) == CHUNK
+    # silent buffers are encoded once and reused
+    assert session.stream.pipe._silence_features is not None
+
+
+def test_interruption_mid_stream(tiny_engine):
+    session = tiny_engine.open_session(None)
+    stream = session.stream
+    session.generate(_speech(CHUNK * SPF), speaking=True)
+    stream.push(_speech(CHUNK * SPF // 2, seed=3))  # half a chunk pending when the user barges in
+    motion = stream.motion.clone()
+    session.interrupt()
+    assert len(stream.pending) == 0 and not stream.ring.any()
+    assert torch.equal(stream.motion, motion)  # the next chunk continues from the last shown frames
+    frames = session.generate(np.zeros(CHUNK * SPF, np.float32), speaking=False)
+    assert len(frames) == CHUNK and all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in frames)
+    assert stream.chunks_done == 2  # the dropped half chunk was never rendered
+
+
+def test_colour_correction_setting(tiny_ckpt):
+    audio = _speech(CHUNK * SPF)
+    off = create_engine("flashtalk", **{**tiny_ckpt, "color_correction": 0.0}).open_session(None)
+    on = create_engine("flashtalk", **{**tiny_ckpt, "color_correction": 1.0}).open_session(None)
+    f_off, f_on = off.generate(audio, speaking=True), on.generate(audio, speaking=True)
+    assert not np.array_equal(f_off[0], f_on[0])
+    ref = ((on.stream.reference.permute(1, 2, 0) + 1) * 127.5).numpy()
+    # corrected frames sit closer to the reference's average colour
+    assert np.abs(f_on[0].reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)).sum() < np.abs(
+        f_off[0].reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)
+    ).sum()
+
+
+def test_session_needs_an_avatar(tiny_ckpt):
+    engine = create_engine("flashtalk", **{**tiny_ckpt, "default_avatar": None})
+    with pytest.raises(EngineError, match="prepare"):
+        engine.open_session(None)
+
+
+def test_avatar_resolution_mismatch_is_explained(tiny_ckpt):
+    engine = create_engine("flashtalk", **{**tiny_ckpt, "width": 96, "height": 64})
+    with pytest.raises(EngineError, match="prepare the avatar again"):
+        engine.open_session(None)
+
+
+def test_bad_settings_are_one_sentence():
+    with pytest.raises(EngineError, match="checkpoint_dir"):
+        create_engine("flashtalk", device="cpu")
+    with pytest.raises(EngineError, match="frame_num"):
+        create_engine("flashtalk", frame_num=30)
