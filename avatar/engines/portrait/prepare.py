@@ -190,7 +190,8 @@ def default_avatar_dir(settings: PortraitSettings) -> Path:
     from skimage import data
 
     rgb = data.astronaut()
-    lm = np.load(Path(__file__).with_name("assets") / "astronaut_landmarks.npy")
+    asset = Path(__file__).with_name("assets") / "astronaut_landmarks.json"
+    lm = np.asarray(json.loads(asset.read_text())["landmarks"], np.float32)
     tmp = out.with_name(out.name + f".tmp{id(settings)}")
     prepare_with_landmarks(rgb, lm, tmp, source="builtin:astronaut")
     try:

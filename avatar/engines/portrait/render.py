@@ -120,7 +120,7 @@ class Renderer:
         under_lip = np.clip((S - s_top) / (0.03 * m.mouth_w + 0.5), 0, 1)
         # Faint gaps between incisors so the row reads as teeth, not a white bar.
         phase = (au % 0.26) / 0.26
-        gaps = 1 - 0.22 * np.exp(-((np.minimum(phase, 1 - phase) * 0.26 / 0.03) ** 2))
+        gaps = 1 - 0.12 * np.exp(-((np.minimum(phase, 1 - phase) * 0.26 / 0.02) ** 2))
         ut_col = teeth * ((0.97 - 0.45 * un * un) * (0.7 + 0.3 * under_lip) * gaps)[..., None]
         img = img + ut_m[..., None] * (ut_col - img)
         out = warped.copy()
