@@ -48,7 +48,9 @@ def make_celery() -> Celery:
         task_always_eager=s.celery_eager,
         task_eager_propagates=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        # Redis redelivers an unacknowledged task after this long (acks_late); the SQLAlchemy
+        # transport passes its options to create_engine, so it gets none.
+        broker_transport_options={"visibility_timeout": 3600} if s.celery_broker_url.startswith("redis") else {},
         worker_hijack_root_logger=False,
     )
     return app
