@@ -9,6 +9,7 @@ it needs protobuf<5 while the worker's venv has protobuf>=5.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -33,6 +34,21 @@ _TOOL = Path(__file__).with_name("face_mesh_tool.py")
 _MAX_BYTES = 40 * 1024 * 1024
 
 
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an encoded image's header without decoding it; None if unknown."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            return probe.size
+    except Image.DecompressionBombError:
+        return (1 << 30, 1 << 30)
+    except (OSError, ValueError):
+        return None  # not a format PIL knows: OpenCV decides
+
+
 def load_image(image: Any, max_side: int = 4096) -> np.ndarray:
     """Return ``image`` (RGB array, encoded bytes or a file path) as RGB uint8, or raise PreparationError."""
     if isinstance(image, (str, Path)):
@@ -43,8 +59,15 @@ def load_image(image: Any, max_side: int = 4096) -> np.ndarray:
     if isinstance(image, (bytes, bytearray, memoryview)):
         if len(image) > _MAX_BYTES:
             raise PreparationError("the avatar image file is over 40 MB; upload a smaller PNG or JPEG")
-        buf = np.frombuffer(bytes(image), np.uint8)
-        # Read the header first so an oversized image is refused before it is decoded.
+        data = bytes(image)
+        # Read the header first so an oversized image (a decompression bomb) is refused before decoding.
+        size = _header_size(data)
+        if size is not None and max(size) > max_side:
+            raise PreparationError(
+                f"the avatar image is {size[0]}x{size[1]} pixels, over the {max_side} pixel limit; "
+                "upload a smaller picture"
+            )
+        buf = np.frombuffer(data, np.uint8)
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
         if bgr is None:
             raise PreparationError("the avatar image could not be read; upload a PNG or JPEG photo of one face")
