@@ -4,6 +4,7 @@ For the real photo (built-in astronaut) and a cartoon made from it, speaks the t
 sentence and writes ``contact_<name>.png``: a grid of frames across the sentence, each
 labelled with its time and mouth opening, and a row of mouth close-ups.
 The cartoon needs the face venv (scripts/setup_face.sh) for its preparation.
+``--video`` also writes ``talking_<name>.mp4`` (frames + the sentence's audio) to watch.
 """
 
 from __future__ import annotations
@@ -48,10 +49,31 @@ def contact_sheet(frames: list[np.ndarray], opens: list[float], mouth_box, fps: 
     return np.concatenate([grid, strip], 0)
 
 
+def write_video(path: Path, frames: list[np.ndarray], audio: np.ndarray, fps: int, sample_rate: int = 16000) -> None:
+    """Write frames and their audio (already padded like the frames) as an H.264/AAC mp4 (needs PyAV)."""
+    import av
+
+    with av.open(str(path), "w") as box:
+        v = box.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        a = box.add_stream("aac", rate=sample_rate)
+        a.layout = "mono"
+        for f in frames:
+            box.mux(v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        box.mux(v.encode())
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        for i in range(0, len(pcm), 1024):
+            af = av.AudioFrame.from_ndarray(pcm[None, i:i + 1024], format="s16", layout="mono")
+            af.sample_rate = sample_rate
+            box.mux(a.encode(af))
+        box.mux(a.encode())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write contact sheets for the photo and the cartoon portrait."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="out/portrait")
+    ap.add_argument("--video", action="store_true", help="also write talking_<name>.mp4 with the audio (PyAV)")
     args = ap.parse_args(argv)
     from . import create_engine, prepare, samples
 
@@ -67,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         path = out / f"contact_{name}.png"
         cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         print(f"wrote {path} ({len(frames)} frames)")
+        if args.video:
+            pad = np.zeros(8000, np.float32)
+            clip = out / f"talking_{name}.mp4"
+            write_video(clip, frames, np.concatenate([pad, audio, pad]), engine.info.fps)
+            print(f"wrote {clip}")
     return 0
 
 
