@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from admin.api.main import api_router
 from admin.api.routes import health
 from admin.core.config import get_settings
 from admin.core.ratelimit import RateLimiter
 
+logger = logging.getLogger("admin")
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -21,8 +25,18 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0] if route.tags else 'default'}-{route.name}"
 
 
-def create_app() -> FastAPI:
-    """Build the app from the current settings."""
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The recorder and the dashboard retry on 503; nothing was written.
+    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        return JSONResponse({"detail": "The database is unavailable; try again shortly."}, status_code=503,
+                            headers={"Retry-After": "2"})
+    logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal error; it has been logged."}, status_code=500)
+
+
+def create_app(static_dir: Path | None = None) -> FastAPI:
+    """Build the app from the current settings; ``static_dir`` (default admin/static) is served at ``/``."""
     s = get_settings()
     app = FastAPI(
         title="dh-agent admin",
@@ -38,8 +52,10 @@ def create_app() -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], allow_credentials=False)
     app.middleware("http")(health.metrics_middleware)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
     app.include_router(health.router)
     app.include_router(api_router, prefix=s.api_prefix)
-    if STATIC_DIR.is_dir():  # the web widget / dashboard, mounted last so the API wins
-        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    static_dir = static_dir or STATIC_DIR
+    if static_dir.is_dir():  # the web widget / dashboard, mounted last so the API wins
+        app.mount("/", StaticFiles(directory=static_dir, html=True), name="static")
     return app

@@ -5,6 +5,7 @@
 #   scripts/services.sh start     start both on 127.0.0.1 (PG :55432, Redis :56379), idempotent
 #   scripts/services.sh stop      stop both
 #   scripts/services.sh env       print the export lines the tests read
+#   scripts/services.sh pg-stop   stop PostgreSQL only (the database-restart test; 'start' brings it back)
 #
 # Data lives under ${DH_CACHE:-$HOME/.cache/dh-agent}/{pg,redis}. PostgreSQL refuses to
 # run as root, so when we are root the cluster belongs to (and runs as) the `postgres` user.
@@ -115,6 +116,14 @@ cmd_stop() {
     fi
 }
 
+cmd_pg_stop() {
+    # Used by the test that restarts the database mid-call.
+    if [[ -f "$PGDATA/PG_VERSION" ]] && pg_running; then
+        log "stopping PostgreSQL"
+        as_pg_owner "$(pg_bin pg_ctl)" -D "$PGDATA" -m fast -w stop >/dev/null
+    fi
+}
+
 cmd_env() {
     echo "export DH_TEST_DATABASE_URL=postgresql+psycopg://$DB_USER:$DB_PASS@127.0.0.1:$PGPORT/$DB_NAME"
     echo "export DH_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
@@ -124,6 +133,7 @@ case "${1:-}" in
     install) cmd_install ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
+    pg-stop) cmd_pg_stop ;;
     env) cmd_env ;;
-    *) echo "usage: $0 {install|start|stop|env}" >&2; exit 2 ;;
+    *) echo "usage: $0 {install|start|stop|env|pg-stop}" >&2; exit 2 ;;
 esac

@@ -151,3 +151,39 @@ async def test_backend_restart_mid_call_loses_no_turn_and_duplicates_none(tmp_pa
         s = db.get(CallSession, sid)
         assert s.tenant_id == t.id and s.outcome == "completed" and s.ended_at is not None
         assert db.scalar(select(func.count()).select_from(Turn).where(Turn.session_id == sid)) == 30
+
+
+PG_CLUSTER = Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent")) / "pg" / "PG_VERSION"
+
+
+@requires_pg
+@pytest.mark.skipif(not PG_CLUSTER.exists(), reason="needs the PostgreSQL of scripts/services.sh to restart it")
+async def test_database_restart_mid_call_loses_no_turn(tmp_path):
+    from admin.core.db import session_scope
+    from admin.models import Turn
+
+    t = make_tenant()
+    backend = Backend(_free_port(), tmp_path / "data")
+    backend.start()
+    rec = SessionRecorder(f"http://127.0.0.1:{backend.port}", t.headers["agent"]["X-API-Key"], tmp_path / "spool",
+                          max_backoff=0.3, request_timeout=2)
+    services = str(ROOT / "scripts" / "services.sh")
+    try:
+        sid = rec.start_session(room="db-restart")
+        for i in range(5):
+            rec.add_turn(sid, "user", f"before {i}")
+        assert await rec.aflush(timeout=15)
+        subprocess.run([services, "pg-stop"], check=True, capture_output=True)
+        try:
+            for i in range(5, 12):
+                rec.add_turn(sid, "assistant", f"while the database is down {i}")
+            await asyncio.sleep(1.0)
+            assert rec.pending > 0
+        finally:
+            subprocess.run([services, "start"], check=True, capture_output=True)
+        rec.end_session(sid)
+        assert await rec.aclose(timeout=30)
+    finally:
+        backend.kill()
+    with session_scope() as db:
+        assert list(db.scalars(select(Turn.seq).where(Turn.session_id == sid).order_by(Turn.seq))) == list(range(12))
