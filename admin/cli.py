@@ -1,9 +1,11 @@
-"""Command line: ``python -m admin {serve,worker,migrate,create-admin,create-api-key}``."""
+"""Command line: ``python -m admin {serve,worker,migrate,create-admin,create-api-key,bootstrap,last-session}``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -11,7 +13,7 @@ from admin.core import audit
 from admin.core.config import get_settings
 from admin.core.db import session_scope
 from admin.core.security import hash_password, new_api_key, sha256_hex
-from admin.models import ApiKey, Role, Tenant, User
+from admin.models import ApiKey, Avatar, Role, Tenant, User
 
 
 def ensure_tenant(db, slug: str) -> Tenant:  # noqa: ANN001
@@ -61,6 +63,94 @@ def create_api_key(tenant_slug: str, name: str, role: str) -> str:
     return secret
 
 
+def bootstrap(
+    *, tenant_slug: str, state_file: Path, admin_url: str, avatar_name: str, engine: str,
+    portrait: Path | None = None, admin_email: str | None = None, admin_password: str | None = None,
+) -> dict[str, str]:
+    """Idempotently set up a demo deployment: tenant, agent and viewer keys, one avatar.
+
+    Keys are only stored hashed, so the secrets are kept in ``state_file`` (mode 600) and
+    reused while they stay valid. Returns the values printed as ``export`` lines.
+    """
+    from admin.migrate import upgrade
+
+    upgrade()
+    if admin_email and admin_password:
+        create_admin(admin_email, admin_password, tenant_slug)
+    state: dict[str, str] = {}
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+    with session_scope() as db:
+        tenant = ensure_tenant(db, tenant_slug)
+        tenant_id = tenant.id
+        for field, role in (("agent_key", "agent"), ("viewer_key", "viewer")):
+            key = db.scalar(select(ApiKey).where(ApiKey.key_hash == sha256_hex(state.get(field, ""))))
+            if key is None or key.revoked_at is not None or key.tenant_id != tenant_id:
+                state[field] = ""
+        avatar = db.get(Avatar, state.get("avatar_id", "")) if state.get("avatar_id") else None
+        if avatar is None or avatar.tenant_id != tenant_id:
+            avatar = db.scalar(select(Avatar).where(Avatar.tenant_id == tenant_id, Avatar.name == avatar_name))
+        if avatar is None:
+            avatar = Avatar(tenant_id=tenant_id, name=avatar_name, engine=engine)
+            db.add(avatar)
+            db.flush()
+            audit.record(db, tenant_id=tenant_id, actor=audit.Actor("system", None), action="create",
+                         resource="avatar", resource_id=avatar.id, changes={"name": avatar_name, "engine": engine})
+        avatar_id = avatar.id
+    for field, role in (("agent_key", "agent"), ("viewer_key", "viewer")):
+        if not state.get(field):
+            state[field] = create_api_key(tenant_slug, f"demo-{role}", role)
+    if portrait is not None:
+        _attach_portrait(avatar_id, portrait)
+    state.update(tenant_id=tenant_id, avatar_id=avatar_id)
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps(state, indent=2))
+    state_file.chmod(0o600)
+    return {"DH_ADMIN_URL": admin_url, "DH_ADMIN_API_KEY": state["agent_key"],
+            "DH_ADMIN_VIEWER_KEY": state["viewer_key"], "DH_AVATAR_ID": avatar_id, "DH_TENANT_ID": tenant_id}
+
+
+def _attach_portrait(avatar_id: str, portrait: Path) -> None:
+    """Validate and store a portrait, then prepare the avatar in this process."""
+    from admin.images import load_portrait
+    from admin.worker import prepare_avatar_job
+
+    s = get_settings()
+    p = load_portrait(portrait.read_bytes(), max_bytes=s.max_portrait_bytes, max_pixels=s.max_portrait_pixels,
+                      min_side=s.min_portrait_side)
+    with session_scope() as db:
+        a = db.get(Avatar, avatar_id)
+        if a.portrait_sha256 == p.sha256 and a.status == "ready":
+            return
+        folder = s.media_dir / a.tenant_id / "avatars" / a.id
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"portrait-{p.sha256[:16]}.png"
+        path.write_bytes(p.png)
+        a.portrait_path, a.portrait_sha256, a.status, a.progress = str(path), p.sha256, "pending", 0.0
+        audit.record(db, tenant_id=a.tenant_id, actor=audit.Actor("system", None), action="upload_portrait",
+                     resource="avatar", resource_id=a.id, changes={"portrait_sha256": p.sha256})
+    print(f"avatar preparation: {prepare_avatar_job(avatar_id)}", file=sys.stderr)
+
+
+def show_last_session(url: str, key: str) -> int:
+    """Print the newest call with its turns and per-stage latencies, read through the API."""
+    import httpx
+
+    h = {"X-API-Key": key}
+    page = httpx.get(f"{url.rstrip('/')}/api/v1/sessions", params={"limit": 1}, headers=h, timeout=10)
+    page.raise_for_status()
+    items = page.json()["items"]
+    if not items:
+        print("no sessions recorded yet", file=sys.stderr)
+        return 1
+    d = httpx.get(f"{url.rstrip('/')}/api/v1/sessions/{items[0]['id']}", headers=h, timeout=10).json()
+    print(f"session {d['id']} room={d['room']} outcome={d['outcome']} turns={len(d['turns'])}")
+    for t in d["turns"]:
+        lat = " ".join(f"{k}={v:.3f}" for k, v in t["latency"].items() if isinstance(v, (int, float)))
+        print(f"  #{t['seq']:<3} {t['speaker']:<9} {t['text'][:70]!r} {lat}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     s = get_settings()
@@ -83,6 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     kp.add_argument("--tenant", default=s.first_tenant)
     kp.add_argument("--name", default="agent")
     kp.add_argument("--role", default="agent", choices=[r.value for r in Role])
+    bp = sub.add_parser("bootstrap", help="idempotent demo set-up; prints export lines for the agent")
+    bp.add_argument("--tenant", default=s.first_tenant)
+    bp.add_argument("--state-file", type=Path, default=s.data_dir / "admin-bootstrap.json")
+    bp.add_argument("--admin-url", default=s.public_url or "http://127.0.0.1:8000")
+    bp.add_argument("--avatar-name", default="Demo")
+    bp.add_argument("--engine", default="portrait", choices=["simple", "portrait", "flashtalk"])
+    bp.add_argument("--portrait", type=Path, default=None)
+    bp.add_argument("--admin-email", default=s.first_admin_email)
+    bp.add_argument("--admin-password", default=s.first_admin_password)
+    lp = sub.add_parser("last-session", help="print the newest call with its turns and latencies (via the API)")
+    lp.add_argument("--url", default=s.public_url or "http://127.0.0.1:8000")
+    lp.add_argument("--key", required=True, help="an API key with the viewer role (bootstrap prints one)")
     args = p.parse_args(argv)
 
     if args.cmd == "migrate":
@@ -106,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         celery_app.worker_main(["worker", "-Q", args.queues, "-c", str(args.concurrency), "-l", "INFO"])
     elif args.cmd == "create-admin":
         print(create_admin(args.email, args.password, args.tenant))
+    elif args.cmd == "bootstrap":
+        values = bootstrap(
+            tenant_slug=args.tenant, state_file=args.state_file, admin_url=args.admin_url,
+            avatar_name=args.avatar_name, engine=args.engine, portrait=args.portrait,
+            admin_email=args.admin_email, admin_password=args.admin_password,
+        )
+        for k, v in values.items():
+            print(f"export {k}={v}")
+    elif args.cmd == "last-session":
+        return show_last_session(args.url, args.key)
     elif args.cmd == "create-api-key":
         print(create_api_key(args.tenant, args.name, args.role))
     return 0

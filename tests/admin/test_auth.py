@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from .conftest import make_tenant, png_bytes
+from .conftest import REDIS_URL, make_tenant, png_bytes, requires_redis
 
 API = "/api/v1"
 ROLES = ("admin", "operator", "viewer", "agent", "worker")
@@ -250,3 +250,19 @@ def test_deactivated_user_and_revoked_key_are_refused(client, tenant):
 def test_admin_cannot_lock_themselves_out(client, tenant):
     r = client.patch(f"{API}/users/{tenant.users['admin']}", json={"role": "viewer"}, headers=tenant.headers["admin"])
     assert r.status_code == 400
+
+
+@requires_redis
+def test_rate_limits_are_shared_between_processes_through_redis():
+    from fastapi import HTTPException
+
+    from admin.core.ratelimit import RateLimiter
+
+    key = f"test:{uuid.uuid4().hex}"
+    a, b = RateLimiter(REDIS_URL), RateLimiter(REDIS_URL)  # two API processes
+    a.hit(key, "3/60")
+    b.hit(key, "3/60")
+    a.hit(key, "3/60")
+    with pytest.raises(HTTPException) as exc:
+        b.hit(key, "3/60")
+    assert exc.value.status_code == 429
