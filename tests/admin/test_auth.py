@@ -57,6 +57,7 @@ MATRIX: list[tuple[str, str, set[str]]] = [
     ("DELETE", "/documents/{id}", E),
     ("GET", "/sessions", R),
     ("GET", "/sessions/export", R),
+    ("GET", "/sessions/stats", R),
     ("GET", "/sessions/{id}", R),
     ("POST", "/agent/events", {"agent", "admin"}),
     ("POST", "/tokens/livekit", {"admin", "operator", "agent"}),
@@ -219,6 +220,8 @@ def test_login_logout_and_argon2(client, tenant):
 
     bad = client.post(f"{API}/login/access-token", data={"username": tenant.emails["operator"], "password": "nope"})
     assert bad.status_code == 400
+    failed = client.get(f"{API}/audit", params={"resource": "user"}, headers=tenant.headers["admin"]).json()
+    assert [e["action"] for e in failed] == ["login_failed"]
     r = client.post(f"{API}/login/access-token",
                     data={"username": tenant.emails["operator"].upper(), "password": tenant.password})
     assert r.status_code == 200

@@ -34,6 +34,9 @@ def test_redelivered_events_land_exactly_once(client, tenant):
     assert r1.json() == {"applied": 6, "duplicates": 0}
     r2 = _post(client, tenant, evs)  # the recorder lost the response and sends again
     assert r2.json() == {"applied": 0, "duplicates": 6}
+    log = client.get(f"{API}/audit", params={"resource": "session"}, headers=tenant.headers["admin"]).json()
+    assert len(log) == 1 and log[0]["action"] == "record" and log[0]["resource_id"] == sid
+    assert log[0]["changes"]["applied"] == 6 and log[0]["actor_type"] == "api_key"
     detail = client.get(f"{API}/sessions/{sid}", headers=tenant.headers["viewer"]).json()
     assert [t["seq"] for t in detail["turns"]] == [0, 1, 2, 3]
     assert detail["turns"][1]["citations"] == [{"doc": "faq.md", "chunk": 2}]
@@ -105,3 +108,13 @@ def test_export_json_and_csv(client, tenant):
 def test_viewer_cannot_post_events_and_agent_cannot_read_sessions(client, tenant):
     assert _post(client, tenant, _events(str(uuid.uuid4()), 1), role="viewer").status_code == 403
     assert client.get(f"{API}/sessions", headers=tenant.headers["agent"]).status_code == 403
+
+
+def test_stats_give_latency_percentiles_and_outcomes(client, tenant, other_tenant):
+    _post(client, tenant, _events(str(uuid.uuid4()), 4))
+    _post(client, tenant, _events(str(uuid.uuid4()), 2, escalated=True))
+    _post(client, other_tenant, _events(str(uuid.uuid4()), 8))  # not counted
+    st = client.get(f"{API}/sessions/stats", headers=tenant.headers["viewer"]).json()
+    assert st["sessions"] == 2 and st["outcomes"] == {"completed": 1, "escalated": 1}
+    assert st["escalation_rate"] == 0.5
+    assert st["latency"]["e2e_latency"] == {"count": 6, "p50": 0.9, "p90": 0.9, "p95": 0.9, "max": 0.9}

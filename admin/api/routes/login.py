@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from sqlalchemy import func, select
 
-from admin.api.deps import Principal, SessionDep, client_ip, get_principal, require, READERS
+from admin.api.deps import READERS, Principal, SessionDep, client_ip, require
 from admin.core import audit
 from admin.core.config import get_settings
 from admin.core.security import hash_password, needs_rehash, new_token, sha256_hex, verify_password
-from admin.models import AuthToken, Role, User, utcnow
+from admin.models import AuthToken, User, utcnow
 from admin.schemas import TokenOut
 
 router = APIRouter(tags=["login"])
@@ -33,6 +33,10 @@ def login(
     limiter.hit(f"login:email:{email}", settings.login_rate_limit)
     user = db.scalar(select(User).where(func.lower(User.email) == email))
     if not verify_password(password, user.hashed_password if user else None) or user is None or not user.is_active:
+        if user is not None:  # failed attempts on a real account are part of the record
+            audit.record(db, tenant_id=user.tenant_id, actor=audit.Actor("user", user.id, client_ip(request)),
+                         action="login_failed", resource="user", resource_id=user.id)
+            db.commit()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Wrong e-mail or password.")
     if needs_rehash(user.hashed_password):
         user.hashed_password = hash_password(password)

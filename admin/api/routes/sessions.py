@@ -19,6 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from admin import crud
+from admin.api.routes.health import EVENTS
+from admin.core import audit
 from admin.api.deps import Principal, Readers, SessionDep, require
 from admin.core.redaction import redact_text
 from admin.models import Avatar, CallSession, IngestedEvent, Persona, Role, Turn, utcnow
@@ -130,6 +132,44 @@ def _csv_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+@router.get("/sessions/stats")
+def session_stats(
+    db: SessionDep, principal: Readers, filters: Filters,
+    max_turns: Annotated[int, Query(ge=1, le=200_000)] = 50_000,
+) -> dict[str, Any]:
+    """Outcome counts, escalation rate and per-stage latency percentiles (p50, p90, p95) of the matching calls."""
+    q = filters.apply(select(CallSession.id, CallSession.outcome, CallSession.escalated), principal.tenant_id)
+    rows = db.execute(q).all()
+    outcomes: dict[str, int] = {}
+    for r in rows:
+        outcomes[r.outcome or "open"] = outcomes.get(r.outcome or "open", 0) + 1
+    ids = filters.apply(select(CallSession.id), principal.tenant_id).scalar_subquery()
+    lat_rows = db.scalars(
+        select(Turn.latency).where(Turn.tenant_id == principal.tenant_id, Turn.session_id.in_(ids))
+        .order_by(Turn.created_at.desc()).limit(max_turns)
+    )
+    stages: dict[str, list[float]] = {}
+    for lat in lat_rows:
+        for k, v in (lat or {}).items():
+            if isinstance(v, (int, float)):
+                stages.setdefault(k, []).append(float(v))
+    return {
+        "sessions": len(rows),
+        "outcomes": outcomes,
+        "escalation_rate": (sum(1 for r in rows if r.escalated) / len(rows)) if rows else None,
+        "latency": {k: _percentiles(v) for k, v in sorted(stages.items())},
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int]:
+    values = sorted(values)
+
+    def pick(p: float) -> float:
+        return values[min(len(values) - 1, max(0, round(p * (len(values) - 1))))]
+
+    return {"count": len(values), "p50": pick(0.5), "p90": pick(0.9), "p95": pick(0.95), "max": values[-1]}
+
+
 @router.get("/sessions/{session_id}", response_model=SessionDetail)
 def read_session(session_id: str, db: SessionDep, principal: Readers) -> CallSession:
     """One call with all its turns."""
@@ -149,7 +189,12 @@ def ingest_events(batch: EventBatch, db: SessionDep, principal: Recorders) -> Ev
     """
     for attempt in range(3):
         try:
-            result, ended = _apply(db, principal.tenant_id, batch)
+            result, ended, touched = _apply(db, principal.tenant_id, batch)
+            if result.applied:
+                audit.record(db, tenant_id=principal.tenant_id, actor=principal.actor, action="record",
+                             resource="session", resource_id=touched[0] if len(touched) == 1 else None,
+                             changes={"sessions": touched, "applied": result.applied,
+                                      "event_ids": [e.event_id for e in batch.events]})
             db.commit()
             break
         except IntegrityError:
@@ -162,9 +207,10 @@ def ingest_events(batch: EventBatch, db: SessionDep, principal: Recorders) -> Ev
     return result
 
 
-def _apply(db: Session, tenant_id: str, batch: EventBatch) -> tuple[EventResult, list[str]]:
+def _apply(db: Session, tenant_id: str, batch: EventBatch) -> tuple[EventResult, list[str], list[str]]:
     applied = duplicates = 0
     ended: list[str] = []
+    touched: list[str] = []
     seen: set[str] = set()
     for ev in batch.events:
         if ev.event_id in seen or db.get(IngestedEvent, ev.event_id) is not None:
@@ -181,11 +227,16 @@ def _apply(db: Session, tenant_id: str, batch: EventBatch) -> tuple[EventResult,
                 if _end(db, tenant_id, end):
                     ended.append(end.session_id)
             applied += 1
+            sid = ev.payload.get("session_id")
+            if sid not in touched:
+                touched.append(sid)
         except (ValidationError, _Rejected) as exc:
             logger.warning("rejected recorder event %s (%s): %s", ev.event_id, ev.type, exc)
         db.add(IngestedEvent(id=ev.event_id, tenant_id=tenant_id, kind=ev.type))
         db.flush()
-    return EventResult(applied=applied, duplicates=duplicates), ended
+    EVENTS.labels("applied").inc(applied)
+    EVENTS.labels("duplicate").inc(duplicates)
+    return EventResult(applied=applied, duplicates=duplicates), ended, touched
 
 
 class _Rejected(Exception):
