@@ -62,8 +62,8 @@ def update(db: Session, actor: Actor, obj: T, data: dict[str, Any], *, resource:
             changed[key] = {"from": old, "to": value}
             setattr(obj, key, value)
     if changed:
-        audit.record(
-            db, tenant_id=obj.tenant_id, actor=actor, action=action,  # type: ignore[attr-defined]
+        audit.record(  # a tenant row is its own tenant
+            db, tenant_id=getattr(obj, "tenant_id", None) or obj.id, actor=actor, action=action,  # type: ignore[attr-defined]
             resource=resource, resource_id=str(obj.id), changes=changed,  # type: ignore[attr-defined]
         )
     db.commit()

@@ -269,3 +269,27 @@ def test_rate_limits_are_shared_between_processes_through_redis():
     with pytest.raises(HTTPException) as exc:
         b.hit(key, "3/60")
     assert exc.value.status_code == 429
+
+
+def test_admin_renames_own_tenant_and_it_is_audited(client, tenant):
+    r = client.patch(f"{API}/tenants/current", json={"name": "Bank of Tests"}, headers=tenant.headers["admin"])
+    assert r.status_code == 200 and r.json()["name"] == "Bank of Tests"
+    log = client.get(f"{API}/audit", params={"resource": "tenant"}, headers=tenant.headers["admin"]).json()
+    assert log[-1]["changes"]["name"]["to"] == "Bank of Tests"
+
+
+def test_user_management_by_admin(client, tenant):
+    h = tenant.headers["admin"]
+    u = client.post(f"{API}/users", json={"email": f"op-{tenant.slug}@example.org", "password": "0123456789ab",
+                                          "role": "operator"}, headers=h)
+    assert u.status_code == 201
+    uid = u.json()["id"]
+    assert client.post(f"{API}/users", json={"email": f"op-{tenant.slug}@example.org", "password": "0123456789ab"},
+                       headers=h).status_code == 409
+    assert client.patch(f"{API}/users/{uid}", json={"password": "another long one"}, headers=h).status_code == 200
+    login = client.post(f"{API}/login/access-token",
+                        data={"username": f"op-{tenant.slug}@example.org", "password": "another long one"})
+    assert login.status_code == 200
+    assert "another long one" not in client.get(f"{API}/audit", headers=h).text
+    assert client.delete(f"{API}/users/{uid}", headers=h).status_code == 204
+    assert client.get(f"{API}/users/{uid}", headers=h).status_code == 404
