@@ -73,6 +73,14 @@ class PortraitSession(EngineSession):
         self._closing: list[float] = []
         self._close_from = (0.0, 0.0)
 
+    @property
+    def mouth_box(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) around the lips and the jaw's travel, for viewers and tests."""
+        m = self.rig.mouth
+        cx, cy = (float(v) for v in m.origin)
+        w = 1.6 * m.mouth_w
+        return int(cx - w / 2), int(cy - 0.35 * w), int(w), int(0.9 * w)
+
     def generate(self, audio: np.ndarray, *, speaking: bool) -> list[np.ndarray]:
         """Render one frame showing ``audio`` (``samples_per_chunk`` float32 samples)."""
         x = np.asarray(audio, dtype=np.float32).reshape(-1)

@@ -1,0 +1,104 @@
+"""Puts the avatar worker into the call and routes the agent's speech to it.
+
+The call never waits on the avatar: the session starts with its own audio
+track; once the avatar's video track is up (within ``join_timeout``) the audio
+tail is swapped to the data-stream avatar output, and if the avatar leaves
+mid-call it is swapped back, so the caller always hears the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from livekit import api, rtc
+from livekit.agents import AgentSession, JobContext, utils
+from livekit.agents.voice.avatar import DataStreamAudioOutput
+from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
+
+logger = logging.getLogger("agent.avatar")
+
+
+def audio_tail(session: AgentSession) -> AudioOutput | None:
+    """The sink at the bottom of the session's audio chain (below the transcript synchroniser)."""
+    cur = session.output.audio
+    while cur is not None:
+        if isinstance(cur, _AudioSinkProxy):
+            return cur.next_in_chain
+        cur = cur.next_in_chain
+    return session.output.audio
+
+
+class AvatarLink:
+    """Dispatches the avatar worker for this room and keeps the audio routed to whoever can play it."""
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        *,
+        avatar_agent_name: str,
+        join_timeout: float,
+        sample_rate: int,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._agent_name = avatar_agent_name
+        self._timeout = join_timeout
+        self._sample_rate = sample_rate
+        self._metadata = metadata or {}
+        self.identity = f"avatar-{ctx.room.local_participant.identity}"
+        self.joined_after: float | None = None  # seconds from dispatch to the avatar's video track
+        self._session: AgentSession | None = None
+        self._room_tail: AudioOutput | None = None
+        self._avatar_out: DataStreamAudioOutput | None = None
+
+    async def start(self, session: AgentSession) -> bool:
+        """Dispatch the avatar and wait for its video; True if the call now speaks through it."""
+        self._session = session
+        room = self._ctx.room
+        meta = {**self._metadata, "agent_identity": room.local_participant.identity}
+        t0 = time.perf_counter()
+        try:
+            await self._ctx.api.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=room.name, metadata=json.dumps(meta))
+            )
+            await asyncio.wait_for(self._wait_video(), self._timeout)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "avatar %r did not join within %.1f s: the call goes on with audio only",
+                self._agent_name, self._timeout,
+            )
+            return False
+        except Exception:
+            logger.exception("could not dispatch the avatar: the call goes on with audio only")
+            return False
+        self.joined_after = time.perf_counter() - t0
+        logger.info("avatar joined in %.2f s", self.joined_after)
+
+        self._room_tail = audio_tail(session)
+        self._avatar_out = DataStreamAudioOutput(
+            room,
+            destination_identity=self.identity,
+            sample_rate=self._sample_rate,
+            wait_remote_track=rtc.TrackKind.KIND_VIDEO,
+            wait_playback_start=True,
+        )
+        session.output.replace_audio_tail(self._avatar_out)
+        room.on("participant_disconnected", self._on_participant_disconnected)
+        return True
+
+    async def _wait_video(self) -> None:
+        room = self._ctx.room
+        await utils.wait_for_participant(room=room, identity=self.identity)
+        await utils.wait_for_track_publication(room=room, identity=self.identity, kind=rtc.TrackKind.KIND_VIDEO)
+
+    def _on_participant_disconnected(self, p: rtc.RemoteParticipant) -> None:
+        if p.identity != self.identity or self._session is None or self._room_tail is None:
+            return
+        logger.error("avatar %s left the call: switching to audio only", self.identity)
+        self._session.interrupt()
+        self._session.output.replace_audio_tail(self._room_tail)
+        self._ctx.room.off("participant_disconnected", self._on_participant_disconnected)

@@ -1,0 +1,336 @@
+"""A scripted caller: joins a room like a person would, speaks WAV questions, records what it gets back.
+
+It measures what the caller experiences: the avatar's audio and video as
+received (recorded to MP4 with their arrival times), per-turn latency from the
+end of its own speech to the first answer audio and to the first video frame
+of the avatar speaking, the video frame rate, mouth motion, and the live
+transcriptions both sides publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+
+logger = logging.getLogger("agent.caller")
+
+RATE = 16000  # the caller records and speaks at 16 kHz mono
+HOP = 160  # 10 ms
+
+
+def synthesize(text: str, voice_path: Path) -> np.ndarray:
+    """Speak ``text`` with a local Piper voice; int16 mono at 16 kHz."""
+    from piper import PiperVoice
+    from scipy.signal import resample_poly
+
+    voice = PiperVoice.load(str(voice_path))
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    sr = voice.config.sample_rate
+    from math import gcd
+
+    g = gcd(sr, RATE)
+    audio = resample_poly(audio, RATE // g, sr // g)
+    return (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+
+
+@dataclass
+class VideoSample:
+    t: float  # arrival, seconds on the caller's clock (time.time())
+    mouth: np.ndarray | None  # the mouth region, grey, float32 (for motion figures)
+
+
+@dataclass
+class Turn:
+    question: str
+    speech_start: float = 0.0
+    speech_end: float = 0.0
+    first_audio: float | None = None
+    first_video: float | None = None
+    answer_end: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        def ms(t: float | None) -> float | None:
+            return None if t is None else round(1000 * (t - self.speech_end))
+
+        return {
+            "question": self.question,
+            "speech_start": self.speech_start,
+            "speech_end": self.speech_end,
+            "to_first_audio_ms": ms(self.first_audio),
+            "to_first_video_ms": ms(self.first_video),
+            "answer_end": self.answer_end,
+        }
+
+
+class Mp4Recorder:
+    """Writes received video (variable frame times) and audio to an MP4 in a background thread."""
+
+    def __init__(self, path: Path, t0: float, width: int, height: int) -> None:
+        import av
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._c = av.open(str(path), "w")
+        self._v = self._c.add_stream("libx264", rate=25, options={"preset": "veryfast", "tune": "zerolatency"})
+        self._v.width, self._v.height, self._v.pix_fmt = width, height, "yuv420p"
+        from fractions import Fraction
+
+        self._v.codec_context.time_base = Fraction(1, 1000)
+        self._a = self._c.add_stream("aac", rate=RATE)
+        self._a.layout = "mono"
+        self._t0 = t0
+        self._q: queue.Queue = queue.Queue(maxsize=400)
+        self._last_pts = -1
+        self._audio_samples = 0
+        self._thread = threading.Thread(target=self._run, name="mp4", daemon=True)
+        self._thread.start()
+
+    def video(self, rgb: np.ndarray, t: float) -> None:
+        self._q.put(("v", rgb, t))
+
+    def audio(self, pcm: np.ndarray) -> None:
+        self._q.put(("a", pcm, 0.0))
+
+    def _run(self) -> None:
+        import av
+
+        while (item := self._q.get()) is not None:
+            kind, data, t = item
+            if kind == "v":
+                pts = int(1000 * (t - self._t0))
+                if pts <= self._last_pts:
+                    pts = self._last_pts + 1
+                self._last_pts = pts
+                frame = av.VideoFrame.from_ndarray(data, format="rgb24")
+                frame.pts, frame.time_base = pts, self._v.codec_context.time_base
+                for pkt in self._v.encode(frame):
+                    self._c.mux(pkt)
+            else:
+                frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
+                frame.sample_rate = RATE
+                frame.pts = self._audio_samples
+                self._audio_samples += data.size
+                for pkt in self._a.encode(frame):
+                    self._c.mux(pkt)
+        for pkt in self._v.encode(None):
+            self._c.mux(pkt)
+        for pkt in self._a.encode(None):
+            self._c.mux(pkt)
+        self._c.close()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(60)
+
+
+@dataclass
+class ScriptedCaller:
+    """Joins ``room`` at ``url`` with ``token``; call :meth:`ask` for each question."""
+
+    url: str
+    token: str
+    record_path: Path | None = None
+    loud_threshold: float = 600.0  # int16 RMS over 10 ms that counts as the agent speaking
+    room: rtc.Room = field(default_factory=rtc.Room)
+    t0: float = field(default_factory=time.time)
+    video: list[VideoSample] = field(default_factory=list)
+    transcripts: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    mouth_box: tuple[int, int, int, int] | None = None
+    avatar_identity: str | None = None
+
+    def __post_init__(self) -> None:
+        self._mic = rtc.AudioSource(RATE, 1, queue_size_ms=200)
+        self._speech: asyncio.Queue[tuple[np.ndarray, asyncio.Future[float]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._recorder: Mp4Recorder | None = None
+        self._video_track_ready = asyncio.Event()
+        self._tracks: dict[str, tuple[list[tuple[float, float]], list[np.ndarray]]] = {}
+
+    # ----------------------------------------------------------------- setup
+    async def join(self, timeout: float = 30.0) -> None:
+        self.room.on("track_subscribed", self._on_track)
+        self.room.on("participant_attributes_changed", self._on_attrs)
+        self.room.register_text_stream_handler("lk.transcription", self._on_transcription)
+        await self.room.connect(self.url, self.token, rtc.RoomOptions(auto_subscribe=True))
+        track = rtc.LocalAudioTrack.create_audio_track("microphone", self._mic)
+        await self.room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        self._tasks.append(asyncio.create_task(self._mic_loop()))
+        for p in self.room.remote_participants.values():
+            self._on_attrs({}, p)
+
+    def _on_attrs(self, _changed: dict, p: rtc.Participant) -> None:
+        box = p.attributes.get("dh.mouth_box")
+        if box:
+            self.mouth_box = tuple(int(v) for v in box.split(","))  # type: ignore[assignment]
+
+    def _on_track(self, track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
+        is_avatar = p.attributes.get("lk.publish_on_behalf") is not None
+        if track.kind == rtc.TrackKind.KIND_VIDEO and is_avatar:
+            self.avatar_identity = p.identity
+            self._on_attrs({}, p)
+            self._tasks.append(asyncio.create_task(self._video_loop(track)))
+        elif track.kind == rtc.TrackKind.KIND_AUDIO and p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            # The avatar's audio when it is there, else the agent's own (audio-only fallback);
+            # both are recorded as "what the caller hears" (only one of them carries sound).
+            self._tasks.append(asyncio.create_task(self._audio_loop(track, p.identity)))
+
+    def _on_transcription(self, reader: rtc.TextStreamReader, identity: str) -> None:
+        async def _read() -> None:
+            text = await reader.read_all()
+            attrs = reader.info.attributes or {}
+            if attrs.get("lk.transcription_final", "true") == "true" and text.strip():
+                self.transcripts.append({"t": time.time() - self.t0, "from": identity, "text": text.strip()})
+
+        self._tasks.append(asyncio.create_task(_read()))
+
+    async def _mic_loop(self) -> None:
+        # The microphone never stops: silence between utterances, like a real one.
+        silence = np.zeros(HOP * 2, np.int16)
+        while True:
+            try:
+                pcm, done = self._speech.get_nowait()
+            except asyncio.QueueEmpty:
+                pcm, done = silence, None
+            for i in range(0, len(pcm), HOP * 2):
+                piece = pcm[i : i + HOP * 2]
+                await self._mic.capture_frame(rtc.AudioFrame(piece.tobytes(), RATE, 1, len(piece)))
+            if done is not None:
+                # the last sample leaves once what is queued ahead of it has played
+                done.set_result(time.time() + self._mic.queued_duration)
+
+    async def _audio_loop(self, track: rtc.Track, identity: str) -> None:
+        # The avatar's audio when it is there, else the agent's own (audio-only fallback).
+        # Each track is kept apart; the figures use the one that carried speech.
+        buf = self._tracks.setdefault(identity, ([], []))
+        async for ev in rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=10):
+            pcm = np.frombuffer(ev.frame.data, np.int16).copy()
+            rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if pcm.size else 0.0
+            buf[0].append((time.time(), rms))
+            buf[1].append(pcm)
+            if identity == self.avatar_identity and self._recorder is not None:
+                self._recorder.audio(pcm)
+
+    def _primary(self) -> tuple[list[tuple[float, float]], list[np.ndarray]]:
+        if self.avatar_identity and self.avatar_identity in self._tracks:
+            return self._tracks[self.avatar_identity]
+        loud = max(self._tracks.values(), key=lambda b: sum(r for _, r in b[0]), default=([], []))
+        return loud
+
+    @property
+    def audio_rms(self) -> list[tuple[float, float]]:
+        """(arrival time, int16 RMS) per 10 ms of the agent's voice as the caller hears it."""
+        return self._primary()[0]
+
+    @property
+    def audio_chunks(self) -> list[np.ndarray]:
+        return self._primary()[1]
+
+    async def _video_loop(self, track: rtc.Track) -> None:
+        async for ev in rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24):
+            now = time.time()
+            f = ev.frame
+            rgb = np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3)
+            mouth = None
+            if self.mouth_box:
+                x, y, w, h = self.mouth_box
+                mouth = rgb[max(0, y) : y + h, max(0, x) : x + w].mean(axis=2).astype(np.float32)
+            self.video.append(VideoSample(now, mouth))
+            if self.record_path is not None:
+                if self._recorder is None:
+                    self._recorder = Mp4Recorder(self.record_path, self.t0, f.width, f.height)
+                self._recorder.video(rgb.copy(), now)
+            self._video_track_ready.set()
+
+    # ---------------------------------------------------------------- script
+    def loud_since(self, t: float) -> float | None:
+        """Arrival time of the first loud 10 ms of agent audio after ``t``."""
+        return next((ts for ts, rms in self.audio_rms if ts > t and rms > self.loud_threshold), None)
+
+    async def wait_quiet(self, quiet_for: float = 1.2, timeout: float = 30.0) -> float:
+        """Wait until the agent has been silent for ``quiet_for`` seconds; returns when it went quiet."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            last_loud = max((ts for ts, rms in self.audio_rms if rms > self.loud_threshold), default=0.0)
+            if time.time() - last_loud >= quiet_for:
+                return last_loud
+            await asyncio.sleep(0.1)
+        raise TimeoutError("the agent kept talking")
+
+    async def wait_video(self, timeout: float = 30.0) -> bool:
+        try:
+            await asyncio.wait_for(self._video_track_ready.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def speak(self, pcm: np.ndarray) -> tuple[float, float]:
+        """Say ``pcm``; returns (start, end) of the speech as it left the caller."""
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        await self._speech.put((pcm, done))
+        end = await done
+        await asyncio.sleep(max(0.0, end - time.time()))
+        return end - len(pcm) / RATE, end
+
+    async def ask(self, question: str, pcm: np.ndarray, *, answer_timeout: float = 30.0,
+                  wait_answer_end: bool = True) -> Turn:
+        """Speak a question and wait for the answer to start (and, by default, to end)."""
+        turn = Turn(question)
+        self.turns.append(turn)
+        turn.speech_start, turn.speech_end = await self.speak(pcm)
+        deadline = time.time() + answer_timeout
+        while time.time() < deadline and turn.first_audio is None:
+            turn.first_audio = self.loud_since(turn.speech_end)
+            await asyncio.sleep(0.05)
+        if turn.first_audio is None:
+            raise TimeoutError(f"no answer within {answer_timeout:.0f} s to {question!r}")
+        if wait_answer_end:
+            turn.answer_end = await self.wait_quiet(timeout=answer_timeout)
+            turn.first_video = self.first_speaking_frame(turn.speech_end, turn.answer_end)
+        return turn
+
+    # --------------------------------------------------------------- figures
+    def idle_mouth(self) -> np.ndarray | None:
+        """Median mouth region over frames shown while nobody spoke (the resting face)."""
+        quiet = [v.mouth for v in self.video if v.mouth is not None and not self._loud_near(v.t)]
+        return np.median(np.stack(quiet[-50:]), axis=0) if quiet else None
+
+    def _loud_near(self, t: float, window: float = 0.3) -> bool:
+        return any(abs(ts - t) < window and rms > self.loud_threshold for ts, rms in self.audio_rms)
+
+    def mouth_motion(self, t_from: float, t_to: float) -> list[tuple[float, float]]:
+        """(time, mean abs difference of the mouth region from the resting face) per frame."""
+        ref = self.idle_mouth()
+        if ref is None:
+            return []
+        return [(v.t, float(np.abs(v.mouth - ref).mean())) for v in self.video
+                if v.mouth is not None and t_from <= v.t <= t_to and v.mouth.shape == ref.shape]
+
+    def first_speaking_frame(self, t_from: float, t_to: float, threshold: float = 6.0) -> float | None:
+        return next((t for t, d in self.mouth_motion(t_from, t_to) if d > threshold), None)
+
+    def fps(self, t_from: float, t_to: float) -> float:
+        n = sum(1 for v in self.video if t_from <= v.t <= t_to)
+        return n / max(1e-6, t_to - t_from)
+
+    def audio_between(self, t_from: float, t_to: float) -> np.ndarray:
+        parts = [c for (ts, _), c in zip(self.audio_rms, self.audio_chunks) if t_from <= ts <= t_to]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+    async def leave(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.room.disconnect()
+        if self._recorder is not None:
+            self._recorder.close()

@@ -1,0 +1,141 @@
+"""Run the whole stack on one machine: livekit-server (dev mode, loopback) and both workers.
+
+Used by ``make demo`` and by the end-to-end tests. Every process is started as a
+child and stopped (SIGTERM, then SIGKILL) on exit; logs go to files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CACHE = Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent"))
+LIVEKIT_VERSION = "v1.13.5"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def livekit_binary() -> Path:
+    for cand in (os.environ.get("LIVEKIT_SERVER_BIN"), CACHE / "bin" / f"livekit-server-{LIVEKIT_VERSION}",
+                 shutil.which("livekit-server")):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    raise FileNotFoundError("livekit-server is not built; run `make livekit` (scripts/setup_livekit.sh)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    """A running livekit-server plus agent and avatar workers."""
+
+    log_dir: Path
+    http_port: int = 7880
+    env: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.http_port}"
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        f = open(log, "w")  # noqa: SIM115 - owned by the child for its lifetime
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        proc = Proc(name, p, log)
+        self.procs.append(proc)
+        return proc
+
+    def start_server(self, timeout: float = 20.0) -> None:
+        tcp, udp = free_port(), free_port()
+        body = f"port: {self.http_port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\nlogging:\n  level: info\n"
+        proc = self._spawn(
+            "livekit-server",
+            [str(livekit_binary()), "--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1", "--config-body", body],
+            os.environ.copy(),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"livekit-server exited:\n{proc.tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"livekit-server did not answer on port {self.http_port}:\n{proc.tail()}")
+
+    def worker_env(self) -> dict[str, str]:
+        env = os.environ.copy()
+        env.update(
+            LIVEKIT_URL=self.url, LIVEKIT_API_KEY="devkey", LIVEKIT_API_SECRET="secret",
+            PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
+            AGENT_HTTP_PORT=str(free_port()), AVATAR_HTTP_PORT=str(free_port()),
+        )
+        env.update(self.env)
+        return env
+
+    def start_worker(self, module: str, timeout: float = 120.0) -> Proc:
+        """Start ``python -m <module> start`` and wait until it has registered with the server."""
+        proc = self._spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{module} worker exited with {proc.popen.returncode}:\n{proc.tail()}")
+            if "registered worker" in proc.log.read_text(errors="replace"):
+                return proc
+            time.sleep(0.25)
+        raise TimeoutError(f"{module} worker did not register within {timeout:.0f} s:\n{proc.tail()}")
+
+    def start_all(self) -> Stack:
+        self.start_server()
+        self.start_worker("avatar")
+        self.start_worker("agent")
+        return self
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs.clear()
+
+    def __enter__(self) -> Stack:
+        return self.start_all()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,50 @@
+"""Agent settings from the environment (prefix AGENT_, plus LiveKit's own LIVEKIT_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODELS = Path.home() / ".cache" / "dh-agent" / "models"
+
+
+class AgentSettings(BaseSettings):
+    """The call: models, names and timeouts."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", populate_by_name=True)
+
+    agent_name: str = "dh-agent"  # explicit dispatch name of the call agent
+    avatar_agent_name: str = "dh-avatar"  # explicit dispatch name of the avatar worker
+    avatar_enabled: bool = True
+    avatar_join_timeout: float = 8.0  # seconds; after that the call goes on with audio only
+    avatar_sample_rate: int = 16000
+    models_dir: Path = Field(default=DEFAULT_MODELS, validation_alias="DH_MODELS_DIR")
+    whisper_model: str = "whisper-base"  # folder under models_dir, or an absolute path
+    whisper_compute_type: str = "int8"
+    whisper_threads: int = 2
+    whisper_language: str = ""  # empty = detect
+    piper_voice: str = "piper/en_US-joe-medium.onnx"
+    vad_model: str = "silero/silero_vad.onnx"
+    min_silence: float = 0.45  # seconds of silence that end the caller's turn (no turn model offline)
+    max_calls: int = 4  # calls one worker process accepts at once
+    greet: bool = True
+    http_port: int = 8081  # the worker's health-check port
+
+    def model_path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.models_dir / p
+
+
+class ModelMissingError(RuntimeError):
+    """A local model file is missing: the message names the set-up command."""
+
+
+def require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise ModelMissingError(
+            f"{what} not found at {path}. Run `make models` (or `python scripts/setup_models.py`) "
+            f"to assemble the local models folder, or set DH_MODELS_DIR."
+        )
+    return path

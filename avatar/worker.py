@@ -1,0 +1,183 @@
+"""The avatar worker: a LiveKit agent (explicit dispatch) that renders the face of a call.
+
+The agent dispatches it into the call's room with metadata naming the agent's
+identity. It joins with kind ``agent`` and ``lk.publish_on_behalf`` set to that
+identity, receives the agent's speech over the data-stream avatar contract, and
+publishes ``avatar_video`` + ``avatar_audio`` in sync through ``AvatarRunner``.
+
+Jobs run as threads of one process so that every call shares one loaded engine
+(weights, caches) and one pool of render threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobRequest, cli
+from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
+
+from .engines import Engine, create_engine
+from .generator import EngineVideoGenerator
+from .settings import AvatarSettings
+
+logger = logging.getLogger("avatar.worker")
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_active_calls = 0
+
+
+def get_engine(settings: AvatarSettings, name: str | None = None) -> Engine:
+    """The process-wide engine called ``name``, loaded once and shared by all calls."""
+    name = name or settings.engine
+    with _engines_lock:
+        if name not in _engines:
+            t0 = time.perf_counter()
+            options: dict[str, Any] = json.loads(settings.engine_options or "{}")
+            _engines[name] = create_engine(
+                name, width=settings.width, height=settings.height, fps=settings.fps, **options
+            )
+            logger.info("engine %s loaded in %.2f s", name, time.perf_counter() - t0)
+        return _engines[name]
+
+
+def _render_executor(settings: AvatarSettings) -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=settings.render_threads, thread_name_prefix="render")
+    return _executor
+
+
+def parse_metadata(raw: str) -> dict[str, Any]:
+    """Dispatch metadata: ``{"agent_identity": ..., "avatar_dir": ..., "engine": ...}``."""
+    try:
+        meta = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        raise ValueError("avatar dispatch metadata is not JSON") from None
+    if not isinstance(meta, dict) or not meta.get("agent_identity"):
+        raise ValueError("avatar dispatch metadata must name the agent_identity to publish for")
+    return meta
+
+
+async def on_request(req: JobRequest) -> None:
+    """Accept with the identity and attributes that make us the agent's face."""
+    try:
+        meta = parse_metadata(req.job.metadata)
+    except ValueError as e:
+        logger.error("rejecting avatar job %s: %s", req.id, e)
+        await req.reject()
+        return
+    agent_identity = meta["agent_identity"]
+    await req.accept(
+        name="avatar",
+        identity=f"avatar-{agent_identity}",
+        attributes={"lk.publish_on_behalf": agent_identity},
+    )
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """Render one call's avatar until the room ends or the agent leaves."""
+    global _active_calls
+    settings = AvatarSettings()
+    meta = parse_metadata(ctx.job.metadata)
+    agent_identity = meta["agent_identity"]
+    engine = get_engine(settings, meta.get("engine") or None)
+    avatar_dir = meta.get("avatar_dir") or settings.avatar_dir or None
+
+    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)  # it only needs the agent's data streams
+    loop = asyncio.get_running_loop()
+    session = await loop.run_in_executor(
+        _render_executor(settings), engine.open_session, Path(avatar_dir) if avatar_dir else None
+    )
+    info = engine.info
+    mouth_box = getattr(session, "mouth_box", None)
+    if mouth_box:
+        # Lets a viewer (and the tests) find the mouth without a face detector.
+        await ctx.room.local_participant.set_attributes({"dh.mouth_box": ",".join(str(int(v)) for v in mouth_box)})
+
+    first_frame_at: list[float] = []
+    gen = EngineVideoGenerator(
+        session,
+        audio_sample_rate=settings.audio_sample_rate,
+        executor=_render_executor(settings),
+        on_first_speech_frame=lambda: first_frame_at.append(time.time()),
+    )
+    receiver = DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity)
+    runner = AvatarRunner(
+        ctx.room,
+        audio_recv=receiver,
+        video_gen=gen,
+        options=AvatarOptions(
+            video_width=info.width,
+            video_height=info.height,
+            video_fps=info.fps,
+            audio_sample_rate=settings.audio_sample_rate,
+            audio_channels=1,
+        ),
+    )
+    gen.attach(receiver, runner.av_sync.clear_queue)
+
+    done = asyncio.Event()
+
+    def _on_disconnect(p: Any) -> None:
+        if p.identity == agent_identity:
+            logger.info("agent %s left: ending the avatar", agent_identity)
+            done.set()
+
+    ctx.room.on("participant_disconnected", _on_disconnect)
+    _active_calls += 1
+    started = time.perf_counter()
+
+    async def _cleanup() -> None:
+        global _active_calls
+        _active_calls -= 1
+        await runner.aclose()
+        await gen.aclose()
+        wall = time.perf_counter() - started
+        logger.info(
+            "avatar call ended: %d frames in %.1f s, engine %.1f ms/frame",
+            gen.frames_rendered, wall, 1000 * gen.render_seconds / max(1, gen.frames_rendered),
+        )
+
+    ctx.add_shutdown_callback(_cleanup)
+    await runner.start()
+    logger.info("avatar %s rendering for %s in room %s", info.name, agent_identity, ctx.room.name)
+    await done.wait()
+    ctx.shutdown(reason="agent left")
+
+
+def _load(settings: AvatarSettings) -> float:
+    return min(1.0, _active_calls / max(1, settings.max_calls))
+
+
+def build_server(settings: AvatarSettings | None = None) -> AgentServer:
+    """The avatar worker's AgentServer (threads: one shared engine per process)."""
+    s = settings or AvatarSettings()
+    server = AgentServer(
+        job_executor_type=JobExecutorType.THREAD,
+        load_fnc=lambda: _load(s),
+        load_threshold=0.99,
+        num_idle_processes=0,
+        port=s.http_port,
+    )
+
+    def _prewarm(_proc: Any) -> None:
+        get_engine(s)
+
+    server.setup_fnc = _prewarm
+    server.rtc_session(entrypoint, agent_name=s.agent_name, on_request=on_request)
+    return server
+
+
+def main() -> None:
+    settings = AvatarSettings()
+    get_engine(settings)  # fail fast with a clear error before registering
+    cli.run_app(build_server(settings))

