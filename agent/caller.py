@@ -151,6 +151,7 @@ class ScriptedCaller:
         self._mic = rtc.AudioSource(RATE, 1, queue_size_ms=200)
         self._speech: asyncio.Queue[tuple[np.ndarray, asyncio.Future[float]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
+        self._streams: list[rtc.AudioStream | rtc.VideoStream] = []
         self._recorder: Mp4Recorder | None = None
         self._video_track_ready = asyncio.Event()
         self._tracks: dict[str, tuple[list[tuple[float, float]], list[np.ndarray]]] = {}
@@ -213,7 +214,9 @@ class ScriptedCaller:
         # The avatar's audio when it is there, else the agent's own (audio-only fallback).
         # Each track is kept apart; the figures use the one that carried speech.
         buf = self._tracks.setdefault(identity, ([], []))
-        async for ev in rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=10):
+        stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=10)
+        self._streams.append(stream)
+        async for ev in stream:
             pcm = np.frombuffer(ev.frame.data, np.int16).copy()
             rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if pcm.size else 0.0
             buf[0].append((time.time(), rms))
@@ -237,7 +240,9 @@ class ScriptedCaller:
         return self._primary()[1]
 
     async def _video_loop(self, track: rtc.Track) -> None:
-        async for ev in rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24):
+        stream = rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24)
+        self._streams.append(stream)
+        async for ev in stream:
             now = time.time()
             f = ev.frame
             rgb = np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3)
@@ -317,7 +322,19 @@ class ScriptedCaller:
                 if v.mouth is not None and t_from <= v.t <= t_to and v.mouth.shape == ref.shape]
 
     def first_speaking_frame(self, t_from: float, t_to: float, threshold: float = 6.0) -> float | None:
-        return next((t for t, d in self.mouth_motion(t_from, t_to) if d > threshold), None)
+        """First frame after ``t_from`` whose mouth differs from the resting face, two frames in a row.
+
+        The bar is raised above the idle face's own motion (blinks, breathing, sway) as
+        measured in the seconds before ``t_from``.
+        """
+        before = [d for _, d in self.mouth_motion(t_from - 4.0, t_from - 0.2)]
+        if before:
+            threshold = max(threshold, float(np.mean(before) + 5 * np.std(before)))
+        motion = self.mouth_motion(t_from, t_to)
+        for (t, d), (_, d2) in zip(motion, motion[1:]):
+            if d > threshold and d2 > threshold:
+                return t
+        return None
 
     def fps(self, t_from: float, t_to: float) -> float:
         n = sum(1 for v in self.video if t_from <= v.t <= t_to)
@@ -327,10 +344,21 @@ class ScriptedCaller:
         parts = [c for (ts, _), c in zip(self.audio_rms, self.audio_chunks) if t_from <= ts <= t_to]
         return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
+    async def wait_greeting(self, timeout: float = 40.0) -> None:
+        """Wait for the agent's greeting to start and then to end."""
+        deadline = time.time() + timeout
+        while self.loud_since(0.0) is None:
+            if time.time() > deadline:
+                raise TimeoutError("the agent never greeted")
+            await asyncio.sleep(0.1)
+        await self.wait_quiet(quiet_for=1.2, timeout=max(1.0, deadline - time.time()))
+
     async def leave(self) -> None:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for s in self._streams:
+            await s.aclose()
         await self.room.disconnect()
         if self._recorder is not None:
             self._recorder.close()

@@ -56,14 +56,14 @@ async def run_call(url: str, out: Path, questions: list[str]) -> dict:
     t_join = time.time()
     has_video = await caller.wait_video(timeout=60)
     print(f"avatar video {'arrived' if has_video else 'did NOT arrive'} {time.time() - t_join:.1f} s after joining")
-    await asyncio.sleep(1.0)
-    await caller.wait_quiet(quiet_for=1.5, timeout=40)  # let the greeting finish
-    for q, pcm in zip(questions, speech):
-        turn = await caller.ask(q, pcm)
-        print(f"asked {q!r}: answer after {1000 * (turn.first_audio - turn.speech_end):.0f} ms")
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(0.5)
-    await caller.leave()
+    try:
+        await caller.wait_greeting()
+        for q, pcm in zip(questions, speech):
+            turn = await caller.ask(q, pcm)
+            print(f"asked {q!r}: answer after {1000 * (turn.first_audio - turn.speech_end):.0f} ms", flush=True)
+            await asyncio.sleep(0.5)
+    finally:
+        await caller.leave()
     turns = [t.as_dict() for t in caller.turns]
     for t, turn in zip(turns, caller.turns):
         t["video_fps"] = round(caller.fps(turn.first_audio or turn.speech_end, turn.answer_end or time.time()), 1)

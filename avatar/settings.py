@@ -15,6 +15,7 @@ class AvatarSettings(BaseSettings):
     width: int = 512
     height: int = 512
     fps: int = 25
+    video_max_bitrate: int = 1_500_000  # bits/s for the avatar's video track
     audio_sample_rate: int = 16000  # what the agent streams and the avatar publishes
     avatar_dir: str = ""  # a prepared avatar folder; empty = the engine's built-in portrait
     engine_options: str = "{}"  # JSON: extra keyword settings for the engine (paths, device...)

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobRequest, cli
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
 
@@ -111,8 +112,9 @@ async def entrypoint(ctx: JobContext) -> None:
         on_first_speech_frame=lambda: first_frame_at.append(time.time()),
     )
     receiver = DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity)
-    runner = AvatarRunner(
+    runner = AvatarTrackRunner(
         ctx.room,
+        max_bitrate=settings.video_max_bitrate,
         audio_recv=receiver,
         video_gen=gen,
         options=AvatarOptions(
@@ -152,6 +154,39 @@ async def entrypoint(ctx: JobContext) -> None:
     logger.info("avatar %s rendering for %s in room %s", info.name, agent_identity, ctx.room.name)
     await done.wait()
     ctx.shutdown(reason="agent left")
+
+
+class AvatarTrackRunner(AvatarRunner):
+    """``AvatarRunner`` whose video keeps its frame rate under load.
+
+    Lip-sync needs every frame: WebRTC's default (keep resolution) drops frames
+    when the encoder's CPU is short, so we ask it to keep the frame rate, send a
+    single layer (no simulcast copies to encode) and cap the bitrate.
+    """
+
+    def __init__(self, *args: Any, max_bitrate: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_bitrate = max_bitrate
+
+    async def _publish_track(self) -> None:
+        async with self._lock:
+            if self._video_publication is not None:
+                return
+            await self._room_connected_fut
+            lp = self._room.local_participant
+            audio = rtc.LocalAudioTrack.create_audio_track("avatar_audio", self._audio_source)
+            self._audio_publication = await lp.publish_track(
+                audio, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            )
+            await self._audio_publication.wait_for_subscription()
+            video = rtc.LocalVideoTrack.create_video_track("avatar_video", self._video_source)
+            opts = rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_CAMERA,
+                simulcast=False,
+                video_encoding=rtc.VideoEncoding(max_framerate=self._options.video_fps, max_bitrate=self._max_bitrate),
+                degradation_preference=rtc.DegradationPreference.DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE,
+            )
+            self._video_publication = await lp.publish_track(video, opts)
 
 
 def _load(settings: AvatarSettings) -> float:

@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Every step is idempotent
+# and cached under ~/.cache/dh-agent (models, livekit-server, face venv, databases).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+
+.PHONY: help setup venv system models livekit face llm services demo test test-fast clean
+
+help:
+	@echo "make demo   - set everything up, then run a scripted call (out/demo.mp4, out/transcript.json)"
+	@echo "make test   - set everything up, then run the test suite"
+
+venv:
+	@bash scripts/setup_venv.sh
+
+system:
+	@bash scripts/setup_system.sh
+
+models: venv
+	@$(PY) scripts/setup_models.py
+
+livekit:
+	@bash scripts/setup_livekit.sh
+
+face:
+	@bash scripts/setup_face.sh
+
+llm: venv
+	@bash scripts/setup_llm.sh
+
+services:
+	@bash scripts/services.sh install
+	@bash scripts/services.sh start
+
+setup: system venv models livekit face
+
+demo: setup
+	@$(PY) -m agent.demo --out out
+
+test: setup llm services
+	@set -a; eval "$$(bash scripts/services.sh env)"; set +a; \
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# Without the end-to-end calls (quick loop while developing).
+test-fast: setup
+	@$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,47 @@
+"""Shared fixtures: local model paths and, for end-to-end tests, a running stack."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def agent_settings():
+    from agent.settings import AgentSettings
+
+    s = AgentSettings()
+    missing = [p for p in (s.model_path(s.whisper_model), s.model_path(s.piper_voice)) if not p.exists()]
+    if missing:
+        pytest.fail(f"local models missing ({missing[0]}): run `make models`")
+    return s
+
+
+@pytest.fixture(scope="session")
+def whisper(agent_settings):
+    """The real Whisper base model, for transcribing what the caller heard."""
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(str(agent_settings.model_path(agent_settings.whisper_model)), device="cpu", compute_type="int8")
+
+
+@pytest.fixture(scope="session")
+def say(agent_settings):
+    """Synthesise a caller's question with the local Piper voice (int16, 16 kHz)."""
+    from agent.caller import synthesize
+
+    cache: dict[str, object] = {}
+
+    def _say(text: str):
+        if text not in cache:
+            cache[text] = synthesize(text, agent_settings.model_path(agent_settings.piper_voice))
+        return cache[text]
+
+    return _say

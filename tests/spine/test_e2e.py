@@ -1,0 +1,111 @@
+"""End to end through a real livekit-server on loopback, the real agent and the real avatar worker.
+
+A caller participant speaks questions (Piper-synthesised WAV) into the room and
+checks what a person on the call would get: the avatar's audio and video, the
+answer's words, a mouth that moves with the speech, and barge-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from agent.caller import RATE, ScriptedCaller
+from agent.devstack import Stack, free_port
+from agent.token import caller_token
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port())
+    try:
+        s.start_all()
+    except Exception:
+        s.stop()
+        raise
+    yield s
+    s.stop()
+
+
+def transcribe(whisper, pcm: np.ndarray) -> str:
+    segments, _ = whisper.transcribe(pcm.astype(np.float32) / 32768.0, language="en", beam_size=1)
+    return " ".join(s.text for s in segments).lower()
+
+
+async def new_caller(url: str) -> ScriptedCaller:
+    room = f"test-{uuid.uuid4().hex[:6]}"
+    caller = ScriptedCaller(url, caller_token(room, "caller"))
+    await caller.join()
+    return caller
+
+
+async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
+    caller = await new_caller(stack.url)
+    try:
+        assert await caller.wait_video(timeout=60), "the avatar's video track never arrived"
+        await caller.wait_greeting()
+        turn = await caller.ask("What are your opening hours?", say("What are your opening hours?"))
+    finally:
+        await caller.leave()
+
+    # The caller receives the avatar's tracks (published on behalf of the agent).
+    assert caller.avatar_identity and caller.avatar_identity in caller._tracks
+    assert caller.audio_rms is caller._tracks[caller.avatar_identity][0]
+
+    # Video keeps the stream's rate over the answer.
+    fps = caller.fps(turn.first_audio, turn.answer_end)
+    print(f"video over the answer: {fps:.1f} fps; answer after {1000 * (turn.first_audio - turn.speech_end):.0f} ms")
+    assert fps >= 20.0
+
+    # What the caller heard, transcribed again, is the expected answer.
+    heard = transcribe(whisper, caller.audio_between(turn.first_audio - 0.3, turn.answer_end + 0.3))
+    assert "monday" in heard and ("friday" in heard or "nine" in heard), heard
+
+    # The mouth moves while the answer is loud and rests while nobody speaks.
+    assert caller.mouth_box is not None, "the avatar did not publish its mouth box"
+    motion = caller.mouth_motion(turn.speech_start - 3.0, turn.answer_end)
+    loud = [d for t, d in motion if turn.first_audio <= t <= turn.answer_end and caller._loud_near(t, 0.06)]
+    silent = [d for t, d in motion if t < turn.speech_end and not caller._loud_near(t, 0.5)]
+    assert len(loud) > 20 and len(silent) > 20
+    print(f"mouth motion: loud {np.mean(loud):.1f}, silent {np.mean(silent):.1f}")
+    assert np.mean(loud) > 3 * np.mean(silent)
+    assert np.mean(silent) < 4.0
+
+
+async def test_barge_in_stops_the_avatar_and_the_new_answer_follows(stack, say, whisper):
+    caller = await new_caller(stack.url)
+    try:
+        assert await caller.wait_video(timeout=60)
+        await caller.wait_greeting()
+        first = await caller.ask("How do I report a lost card?", say("How do I report a lost card?"),
+                                 wait_answer_end=False)
+        await asyncio.sleep(1.5)  # the long answer is playing now
+        q2_start, q2_end = await caller.speak(say("What are your opening hours?"))
+        deadline = time.time() + 30
+        second = None
+        while time.time() < deadline and second is None:
+            second = caller.loud_since(q2_end)
+            await asyncio.sleep(0.05)
+        assert second is not None, "no answer to the second question"
+        answer_end = await caller.wait_quiet()
+    finally:
+        await caller.leave()
+
+    # The first answer stopped soon after the caller started talking over it, long before its natural end.
+    rms = [(t, r) for t, r in caller.audio_rms if q2_start <= t <= second]
+    stopped = next(
+        (t for t, _ in rms if all(r2 < caller.loud_threshold for t2, r2 in rms if t <= t2 <= t + 0.5)), None
+    )
+    assert stopped is not None, "the avatar kept talking over the caller"
+    print(f"avatar stopped {stopped - q2_start:.2f} s after the caller started talking")
+    assert stopped - q2_start < 2.5
+    assert stopped < first.first_audio + 5.0
+
+    heard = transcribe(whisper, caller.audio_between(second - 0.3, answer_end + 0.3))
+    assert "monday" in heard, heard

@@ -1,0 +1,150 @@
+"""The avatar's VideoGenerator: chunking, A/V interleaving, segment ends, interruption."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from livekit import rtc
+from livekit.agents.voice.avatar import AudioSegmentEnd
+
+from avatar.engines import create_engine
+from avatar.engines.base import EngineInfo, EngineSession
+from avatar.generator import EngineVideoGenerator
+
+RATE = 16000
+
+
+def tone_frame(ms: int = 100, amp: float = 0.4, rate: int = RATE) -> rtc.AudioFrame:
+    n = rate * ms // 1000
+    t = np.arange(n) / rate
+    pcm = (amp * 32767 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+    return rtc.AudioFrame(pcm.tobytes(), rate, 1, n)
+
+
+class RecordingSession(EngineSession):
+    """A real (trivial) engine session that records what it was asked to render."""
+
+    def __init__(self, chunk_frames: int = 1) -> None:
+        super().__init__(EngineInfo("rec", 64, 48, 25, chunk_frames=chunk_frames))
+        self.calls: list[tuple[float, bool]] = []
+        self.interrupts = 0
+
+    def generate(self, audio: np.ndarray, *, speaking: bool) -> list[np.ndarray]:
+        assert audio.dtype == np.float32 and audio.size == self.info.samples_per_chunk
+        self.calls.append((float(np.abs(audio).max()), speaking))
+        level = int(min(255, 255 * float(np.abs(audio).max())))
+        return [np.full((48, 64, 3), level, np.uint8) for _ in range(self.info.chunk_frames)]
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
+
+
+async def collect(gen: EngineVideoGenerator, n_items: int, timeout: float = 10.0) -> list:
+    out: list = []
+
+    async def _run() -> None:
+        async for item in gen:
+            out.append(item)
+            if len(out) >= n_items:
+                return
+
+    await asyncio.wait_for(_run(), timeout)
+    return out
+
+
+async def test_speech_is_interleaved_frame_by_frame_and_segment_ends():
+    sess = RecordingSession()
+    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    await gen.push_audio(tone_frame(100))
+    await gen.push_audio(tone_frame(30))  # 130 ms: 3 full frames + a 10 ms tail padded with silence
+    await gen.push_audio(AudioSegmentEnd())
+    items = await collect(gen, 9)
+    kinds = [type(i).__name__ for i in items]
+    assert kinds == ["VideoFrame", "AudioFrame"] * 4 + ["AudioSegmentEnd"]
+    audio = [i for i in items if isinstance(i, rtc.AudioFrame)]
+    assert all(a.samples_per_channel == 640 for a in audio)  # one video frame's worth each
+    tail = np.frombuffer(audio[-1].data, np.int16)
+    assert np.abs(tail[:160]).max() > 1000 and np.abs(tail[160:]).max() == 0  # padded, not dropped
+    assert all(speaking for _, speaking in sess.calls[:4])
+    await gen.aclose()
+
+
+async def test_idle_frames_are_video_only_and_silent():
+    sess = RecordingSession()
+    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    items = await collect(gen, 5)
+    assert all(isinstance(i, rtc.VideoFrame) for i in items)
+    assert all(not speaking and level == 0 for level, speaking in sess.calls)
+    await gen.aclose()
+
+
+async def test_chunked_engine_gets_whole_chunks_and_emits_matching_audio():
+    sess = RecordingSession(chunk_frames=28)
+    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    for _ in range(12):  # 1.2 s: one full chunk (1.12 s) and a tail
+        await gen.push_audio(tone_frame(100))
+    await gen.push_audio(AudioSegmentEnd())
+    items = await collect(gen, 2 * 56 + 1)
+    assert isinstance(items[-1], AudioSegmentEnd)
+    n_audio = sum(isinstance(i, rtc.AudioFrame) for i in items)
+    n_video = sum(isinstance(i, rtc.VideoFrame) for i in items)
+    assert n_audio == n_video == 56
+    await gen.aclose()
+
+
+async def test_output_rate_differs_from_engine_rate():
+    sess = RecordingSession()
+    gen = EngineVideoGenerator(sess, audio_sample_rate=24000)
+    await gen.push_audio(tone_frame(80, rate=24000))
+    await gen.push_audio(AudioSegmentEnd())
+    items = await collect(gen, 5)
+    audio = [i for i in items if isinstance(i, rtc.AudioFrame)]
+    assert [a.sample_rate for a in audio] == [24000, 24000] and audio[0].samples_per_channel == 960
+    await gen.aclose()
+
+
+async def test_interrupt_drops_queued_speech_and_resets_the_engine():
+    sess = RecordingSession()
+    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    for _ in range(20):  # 2 s of speech queued
+        await gen.push_audio(tone_frame(100))
+    first = await collect(gen, 4)
+    assert any(isinstance(i, rtc.AudioFrame) for i in first)
+    gen.interrupt()
+    # The stream that was cleared sends its end marker late: it must not end anything.
+    await gen.push_audio(AudioSegmentEnd())
+    rest = await collect(gen, 10)
+    assert not any(isinstance(i, (rtc.AudioFrame, AudioSegmentEnd)) for i in rest)
+    assert sess.interrupts == 1
+    # and the next answer plays normally
+    await gen.push_audio(tone_frame(40))
+    await gen.push_audio(AudioSegmentEnd())
+    items = await collect(gen, 40)
+    assert any(isinstance(i, rtc.AudioFrame) for i in items)
+    assert any(isinstance(i, AudioSegmentEnd) for i in items)
+    await gen.aclose()
+
+
+@pytest.mark.parametrize("engine", ["simple", "portrait"])
+def test_cpu_engines_open_the_mouth_with_speech_and_close_it_after(engine):
+    # head sway off: this compares the mouth region with the resting face pixel by pixel
+    eng = create_engine(engine, **({"head_motion": 0.0, "seed": 1} if engine == "portrait" else {}))
+    sess = eng.open_session()
+    spf = eng.info.samples_per_frame
+    t = np.arange(spf * 12) / 16000
+    speech = (0.5 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2).astype(np.float32)
+    idle = [sess.generate(np.zeros(spf, np.float32), speaking=False)[0] for _ in range(3)]
+    talk = [sess.generate(speech[i * spf : (i + 1) * spf], speaking=True)[0] for i in range(12)]
+    sess.interrupt()
+    after = [sess.generate(np.zeros(spf, np.float32), speaking=False)[0] for _ in range(6)]
+    box = getattr(sess, "mouth_box")
+    x, y, w, h = box
+
+    def mouth_diff(f: np.ndarray) -> float:
+        return float(np.abs(f[y : y + h, x : x + w].astype(np.float32) - idle[-1][y : y + h, x : x + w]).mean())
+
+    assert max(mouth_diff(f) for f in talk) > 8.0  # the mouth visibly opened
+    assert mouth_diff(after[-1]) < 3.0  # and closed again after the interruption
+    assert talk[0].shape == (512, 512, 3) and talk[0].dtype == np.uint8
