@@ -201,6 +201,10 @@ class KnowledgeBase(Timestamped, Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str] = mapped_column(String(16), default="en")
+    # The retrieval index the agent loads (dialogue.knowledge.KnowledgeIndex.load), rebuilt after ingestion.
+    index_dir: Mapped[str | None] = mapped_column(String(1024))
+    index_chunks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    index_updated_at: Mapped[datetime | None]
 
 
 class Document(Timestamped, Base):

@@ -202,10 +202,13 @@ class KnowledgeBaseUpdate(BaseModel):
 
 
 class KnowledgeBaseOut(KnowledgeBaseIn, Out):
-    """A knowledge base."""
+    """A knowledge base; ``index_dir`` is the folder the agent loads with ``KnowledgeIndex.load``."""
 
     id: str
     tenant_id: str
+    index_dir: str | None
+    index_chunks: int
+    index_updated_at: datetime | None
     created_at: datetime
 
 

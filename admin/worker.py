@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -27,7 +26,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from admin.core.config import get_settings
 from admin.core.db import session_scope
 from admin.core.redaction import redact
-from admin.models import Avatar, CallSession, Document, DocumentChunk, JobStatus, Turn
+from admin.ingest import build_index, plain_ingestor, simple_chunks  # noqa: F401  (simple_chunks re-exported)
+from admin.models import Avatar, CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Turn, utcnow
 
 logger = logging.getLogger("admin.worker")
 
@@ -131,37 +131,11 @@ def _jsonable(value: Any) -> Any:
 
 
 # --- knowledge ingestion ------------------------------------------------------------------
-def simple_chunks(text: str, *, max_chars: int = 800, **_: Any) -> list[dict[str, Any]]:
-    """Fallback chunker (no embeddings): paragraphs packed up to ``max_chars``."""
-    chunks: list[str] = []
-    current = ""
-    for para in re.split(r"\n\s*\n", text):
-        para = " ".join(para.split())
-        if not para:
-            continue
-        while len(para) > max_chars:
-            cut = para.rfind(" ", 0, max_chars)
-            cut = cut if cut > max_chars // 2 else max_chars
-            if current:
-                chunks.append(current)
-                current = ""
-            chunks.append(para[:cut].strip())
-            para = para[cut:].strip()
-        if current and len(current) + len(para) + 1 > max_chars:
-            chunks.append(current)
-            current = para
-        else:
-            current = f"{current} {para}".strip()
-    if current:
-        chunks.append(current)
-    return [{"text": c} for c in chunks]
-
-
 def load_ingestor() -> Any:
-    """The configured ``module:function`` ingestor, or :func:`simple_chunks` when it is absent.
+    """The configured ``module:function`` ingestor (default :func:`admin.ingest.dialogue_ingestor`).
 
-    Contract: ``fn(text: str, *, document_id: str, filename: str, language: str) ->
-    list[dict]`` with keys ``text``, optional ``embedding`` (list of floats) and ``meta``.
+    Contract: ``fn(path: Path, *, document_id, filename, content_type, language) -> list[dict]``
+    with keys ``text``, optional ``embedding`` (list of floats) and ``meta`` (dict).
     """
     target = get_settings().knowledge_ingestor
     module_name, _, attr = target.partition(":")
@@ -169,21 +143,11 @@ def load_ingestor() -> Any:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError):
         logger.warning("knowledge ingestor %s not available; using the plain paragraph chunker", target)
-        return simple_chunks
-
-
-def extract_text(path: Path, content_type: str) -> str:
-    """Plain text of an uploaded document (text, Markdown, CSV, JSON, HTML)."""
-    raw = path.read_bytes().decode("utf-8", errors="replace")
-    if "html" in content_type:
-        raw = re.sub(r"(?is)<(script|style).*?</\1>", " ", raw)
-        raw = re.sub(r"(?s)<br\s*/?>|</p>|</h\d>|</li>", "\n\n", raw)
-        raw = re.sub(r"(?s)<[^>]+>", " ", raw)
-    return raw
+        return plain_ingestor
 
 
 def ingest_document_job(document_id: str, language: str = "en") -> str:
-    """Chunk (and embed, with the dialogue ingestor) one document; returns the final status."""
+    """Chunk and embed one document, then rebuild its knowledge base's index; returns the final status."""
     with session_scope() as db:
         doc = db.get(Document, document_id)
         if doc is None:
@@ -192,17 +156,18 @@ def ingest_document_job(document_id: str, language: str = "en") -> str:
             return "ready"
         doc.status, doc.progress, doc.status_detail = JobStatus.running.value, 0.1, None
         path, ctype, filename, tenant_id = Path(doc.path), doc.content_type, doc.filename, doc.tenant_id
-        sha = doc.sha256
+        sha, kb_id = doc.sha256, doc.knowledge_base_id
     try:
-        text = extract_text(path, ctype)
-        _set(Document, document_id, progress=0.3)
-        chunks = load_ingestor()(text, document_id=document_id, filename=filename, language=language)
+        chunks = load_ingestor()(path, document_id=document_id, filename=filename, content_type=ctype,
+                                 language=language)
     except TRANSIENT:
         raise
     except Exception as exc:  # a document the ingestor cannot read is the user's to fix, not ours to retry
         logger.exception("ingestion of %s failed", document_id)
-        _set(Document, document_id, status=JobStatus.failed.value, status_detail=f"Could not read the document: {exc}")
+        _set(Document, document_id, status=JobStatus.failed.value, progress=1.0,
+             status_detail=f"Could not read the document: {exc}")
         return "failed"
+    _set(Document, document_id, progress=0.7)
     with session_scope() as db:
         # Replace, never append: a retried run leaves exactly one set of chunks.
         db.execute(delete(DocumentChunk).where(DocumentChunk.document_id == document_id))
@@ -214,7 +179,31 @@ def ingest_document_job(document_id: str, language: str = "en") -> str:
             ))
         doc = db.get(Document, document_id)
         doc.status, doc.progress, doc.chunk_count, doc.ingested_sha256 = JobStatus.ready.value, 1.0, len(chunks), sha
+    rebuild_kb_index(kb_id)
     return "ready"
+
+
+def rebuild_kb_index(kb_id: str) -> str | None:
+    """Rebuild a knowledge base's retrieval index from its ready documents' chunks."""
+    with session_scope() as db:
+        kb = db.get(KnowledgeBase, kb_id)
+        if kb is None:
+            return None
+        rows = [
+            (c.text, c.meta or {}, c.embedding)
+            for c in db.scalars(
+                select(DocumentChunk).join(Document, Document.id == DocumentChunk.document_id)
+                .where(Document.knowledge_base_id == kb_id, Document.status == JobStatus.ready.value)
+                .order_by(Document.created_at, DocumentChunk.ordinal)
+            )
+        ]
+        kb_dir = get_settings().media_dir / kb.tenant_id / "knowledge" / kb.id
+    kb_dir.mkdir(parents=True, exist_ok=True)
+    built = build_index(kb_dir, rows)
+    if built is None:
+        return None
+    _set(KnowledgeBase, kb_id, index_dir=str(built[0]), index_chunks=built[1], index_updated_at=utcnow())
+    return str(built[0])
 
 
 # --- session post-processing --------------------------------------------------------------

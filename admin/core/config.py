@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     first_admin_password: str | None = None
     first_tenant: str = "default"
 
-    knowledge_ingestor: str = "dialogue.knowledge:ingest_text"
+    knowledge_ingestor: str = "admin.ingest:dialogue_ingestor"
 
     livekit_url: str = Field(
         default="ws://127.0.0.1:7880", validation_alias=AliasChoices("ADMIN_LIVEKIT_URL", "LIVEKIT_URL")

@@ -41,8 +41,11 @@ def db_url(data_dir: Path) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _configure(db_url: str, data_dir: Path) -> Iterator[None]:
     """Point the admin settings at the test database, run tasks inline, migrate once."""
-    saved = {k: os.environ.get(k) for k in ("ADMIN_DATABASE_URL", "ADMIN_DATA_DIR", "ADMIN_CELERY_EAGER")}
-    os.environ.update(ADMIN_DATABASE_URL=db_url, ADMIN_DATA_DIR=str(data_dir), ADMIN_CELERY_EAGER="true")
+    keys = ("ADMIN_DATABASE_URL", "ADMIN_DATA_DIR", "ADMIN_CELERY_EAGER", "ADMIN_KNOWLEDGE_INGESTOR")
+    saved = {k: os.environ.get(k) for k in keys}
+    # The plain chunker keeps most tests free of the embedding model; test_knowledge runs the real one.
+    os.environ.update(ADMIN_DATABASE_URL=db_url, ADMIN_DATA_DIR=str(data_dir), ADMIN_CELERY_EAGER="true",
+                      ADMIN_KNOWLEDGE_INGESTOR="admin.ingest:plain_ingestor")
     from admin.core.config import get_settings
 
     get_settings.cache_clear()

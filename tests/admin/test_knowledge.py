@@ -39,8 +39,9 @@ def test_pluggable_ingestor_gets_the_text_and_embeddings_are_stored(client, tena
     mod = types.ModuleType("fake_dialogue_knowledge")
     calls = []
 
-    def ingest_text(text, *, document_id, filename, language):
-        calls.append((document_id, filename, language))
+    def ingest_text(path, *, document_id, filename, content_type, language):
+        calls.append((document_id, filename, content_type, language))
+        text = path.read_text()
         return [{"text": p, "embedding": [0.1, 0.2], "meta": {"heading": p[:10]}} for p in text.split("\n\n") if p]
 
     mod.ingest_text = ingest_text
@@ -48,7 +49,7 @@ def test_pluggable_ingestor_gets_the_text_and_embeddings_are_stored(client, tena
     monkeypatch.setattr(get_settings(), "knowledge_ingestor", "fake_dialogue_knowledge:ingest_text")
     kb = _kb(client, tenant)
     doc = _upload(client, tenant, kb["id"]).json()
-    assert calls == [(doc["id"], "faq.md", "en")]
+    assert calls == [(doc["id"], "faq.md", "text/markdown", "en")]
     chunks = client.get(f"{API}/documents/{doc['id']}/chunks", headers=tenant.headers["viewer"]).json()
     assert len(chunks) == 4 and all(c["embedded"] for c in chunks)
 
@@ -69,7 +70,7 @@ def test_failing_ingestor_marks_the_document_failed(client, tenant, monkeypatch)
 
     mod = types.ModuleType("broken_ingestor")
 
-    def ingest_text(text, **kw):
+    def ingest_text(path, **kw):
         raise ValueError("unsupported layout")
 
     mod.ingest_text = ingest_text
@@ -86,6 +87,8 @@ def test_upload_checks(client, tenant):
     assert r.status_code == 415 and "not one" in r.json()["detail"]
     r = _upload(client, tenant, kb["id"], name="x.txt", data=b"\x00\x01binary")
     assert r.status_code == 415
+    r = _upload(client, tenant, kb["id"], name="fake.pdf", data=b"<html>not a pdf</html>")
+    assert r.status_code == 415 and "not a PDF" in r.json()["detail"]
 
 
 def test_crud(client, tenant):
@@ -96,3 +99,27 @@ def test_crud(client, tenant):
     assert [d["id"] for d in client.get(f"{API}/knowledge-bases/{kb['id']}/documents", headers=h).json()] == [doc["id"]]
     assert client.delete(f"{API}/knowledge-bases/{kb['id']}", headers=h).status_code == 204
     assert client.get(f"{API}/documents/{doc['id']}", headers=h).status_code == 404
+
+
+def test_real_dialogue_ingestion_builds_the_agents_index(client, tenant, monkeypatch):
+    """Chunks and MiniLM embeddings from dialogue.knowledge, and an index the agent can load and search."""
+    import pytest
+
+    try:
+        from dialogue.knowledge import Embedder, KnowledgeIndex
+        Embedder.shared()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"dialogue knowledge or its embedding model is not available here: {exc}")
+    from admin.core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "knowledge_ingestor", "admin.ingest:dialogue_ingestor")
+    kb = _kb(client, tenant)
+    doc = _upload(client, tenant, kb["id"]).json()
+    got = client.get(f"{API}/documents/{doc['id']}", headers=tenant.headers["viewer"]).json()
+    assert got["status"] == "ready", got
+    chunks = client.get(f"{API}/documents/{doc['id']}/chunks", headers=tenant.headers["viewer"]).json()
+    assert chunks and all(c["embedded"] for c in chunks)
+    kb_now = client.get(f"{API}/knowledge-bases/{kb['id']}", headers=tenant.headers["agent"]).json()
+    assert kb_now["index_chunks"] == len(chunks) and kb_now["index_dir"]
+    hits = KnowledgeIndex.load(kb_now["index_dir"]).search("when are you open?", k=1)
+    assert "nine to five" in hits[0].chunk.text

@@ -21,8 +21,9 @@ router = APIRouter(tags=["knowledge"])
 KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
 
 ALLOWED_TYPES = {
-    ".txt": "text/plain", ".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv",
-    ".json": "application/json", ".html": "text/html", ".htm": "text/html",
+    ".txt": "text/plain", ".md": "text/markdown", ".markdown": "text/markdown",
+    ".html": "text/html", ".htm": "text/html", ".pdf": "application/pdf",
+    ".yaml": "application/x-faq+yaml", ".yml": "application/x-faq+yaml",  # question/answer lists
 }
 
 
@@ -68,7 +69,7 @@ def list_documents(kb_id: str, db: SessionDep, principal: KbReaders) -> list[Doc
 
 @router.post("/knowledge-bases/{kb_id}/documents", response_model=DocumentOut, status_code=202)
 async def upload_document(kb_id: str, file: UploadFile, db: SessionDep, principal: Editors) -> Document:
-    """Upload a text, Markdown, CSV, JSON or HTML document; ingestion (chunk + embed) runs as a task."""
+    """Upload a text, Markdown, HTML, PDF or YAML FAQ document; ingestion (chunk + embed) runs as a task."""
     s = get_settings()
     kb = crud.get_owned(db, KnowledgeBase, kb_id, principal.tenant_id, what="knowledge base")
     name = PurePath(file.filename or "document.txt").name[:200]
@@ -80,7 +81,10 @@ async def upload_document(kb_id: str, file: UploadFile, db: SessionDep, principa
     if len(data) > s.max_document_bytes:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"The document is larger than {s.max_document_bytes // (1024 * 1024)} MB; split it.")
-    if b"\x00" in data[:4096]:
+    if ctype == "application/pdf":
+        if not data.startswith(b"%PDF-"):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"'{name}' is not a PDF file.")
+    elif b"\x00" in data[:4096]:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "The file looks binary; upload text.")
     sha = hashlib.sha256(data).hexdigest()
     folder = s.media_dir / kb.tenant_id / "knowledge" / kb.id
