@@ -252,6 +252,12 @@ def ingest_document_task(document_id: str, language: str = "en") -> str:
     return ingest_document_job(document_id, language)
 
 
+@celery_app.task(name="admin.rebuild_kb_index", **_task_opts)
+def rebuild_kb_index_task(kb_id: str) -> str | None:
+    """Celery task: :func:`rebuild_kb_index` (after a document is deleted)."""
+    return rebuild_kb_index(kb_id)
+
+
 @celery_app.task(name="admin.postprocess_session", **_task_opts)
 def postprocess_session_task(session_id: str) -> str:
     """Celery task: :func:`postprocess_session_job`."""

@@ -123,3 +123,7 @@ def test_real_dialogue_ingestion_builds_the_agents_index(client, tenant, monkeyp
     assert kb_now["index_chunks"] == len(chunks) and kb_now["index_dir"]
     hits = KnowledgeIndex.load(kb_now["index_dir"]).search("when are you open?", k=1)
     assert "nine to five" in hits[0].chunk.text
+    # deleting the document rebuilds the index without it
+    client.delete(f"{API}/documents/{doc['id']}", headers=tenant.headers["operator"])
+    kb_after = client.get(f"{API}/knowledge-bases/{kb['id']}", headers=tenant.headers["viewer"]).json()
+    assert kb_after["index_chunks"] == 0

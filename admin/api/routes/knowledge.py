@@ -15,7 +15,7 @@ from admin.core import audit
 from admin.core.config import get_settings
 from admin.models import Document, DocumentChunk, JobStatus, KnowledgeBase, Role
 from admin.schemas import DocumentOut, KnowledgeBaseIn, KnowledgeBaseOut, KnowledgeBaseUpdate
-from admin.worker import enqueue, ingest_document_task
+from admin.worker import enqueue, ingest_document_task, rebuild_kb_index_task
 
 router = APIRouter(tags=["knowledge"])
 KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
@@ -129,6 +129,8 @@ def reingest(doc_id: str, db: SessionDep, principal: Editors) -> Document:
 
 @router.delete("/documents/{doc_id}", status_code=204)
 def delete_document(doc_id: str, db: SessionDep, principal: Editors) -> None:
-    """Delete a document and its passages."""
-    crud.delete(db, principal.actor, crud.get_owned(db, Document, doc_id, principal.tenant_id, what="document"),
-                resource="document")
+    """Delete a document and its passages; the knowledge base's index is rebuilt without them."""
+    doc = crud.get_owned(db, Document, doc_id, principal.tenant_id, what="document")
+    kb_id = doc.knowledge_base_id
+    crud.delete(db, principal.actor, doc, resource="document")
+    enqueue(rebuild_kb_index_task, kb_id)
