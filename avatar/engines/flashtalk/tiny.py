@@ -12,6 +12,9 @@ Writes (sizes are tiny, names are official):
     DIR/avatar/flashtalk_avatar.safetensors  (a prepared synthetic face, the engine's default avatar)
     DIR/engine_settings.json                 (settings to pass to create_engine)
 
+and prints the avatar worker's environment for it (AVATAR_ENGINE, AVATAR_WIDTH/HEIGHT,
+AVATAR_ENGINE_OPTIONS: the worker passes width and height itself, the rest as options).
+
 Used by the tests and to run the engine inside the avatar worker on CPU. The frames are
 meaningless (random weights); what is real is every code path and file format.
 """
@@ -149,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     settings = build_tiny_checkpoint(a.out, width=a.width, height=a.height, seed=a.seed)
     print(json.dumps(settings, indent=2))
+    options = {k: v for k, v in settings.items() if k not in ("width", "height")}
+    print("\navatar worker environment for this tiny engine:")
+    print(f"AVATAR_ENGINE=flashtalk AVATAR_WIDTH={a.width} AVATAR_HEIGHT={a.height} "
+          f"AVATAR_ENGINE_OPTIONS='{json.dumps(options)}'")
 
 
 if __name__ == "__main__":
