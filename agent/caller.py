@@ -328,8 +328,8 @@ class ScriptedCaller:
         measured in the seconds before ``t_from``.
         """
         before = [d for _, d in self.mouth_motion(t_from - 4.0, t_from - 0.2)]
-        if before:
-            threshold = max(threshold, float(np.mean(before) + 5 * np.std(before)))
+        if len(before) >= 10:
+            threshold = max(threshold, float(np.percentile(before, 99)) * 1.2)
         motion = self.mouth_motion(t_from, t_to)
         for (t, d), (_, d2) in zip(motion, motion[1:]):
             if d > threshold and d2 > threshold:

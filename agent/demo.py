@@ -67,6 +67,12 @@ async def run_call(url: str, out: Path, questions: list[str]) -> dict:
     turns = [t.as_dict() for t in caller.turns]
     for t, turn in zip(turns, caller.turns):
         t["video_fps"] = round(caller.fps(turn.first_audio or turn.speech_end, turn.answer_end or time.time()), 1)
+    trace = {
+        "t0": caller.t0,
+        "mouth_motion": [(round(t - caller.t0, 3), round(d, 2)) for t, d in caller.mouth_motion(0, time.time())],
+        "audio_rms": [(round(t - caller.t0, 3), round(r)) for t, r in caller.audio_rms],
+    }
+    (out / "av_trace.json").write_text(json.dumps(trace))
     return {"room": room, "turns": turns, "transcripts": caller.transcripts}
 
 

@@ -152,8 +152,16 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(_cleanup)
     await runner.start()
     logger.info("avatar %s rendering for %s in room %s", info.name, agent_identity, ctx.room.name)
-    await done.wait()
-    ctx.shutdown(reason="agent left")
+    # End the job when the agent leaves, or if rendering/publishing fails (the agent then
+    # sees the avatar leave and falls back to audio only instead of facing a frozen face).
+    left = asyncio.ensure_future(done.wait())
+    running = asyncio.ensure_future(runner.wait_for_complete())
+    finished, _ = await asyncio.wait({left, running}, return_when=asyncio.FIRST_COMPLETED)
+    if running in finished and running.exception() is not None:
+        logger.error("avatar rendering failed: leaving the call", exc_info=running.exception())
+    for t in (left, running):
+        t.cancel()
+    ctx.shutdown(reason="agent left" if left in finished else "avatar failed")
 
 
 class AvatarTrackRunner(AvatarRunner):
@@ -184,7 +192,7 @@ class AvatarTrackRunner(AvatarRunner):
                 source=rtc.TrackSource.SOURCE_CAMERA,
                 simulcast=False,
                 video_encoding=rtc.VideoEncoding(max_framerate=self._options.video_fps, max_bitrate=self._max_bitrate),
-                degradation_preference=rtc.DegradationPreference.DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE,
+                degradation_preference=rtc.DegradationPreference.MAINTAIN_FRAMERATE,
             )
             self._video_publication = await lp.publish_track(video, opts)
 
