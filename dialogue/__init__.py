@@ -67,7 +67,8 @@ def load_policy(settings: DialogueSettings | None = None, *, persona: Persona | 
 
         llm = OpenAIPolicy(base_url=s.llm_base_url, model=s.llm_model, api_key=s.llm_api_key,
                            timeout=s.llm_timeout, max_tokens=s.llm_max_tokens)
-    return GroundedPolicy(p, idx, llm=llm, registry=reg, on_turn=on_turn, llm_retries=s.llm_retries)
+    return GroundedPolicy(p, idx, llm=llm, registry=reg, on_turn=on_turn, llm_retries=s.llm_retries,
+                          llm_core_tools=s.llm_core_tools)
 
 
 def greeting(settings: DialogueSettings | None = None, language: str | None = None) -> str:

@@ -62,13 +62,16 @@ class GroundedPolicy(Policy):
 
     def __init__(self, persona: Persona, index: KnowledgeIndex, *, llm: Any | None = None,
                  registry: ToolRegistry | None = None, on_turn: Callable[[TurnRecord], None] | None = None,
-                 llm_retries: int = 1) -> None:
+                 llm_retries: int = 1, llm_core_tools: bool = False) -> None:
         self.persona = persona
         self.index = index
         self.llm = llm  # an OpenAIPolicy-like object with .stream(payload, tools)
         self.registry = registry or ToolRegistry()
         self.on_turn = on_turn
         self.llm_retries = llm_retries
+        # The checks above the LLM already handle handover, tickets and goodbyes; by default the
+        # LLM sees only the deployment's tools, which small models handle far more reliably.
+        self.llm_core_tools = llm_core_tools
         self.turns: list[TurnRecord] = []
         self.escalation: dict[str, Any] | None = None
         self._unanswered = 0
@@ -166,11 +169,15 @@ class GroundedPolicy(Policy):
             return
         if last.name in CORE_TOOL_NAMES:
             return  # transfer and end_call were already announced
+        tool = self.registry.get(last.name or "")
         if self.llm is not None:
-            async for ev in self._llm_answer(messages, lang, [], self.registry.specs(), rec):
+            def speak_result() -> list[ReplyEvent]:
+                said = tool.say(result, lang) if tool and tool.say else str(result)
+                return [self._speak(said, rec)]
+
+            async for ev in self._llm_answer(messages, lang, [], self.registry.specs(), rec, fallback=speak_result):
                 yield ev
             return
-        tool = self.registry.get(last.name or "")
         if (isinstance(result, dict) and "error" in result) or (
                 isinstance(result, str) and result.lower().startswith(("error", "an error"))):
             yield self._speak(self._say("tool_failed", lang), rec)
@@ -252,8 +259,21 @@ class GroundedPolicy(Policy):
         hits = [h for h in self.index.search(text, k=3, language=lang) if h.relevant]
         rec.citations = [h.citation() for h in hits]
         if self.llm is not None and (hits or tool is not None):
-            rec.decision = "answer"
-            async for ev in self._llm_answer(messages, lang, hits, tools or self.registry.specs(), rec):
+            rec.decision = "answer" if hits else "tool"
+
+            def fallback() -> list[ReplyEvent]:
+                if hits:
+                    rec.decision = "answer"
+                    return [self._speak(_extract_answer(hits[0], text, lang), rec)]
+                args = tool.extract(text) if tool and tool.extract else {}
+                if args is None:
+                    return [self._speak(tool.missing_args.get(lang) or self._say("not_heard", lang), rec)]
+                rec.decision = "tool"
+                return [self._call(tool.name, args, rec)]
+
+            if hits:
+                self._unanswered = 0
+            async for ev in self._llm_answer(messages, lang, hits, tools or self.registry.specs(), rec, fallback):
                 yield ev
             return
         if not hits:
@@ -283,31 +303,60 @@ class GroundedPolicy(Policy):
         return payload
 
     async def _llm_answer(self, messages: list[Message], lang: str, hits: list[Hit], tools: list[ToolSpec],
-                          rec: TurnRecord) -> AsyncIterator[ReplyEvent]:
+                          rec: TurnRecord, fallback: Callable[[], list[ReplyEvent]] | None = None
+                          ) -> AsyncIterator[ReplyEvent]:
+        """Stream the LLM's answer, sentence by sentence, keeping only what the evidence supports.
+
+        Evidence is the retrieved passages, the latest tool result and the caller's
+        own words. A sentence with a number or mostly words found nowhere in the
+        evidence is dropped (small models invent prices and addresses); when
+        nothing supported is left, ``fallback`` speaks instead (the passage
+        itself, or the deployment tool the LLM failed to call).
+        """
         payload = self._payload(messages, lang, hits)
         known = {t.name for t in tools} | CORE_TOOL_NAMES
+        if not self.llm_core_tools:
+            tools = [t for t in tools if t.name not in CORE_TOOL_NAMES]
+        evidence = " ".join(h.chunk.spoken for h in hits)
+        last_tool = next((m for m in reversed(messages) if m.role == "tool"), None)
+        if last_tool is not None and messages and messages[-1] is last_tool:
+            evidence += " " + last_tool.content
+        last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        checker = _SupportChecker(evidence, redact(last_user))
         attempts = 1 + max(0, self.llm_retries)
         for attempt in range(attempts):
             spoke = False
             buffer = ""
+
+            def sentence_events(sentence: str):
+                nonlocal spoke
+                sentence = re.sub(r"\[\d+\]\s*", "", sentence).strip()  # citation markers are not spoken
+                if not sentence:
+                    return
+                if not checker.supported(sentence):
+                    rec.error = "dropped a sentence not supported by the knowledge"
+                    logger.info("dropped an unsupported LLM sentence: %s", redact(sentence)[:120])
+                    return
+                spoke = True
+                yield self._speak(sentence + ("" if lang == "zh" else " "), rec)
+
             try:
                 async for ev in self.llm.stream(payload, tools):
                     if isinstance(ev, TextDelta):
-                        # Speak whole sentences only: a card number split across deltas is still masked.
+                        # Whole sentences only: a card number split across deltas is still masked,
+                        # and each sentence is checked against the evidence before it is spoken.
                         buffer += ev.text
                         parts = _SENTENCE_END.split(buffer)
                         for sentence in parts[:-1]:
-                            if sentence.strip():
-                                spoke = True
-                                yield self._speak(sentence.strip() + " ", rec)
+                            for out in sentence_events(sentence):
+                                yield out
                         buffer = parts[-1]
                     elif isinstance(ev, ToolCall):
                         if ev.name not in known:
                             raise PolicyError(f"the LLM called an unknown tool {ev.name!r}")
-                        if buffer.strip():
-                            spoke = True
-                            yield self._speak(buffer.strip() + " ", rec)
-                            buffer = ""
+                        for out in sentence_events(buffer):
+                            yield out
+                        buffer = ""
                         if ev.name == "transfer_to_human" and not spoke:
                             yield self._speak(self._say("transfer", lang), rec)
                         if ev.name == "end_call" and not spoke:
@@ -316,9 +365,13 @@ class GroundedPolicy(Policy):
                                         "create_ticket": "ticket"}.get(ev.name, "tool")
                         spoke = True
                         yield self._call(ev.name, ev.arguments, rec)
-                if buffer.strip():
-                    spoke = True
-                    yield self._speak(buffer.strip(), rec)
+                for out in sentence_events(buffer):
+                    yield out
+                if not spoke and fallback is not None:
+                    rec.error = (rec.error or "the LLM gave no usable answer") + "; used the approved text instead"
+                    for out in fallback():
+                        yield out
+                    return
                 if not spoke:
                     raise PolicyError("the LLM returned an empty reply")
                 return
@@ -334,6 +387,30 @@ class GroundedPolicy(Policy):
     async def aclose(self) -> None:
         if self.llm is not None:
             await self.llm.aclose()
+
+
+class _SupportChecker:
+    """Whether a sentence of an LLM answer is backed by the evidence (passages, tool result).
+
+    The caller's words vouch only for numbers they said themselves (an order
+    number read back); a sentence that merely repeats the question is no answer.
+    """
+
+    def __init__(self, evidence: str, user_text: str) -> None:
+        self.numbers = set(re.findall(r"\d+", evidence + " " + user_text))
+        self.terms = set(keywords(evidence))
+        self.user_terms = set(keywords(user_text))
+        self.min_share = 0.5
+
+    def supported(self, sentence: str) -> bool:
+        if any(n not in self.numbers for n in re.findall(r"\d+", sentence)):
+            return False  # an invented price, time or address number
+        terms = set(keywords(sentence))
+        if terms and terms <= self.user_terms and re.search(r"[?？]\s*$", sentence):
+            return False  # the question echoed back
+        if len(terms) <= 1:
+            return True  # "Sure." / "好的。"
+        return len(terms & self.terms) / len(terms) >= self.min_share
 
 
 def _sentences(text: str) -> list[str]:

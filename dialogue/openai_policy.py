@@ -49,14 +49,17 @@ class OpenAIPolicy(Policy):
         async for ev in self.stream(payload, tools):
             yield ev
 
-    async def stream(self, payload: list[dict], tools: list[ToolSpec] | None = None) -> AsyncIterator[ReplyEvent]:
-        """Stream one completion for an OpenAI-format message list."""
+    async def stream(self, payload: list[dict], tools: list[ToolSpec] | None = None,
+                     tool_choice: str | dict | None = None) -> AsyncIterator[ReplyEvent]:
+        """Stream one completion for an OpenAI-format message list (``tool_choice`` as in the OpenAI API)."""
         kwargs: dict = {}
         if tools:
             kwargs["tools"] = [
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in tools
             ]
+            if tool_choice is not None:
+                kwargs["tool_choice"] = tool_choice
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.max_tokens:
@@ -64,7 +67,9 @@ class OpenAIPolicy(Policy):
         try:
             stream = await self._client.chat.completions.create(model=self.model, messages=payload, stream=True, **kwargs)
             calls: dict[int, dict] = {}
+            received = 0
             async for chunk in stream:
+                received += 1
                 if not getattr(chunk, "choices", None):
                     continue
                 delta = chunk.choices[0].delta
@@ -74,13 +79,17 @@ class OpenAIPolicy(Policy):
                     yield TextDelta(delta.content)
                 for tc in delta.tool_calls or []:
                     slot = calls.setdefault(tc.index or 0, {"id": tc.id, "name": "", "args": ""})
-                    if tc.function and tc.function.name:
-                        slot["name"] += tc.function.name
+                    name = tc.function.name if tc.function else None
+                    # OpenAI sends the name once; llama.cpp repeats it in every chunk.
+                    if name and name != slot["name"]:
+                        slot["name"] += name
                     if tc.function and tc.function.arguments:
                         slot["args"] += tc.function.arguments
+            if received == 0:
+                raise PolicyError("the reply held no completion chunks (is this an OpenAI-compatible server?)")
             for slot in calls.values():
                 try:
-                    args = json.loads(slot["args"] or "{}")
+                    args = json.loads(slot["args"] or "{}", strict=False)  # raw newlines in strings: lenient
                 except json.JSONDecodeError as e:
                     raise PolicyError(f"malformed tool arguments from the LLM for {slot['name']}") from e
                 if not slot["name"] or not isinstance(args, dict):

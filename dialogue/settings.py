@@ -33,6 +33,8 @@ class DialogueSettings(BaseSettings):
     llm_timeout: float = 20.0
     llm_retries: int = 1
     llm_max_tokens: int = 200
+    # Offer transfer_to_human / create_ticket / end_call to the LLM too (the rule checks handle them anyway).
+    llm_core_tools: bool = False
     # Kept for the bare OpenAIPolicy; the grounded policy builds its prompt from the persona.
     system_prompt: str = (
         "You are a friendly customer-service assistant speaking on a voice call. "

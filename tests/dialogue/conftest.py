@@ -42,13 +42,16 @@ _results: dict[str, collections.Counter] = collections.defaultdict(collections.C
 
 
 def pytest_runtest_logreport(report):
-    if report.when != "call" or "[" not in report.nodeid:
+    if report.when == "setup" and not report.skipped:
         return
-    param = report.nodeid.split("[", 1)[1].rstrip("]")
+    if report.when not in ("call", "setup"):
+        return
+    param = report.nodeid.split("[", 1)[1].rstrip("]") if "[" in report.nodeid else ""
     if "test_conversations.py" in report.nodeid and "/" in param:
         category = param.split("/", 1)[0]
     elif "test_llm_server.py" in report.nodeid:
-        category = "llm_server"
+        # Tests needing the real llama.cpp server are told apart from the failure stubs.
+        category = "llm_real_server" if "llama" in report.nodeid else "llm_failures"
     else:
         return
     _results[category]["passed" if report.passed else ("skipped" if report.skipped else "failed")] += 1
