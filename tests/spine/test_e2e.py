@@ -74,8 +74,10 @@ async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     silent = [d for t, d in motion if t < turn.speech_end and not caller._loud_near(t, 0.5)]
     assert len(loud) > 20 and len(silent) > 20
     print(f"mouth motion: loud {np.mean(loud):.1f}, silent {np.mean(silent):.1f}")
-    assert np.mean(loud) > 3 * np.mean(silent)
-    assert np.mean(silent) < 4.0
+    # At rest only breathing, blinks and a slight sway touch the region (a few grey levels
+    # after video coding); an opening mouth changes it several times more.
+    assert np.mean(loud) > 10.0
+    assert np.mean(loud) > 2.5 * np.mean(silent)
 
 
 async def test_barge_in_stops_the_avatar_and_the_new_answer_follows(stack, say, whisper):

@@ -38,7 +38,7 @@ async def test_piper_speaks_and_whisper_hears_it(agent_settings):
     stt = WhisperSTT(agent_settings.model_path(agent_settings.whisper_model))
     ev = await stt.recognize(frames)
     text = ev.alternatives[0].text.lower()
-    assert "monday" in text and "nine" in text, text
+    assert "monday" in text and ("nine" in text or " 9" in text), text
     assert ev.alternatives[0].language == "en"
     await tts.aclose()
     await stt.aclose()
