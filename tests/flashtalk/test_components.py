@@ -142,3 +142,20 @@ def test_dit_forward_shapes():
     assert out.shape == x.shape and out.dtype == torch.float32
     assert ctx.shape == (1, cfg.clip_tokens + cfg.text_len, cfg.dim)
     assert torch.allclose(out, again)
+
+
+def test_t5_padding_is_masked_and_bucketed_positions():
+    from avatar.engines.flashtalk.modeling_t5 import T5Config, UMT5Encoder
+
+    torch.manual_seed(0)
+    t5 = UMT5Encoder(T5Config(vocab=50, dim=16, dim_attn=16, dim_ffn=32, num_heads=2, num_layers=2)).eval()
+    ids = torch.randint(0, 50, (1, 10))
+    mask = torch.ones(1, 10, dtype=torch.long)
+    mask[:, 6:] = 0
+    other = ids.clone()
+    other[:, 6:] = (ids[:, 6:] + 7) % 50  # different padding content
+    with torch.no_grad():
+        a, b = t5(ids, mask), t5(other, mask)
+    assert torch.allclose(a[:, :6], b[:, :6], atol=1e-5)
+    bias = t5.blocks[0].pos_embedding(10, 10)
+    assert bias.shape == (1, 2, 10, 10)

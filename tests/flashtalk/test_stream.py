@@ -143,3 +143,12 @@ def test_bad_settings_are_one_sentence():
         create_engine("flashtalk", device="cpu")
     with pytest.raises(EngineError, match="frame_num"):
         create_engine("flashtalk", frame_num=30)
+
+
+def test_bf16_path_runs_on_cpu(tiny_ckpt):
+    # the CUDA configuration (bf16 DiT under autocast, fp32 timestep/head/norms) exercised on CPU
+    engine = create_engine("flashtalk", **{**tiny_ckpt, "dtype": "bfloat16"})
+    assert engine.pipeline.dit.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
+    assert engine.pipeline.vae.conv1.weight.dtype == torch.float32  # vae_dtype defaults to fp32, as Wan
+    frames = engine.open_session(None).generate(_speech(CHUNK * SPF), speaking=True)
+    assert len(frames) == CHUNK and frames[0].dtype == np.uint8

@@ -11,7 +11,8 @@ Settings (keyword arguments; strings are converted, unknown names are ignored wi
 - ``wav2vec_dir`` (default: ``<checkpoint_dir>/chinese-wav2vec2-base`` or its sibling folder):
   chinese-wav2vec2-base in transformers format.
 - ``device`` (``auto``): ``cuda`` when a GPU is visible, else ``cpu``.
-- ``dtype`` (``auto``): bf16 on CUDA, fp32 on CPU; ``float32``/``bfloat16`` to force.
+- ``dtype`` (``auto``): the DiT's dtype, bf16 on CUDA, fp32 on CPU; ``float32``/``bfloat16`` to force.
+- ``vae_dtype`` (``float32``): the VAE's dtype (Wan's default); ``bfloat16`` is faster, less exact.
 - ``width`` 448, ``height`` 768: output size (multiples of 16; the avatar must be prepared at it).
 - ``fps`` 25, ``sample_rate`` 16000.
 - ``frame_num`` 33 (1 + 4k): frames per generated window; ``motion_frames`` 5 (1 + 4k): frames

@@ -26,14 +26,17 @@ def attention(
     v: torch.Tensor,
     *,
     scale: float | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Full (non-causal) attention. ``q`` [B, Lq, H, D], ``k``/``v`` [B, Lk, H, D] -> [B, Lq, H, D].
 
-    ``scale`` defaults to ``1/sqrt(D)``; umT5 passes ``1.0`` (T5 attention is unscaled) and
-    goes through :func:`attention_with_bias` instead, since it needs a position bias.
+    ``scale`` defaults to ``1/sqrt(D)``. ``bias`` is an additive ``[B or 1, H or 1, Lq, Lk]`` term
+    (umT5's relative positions and padding mask, with ``scale=1``: T5 attention is unscaled);
+    only the DiT/VAE/CLIP calls, which pass no bias, can take the flash-attention path.
     """
     use_flash = (
-        _flash_attn_func is not None
+        bias is None
+        and _flash_attn_func is not None
         and BACKEND in ("auto", "flash")
         and q.is_cuda
         and q.dtype in (torch.float16, torch.bfloat16)
@@ -42,18 +45,10 @@ def attention(
         return _flash_attn_func(q, k, v, softmax_scale=scale)
     # SDPA wants [B, H, L, D]
     out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=None if bias is None else bias.to(q.dtype),
+        scale=scale,
     )
     return out.transpose(1, 2)
-
-
-def attention_with_bias(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, *, scale: float
-) -> torch.Tensor:
-    """Attention with an additive bias ``[B or 1, H, Lq, Lk]`` (umT5's relative positions and padding mask).
-
-    Softmax runs in fp32 as in the reference T5; layout as :func:`attention`.
-    """
-    scores = torch.einsum("binc,bjnc->bnij", q, k) * scale + bias
-    probs = F.softmax(scores.float(), dim=-1).type_as(q)
-    return torch.einsum("bnij,bjnc->binc", probs, v)

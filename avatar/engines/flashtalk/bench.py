@@ -55,7 +55,7 @@ def full_size_pipeline(settings: FlashTalkSettings) -> tuple[FlashTalkPipeline, 
     dit = dit.to_empty(device=device).to(dtype)
     dit.rope = RoPE3D(cfg.head_dim)
     _random_init_(dit)
-    vae = WanVAE(VAEConfig()).to(device=device, dtype=dtype).eval()
+    vae = WanVAE(VAEConfig()).to(device=device, dtype=settings.torch_dtype(settings.vae_dtype)).eval()
 
     # wav2vec2-base architecture (12 x 768), random weights, saved to a temp folder so the real loader runs
     tmp = Path(tempfile.mkdtemp(prefix="flashtalk-bench-"))
@@ -63,7 +63,7 @@ def full_size_pipeline(settings: FlashTalkSettings) -> tuple[FlashTalkPipeline, 
 
     Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(str(tmp))
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(str(tmp))
-    audio = AudioEncoder(tmp, device=str(device), dtype=dtype if device.type == "cuda" else torch.float32, fps=settings.fps)
+    audio = AudioEncoder(tmp, device=str(device), dtype=torch.float32, fps=settings.fps)
 
     pipe = FlashTalkPipeline(settings, dit=dit.eval(), vae=vae, audio_encoder=audio)
     h, w = settings.height // 8, settings.width // 8
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--avatar", help="prepared avatar folder (with --checkpoint)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--vae-dtype", default="float32", help="float32 (as Wan) or bfloat16 (faster)")
     p.add_argument("--chunks", type=int, default=3)
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attention", default="auto")
     a = p.parse_args(argv)
 
-    common = dict(device=a.device, dtype=a.dtype, steps=a.steps, compile=a.compile, attention=a.attention, threads=a.threads)
+    common = dict(device=a.device, dtype=a.dtype, vae_dtype=a.vae_dtype, steps=a.steps, compile=a.compile, attention=a.attention, threads=a.threads)
     if a.full_size:
         s = FlashTalkSettings.from_kwargs(width=a.width or 448, height=a.height or 768, **common)
         if s.torch_device().type != "cuda":

@@ -115,13 +115,27 @@ class WanRMSNorm(nn.Module):
 
 
 class WanLayerNorm(nn.LayerNorm):
-    """LayerNorm computed in fp32 (parameter-free unless ``elementwise_affine``)."""
+    """LayerNorm computed in fp32, weights included (parameter-free unless ``elementwise_affine``)."""
 
     def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = False) -> None:
         super().__init__(dim, eps=eps, elementwise_affine=elementwise_affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type_as(x)
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type_as(x)
+
+
+def run_fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run a Linear (or a Sequential of Linear/activations) in fp32 whatever the weights' dtype and autocast."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        for m in module if isinstance(module, nn.Sequential) else [module]:
+            if isinstance(m, nn.Linear):
+                x = F.linear(x, m.weight.float(), None if m.bias is None else m.bias.float())
+            else:
+                x = m(x)
+        return x
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
@@ -319,9 +333,9 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        # e [B, C] fp32
+        # e [B, C] fp32; the whole head runs in fp32, as upstream
         shift, scale = (self.modulation.float() + e.unsqueeze(1)).chunk(2, dim=1)
-        return self.head(self.norm(x) * (1 + scale) + shift)
+        return run_fp32(self.head, self.norm(x).float() * (1 + scale) + shift)
 
 
 class MLPProj(nn.Module):
@@ -330,7 +344,8 @@ class MLPProj(nn.Module):
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.proj = nn.Sequential(
-            nn.LayerNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim)
+            WanLayerNorm(in_dim, 1e-5, True), nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim),
+            WanLayerNorm(out_dim, 1e-5, True),  # torch.nn.LayerNorm upstream (eps 1e-5), fp32 here
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -349,7 +364,7 @@ class AudioProjModel(nn.Module):
         self.proj1_vf = nn.Linear((cfg.audio_window + cfg.vae_scale - 1) * per_entry, cfg.intermediate_dim)
         self.proj2 = nn.Linear(cfg.intermediate_dim, cfg.intermediate_dim)
         self.proj3 = nn.Linear(cfg.intermediate_dim, cfg.context_tokens * cfg.output_dim)
-        self.norm = nn.LayerNorm(cfg.output_dim) if cfg.norm_output_audio else nn.Identity()
+        self.norm = WanLayerNorm(cfg.output_dim, 1e-5, True) if cfg.norm_output_audio else nn.Identity()
 
     def forward(self, first: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
         # first [B, 1, W, blocks, ch]; later [B, N_t-1, W+vae_scale-1, blocks, ch]
@@ -469,8 +484,9 @@ class FlashTalkDiT(nn.Module):
         grid = tuple(tokens.shape[2:])
         tokens = tokens.flatten(2).transpose(1, 2)  # [B, L, C]
 
-        e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(tokens.dtype)).float()  # [B, C]
-        e0 = self.time_projection(e).float().unflatten(1, (6, cfg.dim))  # [B, 6, C]
+        # the timestep path runs in fp32 even with bf16 weights, as upstream (autocast to fp32 there)
+        e = run_fp32(self.time_embedding, sinusoidal_embedding(cfg.freq_dim, t).float())  # [B, C]
+        e0 = run_fp32(self.time_projection, e).unflatten(1, (6, cfg.dim))  # [B, 6, C]
 
         first, later = group_audio_windows(audio, cfg.vae_scale, cfg.audio_window)
         audio_tokens = self.audio_proj(first.to(tokens.dtype), later.to(tokens.dtype))  # [B, N_t, M, 768]

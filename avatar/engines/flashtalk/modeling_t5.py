@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import EngineError
-from .attention import attention_with_bias
+from .attention import attention
 from .checkpoint import load_pth, load_strict
 
 T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
@@ -90,7 +90,7 @@ class T5Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         b, n = x.shape[:2]
         shape = (b, n, self.num_heads, self.head_dim)
-        out = attention_with_bias(self.q(x).view(shape), self.k(x).view(shape), self.v(x).view(shape), bias, scale=1.0)
+        out = attention(self.q(x).view(shape), self.k(x).view(shape), self.v(x).view(shape), bias=bias, scale=1.0)
         return self.o(out.reshape(b, n, -1))
 
 

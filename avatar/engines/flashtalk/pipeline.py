@@ -85,9 +85,13 @@ class FlashTalkPipeline:
             ckpt = s.require_checkpoint()
         t0 = time.perf_counter()
         self.dit = dit if dit is not None else FlashTalkDiT.from_pretrained(ckpt, dtype=self.dtype, device=self.device)
-        self.vae = vae if vae is not None else WanVAE.from_pth(ckpt / "Wan2.1_VAE.pth", dtype=self.dtype, device=self.device)
+        # Wan runs its VAE in fp32 by default; vae_dtype=bfloat16 trades exactness for speed
+        self.vae = vae if vae is not None else WanVAE.from_pth(
+            ckpt / "Wan2.1_VAE.pth", dtype=s.torch_dtype(s.vae_dtype), device=self.device
+        )
+        # wav2vec2 is small and runs in fp32 upstream, whatever the DiT's dtype
         self.audio = audio_encoder if audio_encoder is not None else AudioEncoder(
-            s.wav2vec_path(), device=str(self.device), dtype=self.dtype if self.device.type == "cuda" else torch.float32, fps=s.fps
+            s.wav2vec_path(), device=str(self.device), dtype=torch.float32, fps=s.fps
         )
         cfg = self.dit.config
         if (cfg.audio_blocks, cfg.audio_channels) != (self.audio.num_layers, self.audio.width):
@@ -232,14 +236,12 @@ class FlashTalkStream:
         )  # fmt: skip
 
         # 4. decode, colour match, motion for the next chunk
-        with pipe.autocast():
-            video = pipe._vae_decode(latent)[0]  # [3, frame_num, H, W] in [-1, 1]
+        video = pipe._vae_decode(latent)[0]  # [3, frame_num, H, W] in [-1, 1]; VAE in its own dtype
         timer.stop("vae_decode")
         frames = match_colors(video.transpose(0, 1), self.reference, s.color_correction)  # [frame_num, 3, H, W]
         timer.stop("color_match")
-        with pipe.autocast():
-            tail = frames[-s.motion_frames :].transpose(0, 1)[None]  # [1, 3, motion_frames, H, W]
-            self.motion = pipe.vae.encode(tail).float()  # [1, 16, 1 + (m-1)/4, h, w]
+        tail = frames[-s.motion_frames :].transpose(0, 1)[None]  # [1, 3, motion_frames, H, W]
+        self.motion = pipe.vae.encode(tail).float()  # [1, 16, 1 + (m-1)/4, h, w]
         timer.stop("motion_encode")
         self.chunks_done += 1
 

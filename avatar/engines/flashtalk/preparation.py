@@ -76,7 +76,7 @@ def prepare_features(image: np.ndarray, settings: FlashTalkSettings) -> AvatarFe
         clip_fea = clip.encode_image(ref[None].to(device))[0].cpu()
     del clip
 
-    vae = WanVAE.from_pth(ckpt / "Wan2.1_VAE.pth", dtype=dtype, device=device)
+    vae = WanVAE.from_pth(ckpt / "Wan2.1_VAE.pth", dtype=settings.torch_dtype(settings.vae_dtype), device=device)
     r = ref.to(device)
     y = conditioning_latent(vae, r, settings.frame_num).cpu()
     motion = vae.encode(r[None, :, None])[0].cpu()  # [16, 1, h, w]

@@ -27,6 +27,7 @@ class FlashTalkSettings:
     wav2vec_dir: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    vae_dtype: str = "float32"
     width: int = 448
     height: int = 768
     fps: int = 25
@@ -107,14 +108,16 @@ class FlashTalkSettings:
             raise EngineError("device is cuda but no CUDA GPU is visible; set device=cpu (tiny models only).")
         return dev
 
-    def torch_dtype(self) -> torch.dtype:
-        if self.dtype == "auto":
+    def torch_dtype(self, name: str | None = None) -> torch.dtype:
+        """The DiT's dtype (``dtype``), or that of another setting's value such as ``vae_dtype``."""
+        value = self.dtype if name is None else name
+        if value == "auto":
             return torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
         table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
                  "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
-        if self.dtype not in table:
-            raise EngineError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}.")
-        return table[self.dtype]
+        if value not in table:
+            raise EngineError(f"dtype must be auto, float32 or bfloat16, got {value!r}.")
+        return table[value]
 
     def require_checkpoint(self) -> Path:
         if not self.checkpoint_dir:
