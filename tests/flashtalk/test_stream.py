@@ -152,3 +152,21 @@ def test_bf16_path_runs_on_cpu(tiny_ckpt):
     assert engine.pipeline.vae.conv1.weight.dtype == torch.float32  # vae_dtype defaults to fp32, as Wan
     frames = engine.open_session(None).generate(_speech(CHUNK * SPF), speaking=True)
     assert len(frames) == CHUNK and frames[0].dtype == np.uint8
+
+
+def test_benchmark_paths(capsys):
+    """The benchmark's random-weight path (what --full-size runs on a GPU), at tiny sizes on CPU."""
+    from transformers import Wav2Vec2Config
+
+    from avatar.engines.flashtalk import bench
+    from avatar.engines.flashtalk.settings import FlashTalkSettings
+    from avatar.engines.flashtalk.tiny import tiny_dit_config, tiny_vae_config
+
+    s = FlashTalkSettings.from_kwargs(device="cpu", dtype="bfloat16", width=32, height=32)
+    w2v = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                         conv_dim=(16,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=4)  # fmt: skip
+    pipe, feats = bench.random_pipeline(s, tiny_dit_config(), tiny_vae_config(), w2v)
+    frames = pipe.open_stream(feats).push(np.zeros(CHUNK * SPF, np.float32))
+    assert len(frames) == CHUNK and frames[0].shape == (32, 32, 3)
+    assert bench.main(["--full-size", "--device", "cpu"]) == 2  # refuses politely on CPU
+    assert "far too big for a CPU" in capsys.readouterr().err

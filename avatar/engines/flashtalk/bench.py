@@ -40,39 +40,45 @@ def _random_init_(module: torch.nn.Module, std: float = 0.02) -> None:
                 p.normal_(0.0, std)
 
 
-def full_size_pipeline(settings: FlashTalkSettings) -> tuple[FlashTalkPipeline, AvatarFeatures]:
-    """The official architecture with random weights, plus random avatar features of the right shapes."""
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
+def random_pipeline(
+    settings: FlashTalkSettings, dit_config=None, vae_config=None, wav2vec_config=None
+) -> tuple[FlashTalkPipeline, AvatarFeatures]:
+    """A pipeline with random weights and random avatar features of the right shapes.
+
+    The defaults are the official architecture (``--full-size``): the 14B DiT in the engine's
+    dtype, the Wan2.1 VAE and wav2vec2-base (12 x 768). Tests pass tiny configs to run this path on CPU.
+    """
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     from .audio import AudioEncoder
     from .modeling_dit import DiTConfig, FlashTalkDiT, RoPE3D
     from .modeling_vae import VAEConfig, WanVAE
 
     device, dtype = settings.torch_device(), settings.torch_dtype()
-    cfg = DiTConfig()
+    cfg = dit_config or DiTConfig()
     with torch.device("meta"):
         dit = FlashTalkDiT(cfg)
-    dit = dit.to_empty(device=device).to(dtype)
+    # cast on the meta device first: materialising 18.9 B fp32 parameters would need 75 GB
+    dit = dit.to(dtype).to_empty(device=device)
     dit.rope = RoPE3D(cfg.head_dim)
     _random_init_(dit)
-    vae = WanVAE(VAEConfig()).to(device=device, dtype=settings.torch_dtype(settings.vae_dtype)).eval()
+    vae = WanVAE(vae_config or VAEConfig()).to(device=device, dtype=settings.torch_dtype(settings.vae_dtype)).eval()
 
-    # wav2vec2-base architecture (12 x 768), random weights, saved to a temp folder so the real loader runs
+    # random wav2vec2 saved to a temp folder, so the real loader and feature extractor run
     tmp = Path(tempfile.mkdtemp(prefix="flashtalk-bench-"))
-    from transformers import Wav2Vec2FeatureExtractor
-
-    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(str(tmp))
+    Wav2Vec2Model(wav2vec_config or Wav2Vec2Config()).save_pretrained(str(tmp))
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(str(tmp))
     audio = AudioEncoder(tmp, device=str(device), dtype=torch.float32, fps=settings.fps)
 
     pipe = FlashTalkPipeline(settings, dit=dit.eval(), vae=vae, audio_encoder=audio)
-    h, w = settings.height // 8, settings.width // 8
-    t_lat = 1 + (settings.frame_num - 1) // 4
+    stride = vae.spatial_stride
+    h, w = settings.height // stride, settings.width // stride
+    t_lat = 1 + (settings.frame_num - 1) // vae.temporal_stride
     feats = AvatarFeatures(
         text=torch.randn(30, cfg.text_dim), clip=torch.randn(cfg.clip_tokens, cfg.clip_dim),
-        y=torch.cat([torch.zeros(4, t_lat, h, w), torch.randn(16, t_lat, h, w)]), motion=torch.randn(16, 1, h, w),
-        reference=torch.rand(3, settings.height, settings.width) * 2 - 1, width=settings.width, height=settings.height,
-        frame_num=settings.frame_num, fps=settings.fps, prompt="bench",
+        y=torch.cat([torch.zeros(4, t_lat, h, w), torch.randn(cfg.out_dim, t_lat, h, w)]),
+        motion=torch.randn(cfg.out_dim, 1, h, w), reference=torch.rand(3, settings.height, settings.width) * 2 - 1,
+        width=settings.width, height=settings.height, frame_num=settings.frame_num, fps=settings.fps, prompt="bench",
     )  # fmt: skip
     return pipe, feats
 
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        pipe, feats = full_size_pipeline(s)
+        pipe, feats = random_pipeline(s)
     elif a.tiny:
         from .tiny import build_tiny_checkpoint
 

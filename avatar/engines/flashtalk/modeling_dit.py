@@ -427,7 +427,8 @@ class FlashTalkDiT(nn.Module):
         # built on the meta device so the 14B model never exists twice in memory
         with torch.device("meta"):
             model = cls(cfg)
-        state = load_sharded_safetensors(folder)
+        # shards go straight to the target device: no 38 GB detour through host memory on a GPU box
+        state = load_sharded_safetensors(folder, device=device)
         load_strict(model, state, what=f"DiT in {folder}", assign=True)
         model.rope = RoPE3D(cfg.head_dim)
         return model.to(device=device, dtype=dtype).eval()
