@@ -183,6 +183,8 @@ def ingest_document(source: str | Path | bytes, mime: str | None = None, *, name
             mime = guess_mime(name)
         name = name or "upload"
     mime = mime.split(";")[0].strip().lower()
+    if mime in ("application/octet-stream", "binary/octet-stream", "") and name and Path(name).suffix:
+        mime = guess_mime(name)  # browsers upload .md and .yaml as octet-stream
 
     if mime in ("text/markdown", "text/x-markdown"):
         chunks = _chunk_markdown(raw.decode("utf-8", errors="replace"), name, lang)
@@ -315,10 +317,11 @@ class KnowledgeIndex:
     not know instead of guessing.
     """
 
-    # Thresholds tuned on the demo knowledge with MiniLM; English sentences that
-    # answer the question score above ~0.45, unrelated ones below ~0.3.
-    dense_min = 0.42
-    coverage_min = 0.6
+    # Thresholds tuned on the demo knowledge with MiniLM; English passages that
+    # answer the question score above ~0.4, unrelated ones below ~0.3.
+    dense_min = 0.40
+    coverage_min = 0.5
+    dense_floor = 0.30  # keyword matches count only above this meaning overlap
     # MiniLM is an English model: unrelated Chinese sentences still score ~0.6, so for
     # Chinese the keywords decide relevance and the embedding only helps ranking.
     coverage_min_zh = 0.5
@@ -385,7 +388,7 @@ class KnowledgeIndex:
             else:
                 # Keyword coverage counts only with some meaning overlap too, so a passage that
                 # merely shares a word ("card") with an unrelated question is not "relevant".
-                relevant = d >= self.dense_min or (c >= self.coverage_min and d >= self.dense_min * 0.55)
+                relevant = d >= self.dense_min or (c >= self.coverage_min and d >= self.dense_floor)
             hits.append(Hit(self.chunks[idx[j]], float(fused[j]), d, c, relevant))
         hits.sort(key=lambda h: (not h.relevant, -h.score))
         return hits
