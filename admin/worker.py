@@ -80,8 +80,8 @@ def _set(model: type, obj_id: str, **fields: Any) -> None:
 
 def prepare_avatar_job(avatar_id: str) -> str:
     """Run the engine's preparation of an avatar's portrait; returns the final status."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     with session_scope() as db:
         a = db.get(Avatar, avatar_id)

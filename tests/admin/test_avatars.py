@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from .conftest import png_bytes
 

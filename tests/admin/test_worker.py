@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from celery import Celery
 
 from .conftest import REDIS_URL, make_tenant, requires_redis
@@ -41,9 +40,10 @@ def _document(tmp_path: Path) -> str:
 
 
 def _status(doc_id: str) -> tuple[str, int]:
+    from sqlalchemy import func, select
+
     from admin.core.db import session_scope
     from admin.models import Document, DocumentChunk
-    from sqlalchemy import func, select
 
     with session_scope() as db:
         n = db.scalar(select(func.count()).select_from(DocumentChunk).where(DocumentChunk.document_id == doc_id))

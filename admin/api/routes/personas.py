@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from admin import crud
-from admin.api.deps import EDITORS, READERS, Editors, Principal, SessionDep, require
+from admin.api.deps import READERS, Editors, Principal, SessionDep, require
 from admin.models import KnowledgeBase, Persona, Role
 from admin.schemas import PersonaIn, PersonaOut, PersonaUpdate
 

@@ -19,13 +19,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from admin import crud
+from admin.api.deps import Principal, Readers, SessionDep, require
 from admin.api.routes.health import EVENTS
 from admin.core import audit
-from admin.api.deps import Principal, Readers, SessionDep, require
 from admin.core.redaction import redact_text
 from admin.models import Avatar, CallSession, IngestedEvent, Persona, Role, Turn, utcnow
 from admin.schemas import (
-    EventBatch, EventResult, SessionDetail, SessionEnd, SessionOut, SessionPage, SessionStart, TurnIn,
+    EventBatch,
+    EventResult,
+    SessionDetail,
+    SessionEnd,
+    SessionOut,
+    SessionPage,
+    SessionStart,
+    TurnIn,
 )
 from admin.worker import enqueue, postprocess_session_task
 
