@@ -13,8 +13,12 @@ def tiny_ckpt(tmp_path_factory):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny ops: one thread is faster on a shared 2-core box
-    yield build_tiny_checkpoint(tmp_path_factory.mktemp("flashtalk-tiny"), width=64, height=64)
-    torch.set_num_threads(threads)  # the engine's threads=1 setting is process-wide: give it back
+    yield build_tiny_checkpoint(
+        tmp_path_factory.mktemp("flashtalk-tiny"), width=64, height=64
+    )
+    torch.set_num_threads(
+        threads
+    )  # the engine's threads=1 setting is process-wide: give it back
 
 
 @pytest.fixture(scope="package")

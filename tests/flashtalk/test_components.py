@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from avatar.engines.flashtalk.audio import AudioEncoder, frame_windows, loudness_normalize
+from avatar.engines.flashtalk.audio import (
+    AudioEncoder,
+    frame_windows,
+    loudness_normalize,
+)
 from avatar.engines.flashtalk.color import lab_to_rgb, match_colors, rgb_to_lab
-from avatar.engines.flashtalk.modeling_dit import FlashTalkDiT, group_audio_windows, rope_frequencies
+from avatar.engines.flashtalk.modeling_dit import (
+    FlashTalkDiT,
+    group_audio_windows,
+    rope_frequencies,
+)
 from avatar.engines.flashtalk.modeling_vae import WanVAE
 from avatar.engines.flashtalk.sampler import sample, shifted_timesteps
 from avatar.engines.flashtalk.tiny import tiny_dit_config, tiny_vae_config
@@ -22,8 +30,12 @@ def test_vae_frame_counts_and_causality():
     video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
     z = vae.encode(video)
     assert z.shape == (1, 16, 3, 4, 4)  # 1 + (9-1)/4 latent frames, stride 8
-    assert vae.encode(video[:, :, -5:]).shape[2] == 2  # motion: 5 frames -> 2 latent frames
-    assert vae.encode(video[:, :, :1]).shape[2] == 1  # first motion: the reference alone
+    assert (
+        vae.encode(video[:, :, -5:]).shape[2] == 2
+    )  # motion: 5 frames -> 2 latent frames
+    assert (
+        vae.encode(video[:, :, :1]).shape[2] == 1
+    )  # first motion: the reference alone
     out = vae.decode(z)
     assert out.shape == (1, 3, 9, 32, 32) and out.abs().max() <= 1
     # causal: the first latent frame does not depend on later frames
@@ -48,14 +60,27 @@ def test_audio_window_grouping():
     first, later = group_audio_windows(audio, vae_scale=4, audio_window=5)
     assert first.shape == (1, 1, 5, 1, 1) and later.shape == (1, 2, 8, 1, 1)
     got = later[0, 0, :, 0, 0].tolist()
-    assert got == [10, 11, 12, 22, 32, 42, 43, 44]  # frame 1: 0..2; frames 2,3: centre; frame 4: 2..4
+    assert got == [
+        10,
+        11,
+        12,
+        22,
+        32,
+        42,
+        43,
+        44,
+    ]  # frame 1: 0..2; frames 2,3: centre; frame 4: 2..4
 
 
 def test_frame_windows_clamp_without_look_ahead():
     feats = torch.arange(10).float()[:, None, None]
     win = frame_windows(feats, 7, 10)
     assert win.shape == (1, 3, 5, 1, 1)
-    assert win[0, :, :, 0, 0].tolist() == [[5, 6, 7, 8, 9], [6, 7, 8, 9, 9], [7, 8, 9, 9, 9]]
+    assert win[0, :, :, 0, 0].tolist() == [
+        [5, 6, 7, 8, 9],
+        [6, 7, 8, 9, 9],
+        [7, 8, 9, 9, 9],
+    ]
     assert frame_windows(feats, 0, 1)[0, 0, :, 0, 0].tolist() == [0, 0, 0, 1, 2]
 
 
@@ -114,15 +139,23 @@ def test_color_matching_on_and_off():
 
 def test_audio_encoder_shapes_and_loudness(tiny_ckpt):
     enc = AudioEncoder(Path(tiny_ckpt["wav2vec_dir"]))
-    audio = 0.05 * np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32)
+    audio = 0.05 * np.random.default_rng(0).standard_normal(16000 * 2).astype(
+        np.float32
+    )
     feats = enc.encode(audio)
-    assert feats.shape == (50, 2, 16)  # 2 s at 25 fps, hidden_states[1:] of 2 layers, width 16
+    assert feats.shape == (
+        50,
+        2,
+        16,
+    )  # 2 s at 25 fps, hidden_states[1:] of 2 layers, width 16
     silence = np.zeros(16000, np.float32)
     assert np.array_equal(loudness_normalize(silence), silence)  # silence is left alone
     import pyloudnorm as pyln
 
     loud = loudness_normalize(audio)
-    assert abs(pyln.Meter(16000).integrated_loudness(loud.astype(np.float64)) + 23.0) < 0.5
+    assert (
+        abs(pyln.Meter(16000).integrated_loudness(loud.astype(np.float64)) + 23.0) < 0.5
+    )
 
 
 def test_dit_forward_shapes():
@@ -148,7 +181,9 @@ def test_t5_padding_is_masked_and_bucketed_positions():
     from avatar.engines.flashtalk.modeling_t5 import T5Config, UMT5Encoder
 
     torch.manual_seed(0)
-    t5 = UMT5Encoder(T5Config(vocab=50, dim=16, dim_attn=16, dim_ffn=32, num_heads=2, num_layers=2)).eval()
+    t5 = UMT5Encoder(
+        T5Config(vocab=50, dim=16, dim_attn=16, dim_ffn=32, num_heads=2, num_layers=2)
+    ).eval()
     ids = torch.randint(0, 50, (1, 10))
     mask = torch.ones(1, 10, dtype=torch.long)
     mask[:, 6:] = 0

@@ -38,7 +38,9 @@ def test_dit_sharded_round_trip(tmp_path):
     index = json.loads((tmp_path / DIT_INDEX).read_text())
     shards = sorted(set(index["weight_map"].values()))
     assert len(shards) > 1
-    assert shards[0] == f"diffusion_pytorch_model-00001-of-{len(shards):05d}.safetensors"
+    assert (
+        shards[0] == f"diffusion_pytorch_model-00001-of-{len(shards):05d}.safetensors"
+    )
     assert set(index["weight_map"]) == set(model.state_dict())
     loaded = FlashTalkDiT.from_pretrained(tmp_path)
     for k, v in model.state_dict().items():
@@ -81,15 +83,27 @@ def test_dit_official_key_names_and_full_size_shapes():
     }
     for k, shape in expected.items():
         assert shapes[k] == shape, k
-    assert not any(".norm1." in k or ".norm2." in k or "freqs" in k or "rope" in k for k in shapes)
+    assert not any(
+        ".norm1." in k or ".norm2." in k or "freqs" in k or "rope" in k for k in shapes
+    )
     n = sum(p.numel() for p in model.parameters())
     assert 18.8e9 < n < 19.0e9  # "about 18.9 B parameters"
 
 
 def test_dit_config_defaults_what_the_official_file_lacks():
     cfg = DiTConfig.from_dict(OFFICIAL_CONFIG)
-    assert (cfg.text_dim, cfg.patch_size, cfg.qk_norm, cfg.cross_attn_norm) == (4096, (1, 2, 2), True, True)
-    assert (cfg.clip_dim, cfg.clip_tokens, cfg.audio_blocks, cfg.audio_channels) == (1280, 257, 12, 768)
+    assert (cfg.text_dim, cfg.patch_size, cfg.qk_norm, cfg.cross_attn_norm) == (
+        4096,
+        (1, 2, 2),
+        True,
+        True,
+    )
+    assert (cfg.clip_dim, cfg.clip_tokens, cfg.audio_blocks, cfg.audio_channels) == (
+        1280,
+        257,
+        12,
+        768,
+    )
     with pytest.raises(EngineError, match="i2v"):
         DiTConfig.from_dict({**OFFICIAL_CONFIG, "model_type": "t2v"})
 
@@ -145,18 +159,24 @@ def test_vae_pth_official_names_and_strict_load(tiny_ckpt, tmp_path):
     state["encoder.conv1.weight"] = state["encoder.conv1.weight"][:1]
     bad = tmp_path / "Wan2.1_VAE.pth"
     torch.save(state, bad)
-    (tmp_path / "vae_config.json").write_text((path.parent / "vae_config.json").read_text())
+    (tmp_path / "vae_config.json").write_text(
+        (path.parent / "vae_config.json").read_text()
+    )
     with pytest.raises(EngineError, match="encoder.conv1.weight"):
         WanVAE.from_pth(bad)
     with torch.device("meta"):
         full = WanVAE()
-    assert 126e6 < sum(p.numel() for p in full.parameters()) < 128e6  # Wan2.1_VAE.pth: ~127 M parameters
+    assert (
+        126e6 < sum(p.numel() for p in full.parameters()) < 128e6
+    )  # Wan2.1_VAE.pth: ~127 M parameters
 
 
 def test_t5_and_clip_pth_load(tiny_ckpt, tmp_path):
     ckpt = Path(tiny_ckpt["checkpoint_dir"])
     t5 = UMT5Encoder.from_pth(ckpt / T5_FILE)
-    assert "blocks.1.pos_embedding.embedding.weight" in t5.state_dict()  # umT5: a table per layer
+    assert (
+        "blocks.1.pos_embedding.embedding.weight" in t5.state_dict()
+    )  # umT5: a table per layer
     clip = CLIPVisual.from_pth(ckpt / CLIP_FILE)
     assert "visual.transformer.0.attn.to_qkv.weight" in clip.state_dict()
     # the text tower's keys are skipped, anything else unexpected is not
@@ -169,5 +189,7 @@ def test_t5_and_clip_pth_load(tiny_ckpt, tmp_path):
         CLIPVisual.from_pth(tmp_path / CLIP_FILE)
     with torch.device("meta"):
         full_t5, full_clip = UMT5Encoder(), CLIPVisual()
-    assert 5.6e9 < sum(p.numel() for p in full_t5.parameters()) < 5.8e9  # umT5-XXL encoder, ~11 GB bf16
+    assert (
+        5.6e9 < sum(p.numel() for p in full_t5.parameters()) < 5.8e9
+    )  # umT5-XXL encoder, ~11 GB bf16
     assert full_clip.state_dict()["visual.pos_embedding"].shape == (1, 257, 1280)

@@ -8,7 +8,12 @@ import torch
 
 from avatar.engines import prepare_avatar
 from avatar.engines.base import PreparationError
-from avatar.engines.flashtalk.avatar_file import AVATAR_FILE, AvatarFeatures, load_avatar, save_avatar
+from avatar.engines.flashtalk.avatar_file import (
+    AVATAR_FILE,
+    AvatarFeatures,
+    load_avatar,
+    save_avatar,
+)
 from avatar.engines.flashtalk.preparation import reference_frame
 from avatar.engines.flashtalk.tiny import synthetic_face
 
@@ -24,7 +29,13 @@ def test_avatar_file_round_trip(tmp_path):
     back = load_avatar(tmp_path)
     for k in ("text", "clip", "y", "motion", "reference"):
         assert torch.equal(getattr(back, k), getattr(feats, k)), k
-    assert (back.width, back.height, back.frame_num, back.fps, back.prompt) == (64, 64, 33, 25, feats.prompt)
+    assert (back.width, back.height, back.frame_num, back.fps, back.prompt) == (
+        64,
+        64,
+        33,
+        25,
+        feats.prompt,
+    )
 
 
 def test_prepare_through_registry(tiny_ckpt, tmp_path):
@@ -33,10 +44,16 @@ def test_prepare_through_registry(tiny_ckpt, tmp_path):
     assert meta["file"] == AVATAR_FILE and (tmp_path / AVATAR_FILE).is_file()
     a = load_avatar(tmp_path)
     assert a.y.shape == (20, 9, 8, 8) and a.motion.shape == (16, 1, 8, 8)
-    assert torch.equal(a.y[:4, 0], torch.ones(4, 8, 8)) and not a.y[:4, 1:].any()  # mask: latent frame 0 only
-    assert torch.allclose(a.y[4:, 0], a.motion[:, 0], atol=1e-5)  # both start with the reference's latent
+    assert (
+        torch.equal(a.y[:4, 0], torch.ones(4, 8, 8)) and not a.y[:4, 1:].any()
+    )  # mask: latent frame 0 only
+    assert torch.allclose(
+        a.y[4:, 0], a.motion[:, 0], atol=1e-5
+    )  # both start with the reference's latent
     assert a.clip.shape == (5, 16) and a.reference.shape == (3, 64, 64)
-    assert a.text.shape[1] == 16 and 10 < a.text.shape[0] < 32  # trimmed to the real token count
+    assert (
+        a.text.shape[1] == 16 and 10 < a.text.shape[0] < 32
+    )  # trimmed to the real token count
 
 
 def test_reference_frame_cover_crop_and_bad_images():

@@ -19,7 +19,12 @@ def _speech(n: int, seed: int = 0) -> np.ndarray:
 
 def test_engine_info(tiny_engine):
     info = tiny_engine.info
-    assert (info.name, info.sample_rate, info.fps, info.chunk_frames) == ("flashtalk", 16000, 25, CHUNK)
+    assert (info.name, info.sample_rate, info.fps, info.chunk_frames) == (
+        "flashtalk",
+        16000,
+        25,
+        CHUNK,
+    )
     assert info.samples_per_chunk == CHUNK * SPF == 17920
     assert (info.width, info.height) == (64, 64)
 
@@ -30,7 +35,9 @@ def test_frames_per_chunk_and_alignment_over_chunks(tiny_engine, monkeypatch):
     pipe = stream.pipe
     rings = []
     real = pipe.encode_audio
-    monkeypatch.setattr(pipe, "encode_audio", lambda ring: (rings.append(ring.copy()), real(ring))[1])
+    monkeypatch.setattr(
+        pipe, "encode_audio", lambda ring: (rings.append(ring.copy()), real(ring))[1]
+    )
     chunks = [_speech(CHUNK * SPF, seed=i) for i in range(3)]
     for i, audio in enumerate(chunks):
         frames = session.generate(audio, speaking=True)
@@ -42,7 +49,9 @@ def test_frames_per_chunk_and_alignment_over_chunks(tiny_engine, monkeypatch):
         # the 5 motion frames before them hold the previous chunk's tail, or silence on the first
         # chunk: the video never leads the audio
         lead = ring[-33 * SPF : -CHUNK * SPF]
-        expected = np.zeros(5 * SPF, np.float32) if i == 0 else chunks[i - 1][-5 * SPF :]
+        expected = (
+            np.zeros(5 * SPF, np.float32) if i == 0 else chunks[i - 1][-5 * SPF :]
+        )
         assert np.array_equal(lead, expected)
     assert stream.chunks_done == 3
 
@@ -50,9 +59,21 @@ def test_frames_per_chunk_and_alignment_over_chunks(tiny_engine, monkeypatch):
 def test_motion_latent_shapes(tiny_engine):
     session = tiny_engine.open_session(None)
     stream = session.stream
-    assert tuple(stream.motion.shape) == (1, 16, 1, 8, 8)  # first chunk: the reference's latent
+    assert tuple(stream.motion.shape) == (
+        1,
+        16,
+        1,
+        8,
+        8,
+    )  # first chunk: the reference's latent
     session.generate(_speech(CHUNK * SPF), speaking=True)
-    assert tuple(stream.motion.shape) == (1, 16, 2, 8, 8)  # then VAE.encode(last 5 frames)
+    assert tuple(stream.motion.shape) == (
+        1,
+        16,
+        2,
+        8,
+        8,
+    )  # then VAE.encode(last 5 frames)
     session.generate(_speech(CHUNK * SPF, 1), speaking=True)
     assert tuple(stream.motion.shape) == (1, 16, 2, 8, 8)
 
@@ -103,27 +124,38 @@ def test_interruption_mid_stream(tiny_engine):
     session = tiny_engine.open_session(None)
     stream = session.stream
     session.generate(_speech(CHUNK * SPF), speaking=True)
-    stream.push(_speech(CHUNK * SPF // 2, seed=3))  # half a chunk pending when the user barges in
+    stream.push(
+        _speech(CHUNK * SPF // 2, seed=3)
+    )  # half a chunk pending when the user barges in
     motion = stream.motion.clone()
     session.interrupt()
     assert len(stream.pending) == 0 and not stream.ring.any()
-    assert torch.equal(stream.motion, motion)  # the next chunk continues from the last shown frames
+    assert torch.equal(
+        stream.motion, motion
+    )  # the next chunk continues from the last shown frames
     frames = session.generate(np.zeros(CHUNK * SPF, np.float32), speaking=False)
-    assert len(frames) == CHUNK and all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in frames)
+    assert len(frames) == CHUNK and all(
+        f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in frames
+    )
     assert stream.chunks_done == 2  # the dropped half chunk was never rendered
 
 
 def test_colour_correction_setting(tiny_ckpt):
     audio = _speech(CHUNK * SPF)
-    off = create_engine("flashtalk", **{**tiny_ckpt, "color_correction": 0.0}).open_session(None)
-    on = create_engine("flashtalk", **{**tiny_ckpt, "color_correction": 1.0}).open_session(None)
+    off = create_engine(
+        "flashtalk", **{**tiny_ckpt, "color_correction": 0.0}
+    ).open_session(None)
+    on = create_engine(
+        "flashtalk", **{**tiny_ckpt, "color_correction": 1.0}
+    ).open_session(None)
     f_off, f_on = off.generate(audio, speaking=True), on.generate(audio, speaking=True)
     assert not np.array_equal(f_off[0], f_on[0])
     ref = ((on.stream.reference.permute(1, 2, 0) + 1) * 127.5).numpy()
     # corrected frames sit closer to the reference's average colour
-    assert np.abs(f_on[0].reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)).sum() < np.abs(
-        f_off[0].reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)
-    ).sum()
+    assert (
+        np.abs(f_on[0].reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)).sum()
+        < np.abs(f_off[0].reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)).sum()
+    )
 
 
 def test_session_needs_an_avatar(tiny_ckpt):
@@ -149,7 +181,9 @@ def test_bf16_path_runs_on_cpu(tiny_ckpt):
     # the CUDA configuration (bf16 DiT under autocast, fp32 timestep/head/norms) exercised on CPU
     engine = create_engine("flashtalk", **{**tiny_ckpt, "dtype": "bfloat16"})
     assert engine.pipeline.dit.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
-    assert engine.pipeline.vae.conv1.weight.dtype == torch.float32  # vae_dtype defaults to fp32, as Wan
+    assert (
+        engine.pipeline.vae.conv1.weight.dtype == torch.float32
+    )  # vae_dtype defaults to fp32, as Wan
     frames = engine.open_session(None).generate(_speech(CHUNK * SPF), speaking=True)
     assert len(frames) == CHUNK and frames[0].dtype == np.uint8
 
@@ -162,11 +196,15 @@ def test_benchmark_paths(capsys):
     from avatar.engines.flashtalk.settings import FlashTalkSettings
     from avatar.engines.flashtalk.tiny import tiny_dit_config, tiny_vae_config
 
-    s = FlashTalkSettings.from_kwargs(device="cpu", dtype="bfloat16", width=32, height=32)
+    s = FlashTalkSettings.from_kwargs(
+        device="cpu", dtype="bfloat16", width=32, height=32
+    )
     w2v = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
                          conv_dim=(16,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=4)  # fmt: skip
     pipe, feats = bench.random_pipeline(s, tiny_dit_config(), tiny_vae_config(), w2v)
     frames = pipe.open_stream(feats).push(np.zeros(CHUNK * SPF, np.float32))
     assert len(frames) == CHUNK and frames[0].shape == (32, 32, 3)
-    assert bench.main(["--full-size", "--device", "cpu"]) == 2  # refuses politely on CPU
+    assert (
+        bench.main(["--full-size", "--device", "cpu"]) == 2
+    )  # refuses politely on CPU
     assert "far too big for a CPU" in capsys.readouterr().err

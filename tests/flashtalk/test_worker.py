@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,9 +9,9 @@ import numpy as np
 import pytest
 
 rtc = pytest.importorskip("livekit.rtc")
-from livekit.agents.voice.avatar import AudioSegmentEnd  # noqa: E402
+from livekit.agents.voice.avatar import AudioSegmentEnd
 
-from avatar.generator import EngineVideoGenerator  # noqa: E402
+from avatar.generator import EngineVideoGenerator
 
 RATE = 16000
 SPF = 640
@@ -47,14 +46,18 @@ async def test_worker_generator_drives_flashtalk(tiny_engine):
         elif isinstance(item, AudioSegmentEnd):
             ended = True
             speech_frames_at_end = videos
-        if ended and videos >= speech_frames_at_end + 28:  # one idle chunk after the speech
+        if (
+            ended and videos >= speech_frames_at_end + 28
+        ):  # one idle chunk after the speech
             break
     await gen.aclose()
     executor.shutdown(wait=True)
 
     assert speech_frames_at_end == 56  # 2 chunks of 28 frames for 1.5 chunks of audio
     assert audio_samples == 56 * SPF  # one audio frame per video frame, in step
-    assert render_threads and all(name.startswith("render") for name in render_threads)  # off the event loop
+    assert render_threads and all(
+        name.startswith("render") for name in render_threads
+    )  # off the event loop
 
 
 async def test_worker_interrupt_returns_to_idle(tiny_engine):
@@ -77,4 +80,6 @@ async def test_worker_interrupt_returns_to_idle(tiny_engine):
     executor.shutdown(wait=True)
     # the engine was told: no pending audio, and the speech left the audio context (only silence since)
     assert not len(stream.pending) and not stream.ring.any()
-    assert stream.chunks_done >= 2  # the interrupted chunk, then idle chunks continuing from its motion
+    assert (
+        stream.chunks_done >= 2
+    )  # the interrupted chunk, then idle chunks continuing from its motion

@@ -55,7 +55,10 @@ def save_avatar(features: AvatarFeatures, out_dir: str | Path) -> Path:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: getattr(features, k).detach().float().contiguous().cpu() for k in ("text", "clip", "y", "motion", "reference")}
+    tensors = {
+        k: getattr(features, k).detach().float().contiguous().cpu()
+        for k in ("text", "clip", "y", "motion", "reference")
+    }
     meta = {
         "format": "flashtalk-avatar-1",
         "width": str(features.width),
@@ -77,12 +80,16 @@ def load_avatar(avatar_dir: str | Path) -> AvatarFeatures:
     if path.is_dir():
         path = path / AVATAR_FILE
     if not path.is_file():
-        raise EngineError(f"{path} is missing; prepare the avatar with python -m avatar.engines.flashtalk.prepare.")
+        raise EngineError(
+            f"{path} is missing; prepare the avatar with python -m avatar.engines.flashtalk.prepare."
+        )
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != "flashtalk-avatar-1":
-            raise EngineError(f"{path} is not a FlashTalk avatar file; prepare the avatar again.")
-        t = {k: f.get_tensor(k) for k in f.keys()}
+            raise EngineError(
+                f"{path} is not a FlashTalk avatar file; prepare the avatar again."
+            )
+        t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
     return AvatarFeatures(
         text=t["text"], clip=t["clip"], y=t["y"], motion=t["motion"], reference=t["reference"],
         width=int(meta["width"]), height=int(meta["height"]), frame_num=int(meta["frame_num"]),

@@ -34,7 +34,9 @@ def _random_init_(module: torch.nn.Module, std: float = 0.02) -> None:
         for name, p in module.named_parameters():
             if name.endswith("bias"):
                 p.zero_()
-            elif p.dim() == 1 or name.endswith(("gamma", "norm_q.weight", "norm_k.weight", "norm_k_img.weight")):
+            elif p.dim() == 1 or name.endswith(
+                ("gamma", "norm_q.weight", "norm_k.weight", "norm_k_img.weight")
+            ):
                 p.fill_(1.0)
             else:
                 p.normal_(0.0, std)
@@ -62,12 +64,18 @@ def random_pipeline(
     dit = dit.to(dtype).to_empty(device=device)
     dit.rope = RoPE3D(cfg.head_dim)
     _random_init_(dit)
-    vae = WanVAE(vae_config or VAEConfig()).to(device=device, dtype=settings.torch_dtype(settings.vae_dtype)).eval()
+    vae = (
+        WanVAE(vae_config or VAEConfig())
+        .to(device=device, dtype=settings.torch_dtype(settings.vae_dtype))
+        .eval()
+    )
 
     # random wav2vec2 saved to a temp folder, so the real loader and feature extractor run
     tmp = Path(tempfile.mkdtemp(prefix="flashtalk-bench-"))
     Wav2Vec2Model(wav2vec_config or Wav2Vec2Config()).save_pretrained(str(tmp))
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(str(tmp))
+    Wav2Vec2FeatureExtractor(
+        do_normalize=True, return_attention_mask=False
+    ).save_pretrained(str(tmp))
     audio = AudioEncoder(tmp, device=str(device), dtype=torch.float32, fps=settings.fps)
 
     pipe = FlashTalkPipeline(settings, dit=dit.eval(), vae=vae, audio_encoder=audio)
@@ -84,15 +92,27 @@ def random_pipeline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Time FlashTalk's streaming chunk, stage by stage.")
+    p = argparse.ArgumentParser(
+        description="Time FlashTalk's streaming chunk, stage by stage."
+    )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--tiny", action="store_true", help="a tiny random checkpoint (built in a temp folder)")
-    which.add_argument("--full-size", action="store_true", help="the real 14B architecture, random bf16 weights (GPU)")
+    which.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a tiny random checkpoint (built in a temp folder)",
+    )
+    which.add_argument(
+        "--full-size",
+        action="store_true",
+        help="the real 14B architecture, random bf16 weights (GPU)",
+    )
     which.add_argument("--checkpoint", help="a real checkpoint folder (needs --avatar)")
     p.add_argument("--avatar", help="prepared avatar folder (with --checkpoint)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--vae-dtype", default="float32", help="float32 (as Wan) or bfloat16 (faster)")
+    p.add_argument(
+        "--vae-dtype", default="float32", help="float32 (as Wan) or bfloat16 (faster)"
+    )
     p.add_argument("--chunks", type=int, default=3)
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
@@ -102,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attention", default="auto")
     a = p.parse_args(argv)
 
-    common = dict(device=a.device, dtype=a.dtype, vae_dtype=a.vae_dtype, steps=a.steps, compile=a.compile, attention=a.attention, threads=a.threads)
+    common = {"device": a.device, "dtype": a.dtype, "vae_dtype": a.vae_dtype, "steps": a.steps, "compile": a.compile,
+              "attention": a.attention, "threads": a.threads}  # fmt: skip
     if a.full_size:
-        s = FlashTalkSettings.from_kwargs(width=a.width or 448, height=a.height or 768, **common)
+        s = FlashTalkSettings.from_kwargs(
+            width=a.width or 448, height=a.height or 768, **common
+        )
         if s.torch_device().type != "cuda":
             print(
                 "--full-size builds the 14B model (about 38 GB in bf16, some 500 TFLOP per chunk): far too big for a CPU. "
@@ -119,17 +142,29 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tempfile.mkdtemp(prefix="flashtalk-tiny-"))
         width, height = a.width or 64, a.height or 64
         tiny = build_tiny_checkpoint(folder, width=width, height=height)
-        tiny.update({k: v for k, v in common.items() if v not in (None, "auto", 0) or k == "steps"})
+        tiny.update(
+            {
+                k: v
+                for k, v in common.items()
+                if v not in (None, "auto", 0) or k == "steps"
+            }
+        )
         if a.threads:
             tiny["threads"] = a.threads
         s = FlashTalkSettings.from_kwargs(**tiny)
         pipe, feats = FlashTalkPipeline(s), load_avatar(tiny["default_avatar"])
     else:
         if not a.avatar:
-            p.error("--checkpoint needs --avatar (a folder made by avatar.engines.flashtalk.prepare)")
+            p.error(
+                "--checkpoint needs --avatar (a folder made by avatar.engines.flashtalk.prepare)"
+            )
         feats = load_avatar(a.avatar)
         s = FlashTalkSettings.from_kwargs(
-            checkpoint_dir=a.checkpoint, width=feats.width, height=feats.height, frame_num=feats.frame_num, **common
+            checkpoint_dir=a.checkpoint,
+            width=feats.width,
+            height=feats.height,
+            frame_num=feats.frame_num,
+            **common,
         )
         pipe = FlashTalkPipeline(s)
 
@@ -138,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     dev = pipe.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    print(f"flashtalk bench: {s.width}x{s.height}, frame_num {s.frame_num}, {s.chunk_frames} new frames/chunk, "
-          f"{s.steps} steps, device {dev}, dtype {pipe.dtype}, threads {torch.get_num_threads()}, compile {s.compile}")
+    print(
+        f"flashtalk bench: {s.width}x{s.height}, frame_num {s.frame_num}, {s.chunk_frames} new frames/chunk, "
+        f"{s.steps} steps, device {dev}, dtype {pipe.dtype}, threads {torch.get_num_threads()}, compile {s.compile}"
+    )
     totals: list[float] = []
     per_stage: dict[str, list[float]] = {}
     for i in range(a.chunks):
@@ -154,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{k}={'/'.join(f'{x * 1000:.1f}' for x in v)}ms" for k, v in times.items()
         )
         tag = "warm-up" if i == 0 and a.chunks > 1 else f"chunk {i}"
-        print(f"  {tag}: total {total * 1000:.1f} ms, {s.chunk_frames / total:.1f} frames/s | {line}")
+        print(
+            f"  {tag}: total {total * 1000:.1f} ms, {s.chunk_frames / total:.1f} frames/s | {line}"
+        )
         if i > 0 or a.chunks == 1:
             totals.append(total)
             for k, v in times.items():
@@ -163,12 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     print("summary (mean over measured chunks):")
     for k, v in per_stage.items():
         n = s.steps if k == "dit_step" else 1
-        print(f"  {k:14s} {statistics.mean(v) * 1000:9.1f} ms" + (f" per step x {n}" if n > 1 else ""))
-    print(f"  chunk          {mean * 1000:9.1f} ms for {s.chunk_frames} frames = {s.chunk_frames / mean:.1f} frames/s "
-          f"(real time: {s.fps} frames/s, {s.chunk_frames / s.fps * 1000:.0f} ms of audio per chunk)")
+        print(
+            f"  {k:14s} {statistics.mean(v) * 1000:9.1f} ms"
+            + (f" per step x {n}" if n > 1 else "")
+        )
+    print(
+        f"  chunk          {mean * 1000:9.1f} ms for {s.chunk_frames} frames = {s.chunk_frames / mean:.1f} frames/s "
+        f"(real time: {s.fps} frames/s, {s.chunk_frames / s.fps * 1000:.0f} ms of audio per chunk)"
+    )
     if dev.type == "cuda":
-        print(f"  peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB allocated, "
-              f"{torch.cuda.max_memory_reserved(dev) / 2**30:.2f} GiB reserved")
+        print(
+            f"  peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB allocated, "
+            f"{torch.cuda.max_memory_reserved(dev) / 2**30:.2f} GiB reserved"
+        )
     return 0
 
 

@@ -35,7 +35,11 @@ def check_state_dict(
     """
     ignore = tuple(ignore_prefixes)
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items() if not (ignore and k.startswith(ignore))}
+    got = {
+        k: tuple(v.shape)
+        for k, v in state.items()
+        if not (ignore and k.startswith(ignore))
+    }
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     mismatched = sorted(
@@ -45,11 +49,19 @@ def check_state_dict(
     )
     if missing or unexpected or mismatched:
         lines = [f"{what}: the weights do not match the model built from its config."]
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        for title, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", mismatched),
+        ):
             if keys:
-                shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
+                shown = ", ".join(keys[:20]) + (
+                    f", ... ({len(keys)} in all)" if len(keys) > 20 else ""
+                )
                 lines.append(f"{title} keys: {shown}")
-        lines.append("Check that the checkpoint and its config belong together (official FlashTalk files).")
+        lines.append(
+            "Check that the checkpoint and its config belong together (official FlashTalk files)."
+        )
         raise EngineError("\n".join(lines))
 
 
@@ -71,11 +83,15 @@ def load_strict(
 def read_json(path: Path) -> dict:
     """Read a JSON file, turning a missing file into one clear :class:`EngineError`."""
     if not path.is_file():
-        raise EngineError(f"{path} is missing; point checkpoint_dir at the official FlashTalk folder.")
+        raise EngineError(
+            f"{path} is missing; point checkpoint_dir at the official FlashTalk folder."
+        )
     return json.loads(path.read_text())
 
 
-def load_sharded_safetensors(folder: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_sharded_safetensors(
+    folder: Path, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Read the DiT weights: the index JSON and every shard it names (or the single-file form)."""
     from safetensors.torch import load_file
 
@@ -85,26 +101,37 @@ def load_sharded_safetensors(folder: Path, device: str | torch.device = "cpu") -
         single = folder / DIT_SINGLE
         if single.is_file():
             return load_file(str(single), device=str(device))
-        raise EngineError(f"{index_path} is missing; point checkpoint_dir at the official FlashTalk folder.")
+        raise EngineError(
+            f"{index_path} is missing; point checkpoint_dir at the official FlashTalk folder."
+        )
     weight_map: dict[str, str] = read_json(index_path)["weight_map"]
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = folder / shard
         if not shard_path.is_file():
-            raise EngineError(f"shard {shard_path} named in {DIT_INDEX} is missing; the download is incomplete.")
+            raise EngineError(
+                f"shard {shard_path} named in {DIT_INDEX} is missing; the download is incomplete."
+            )
         part = load_file(str(shard_path), device=str(device))
         for key in part:
             if weight_map.get(key) != shard:
-                raise EngineError(f"{shard} holds {key!r} but {DIT_INDEX} does not map it there.")
+                raise EngineError(
+                    f"{shard} holds {key!r} but {DIT_INDEX} does not map it there."
+                )
         state.update(part)
     absent = sorted(set(weight_map) - set(state))
     if absent:
-        raise EngineError(f"{DIT_INDEX} names keys no shard holds: {', '.join(absent[:20])}")
+        raise EngineError(
+            f"{DIT_INDEX} names keys no shard holds: {', '.join(absent[:20])}"
+        )
     return state
 
 
 def save_sharded_safetensors(
-    state: Mapping[str, torch.Tensor], folder: Path, *, max_shard_bytes: int = 10 * 2**30
+    state: Mapping[str, torch.Tensor],
+    folder: Path,
+    *,
+    max_shard_bytes: int = 10 * 2**30,
 ) -> list[str]:
     """Write ``state`` as ``diffusion_pytorch_model-0000N-of-0000M.safetensors`` + index JSON.
 
@@ -125,7 +152,8 @@ def save_sharded_safetensors(
         groups[-1][key] = t
         size += n
     names = [
-        f"diffusion_pytorch_model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))
+        f"diffusion_pytorch_model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
+        for i in range(len(groups))
     ]
     weight_map = {}
     total = 0
@@ -143,7 +171,9 @@ def load_pth(path: Path) -> dict[str, torch.Tensor]:
     """Read a ``.pth`` state dict (weights only, memory-mapped), with a clear error if absent."""
     path = Path(path)
     if not path.is_file():
-        raise EngineError(f"{path} is missing; put the official FlashTalk files in checkpoint_dir.")
+        raise EngineError(
+            f"{path} is missing; put the official FlashTalk files in checkpoint_dir."
+        )
     state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(state, Mapping):
         raise EngineError(f"{path} is not a state dict.")

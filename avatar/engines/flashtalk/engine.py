@@ -29,7 +29,11 @@ class FlashTalkSession(EngineSession):
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if not speaking and not audio.any():
             # idle between utterances: nothing may be pending, render silence
-            return self.stream.idle() if len(audio) == self.stream.samples_per_chunk else self._any(audio)
+            return (
+                self.stream.idle()
+                if len(audio) == self.stream.samples_per_chunk
+                else self._any(audio)
+            )
         return self._any(audio)
 
     def _any(self, audio: np.ndarray) -> list[np.ndarray]:
@@ -48,7 +52,9 @@ class FlashTalkSession(EngineSession):
 class FlashTalkEngine(Engine):
     """Loads the DiT, the VAE and wav2vec2 once; one :class:`FlashTalkSession` per call."""
 
-    def __init__(self, settings: FlashTalkSettings, pipeline: FlashTalkPipeline | None = None) -> None:
+    def __init__(
+        self, settings: FlashTalkSettings, pipeline: FlashTalkPipeline | None = None
+    ) -> None:
         self.settings = settings
         self.pipeline = pipeline or FlashTalkPipeline(settings)
         self.info = EngineInfo(

@@ -23,7 +23,12 @@ from torch import nn
 
 from ..base import EngineError
 from .attention import attention
-from .checkpoint import load_sharded_safetensors, load_strict, read_json, save_sharded_safetensors
+from .checkpoint import (
+    load_sharded_safetensors,
+    load_strict,
+    read_json,
+    save_sharded_safetensors,
+)
 
 logger = logging.getLogger("avatar.engines.flashtalk")
 
@@ -71,7 +76,7 @@ class DiTConfig:
         return self.dim // self.num_heads
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "DiTConfig":
+    def from_dict(cls, raw: dict) -> DiTConfig:
         """Build from a ``config.json`` dict; diffusers' ``_``-fields are dropped, unknown keys logged."""
         names = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in raw.items() if k in names}
@@ -83,11 +88,17 @@ class DiTConfig:
                 known[key] = tuple(known[key])
         cfg = cls(**known)
         if cfg.model_type != "i2v":
-            raise EngineError(f"DiT config model_type is {cfg.model_type!r}; FlashTalk needs 'i2v'.")
+            raise EngineError(
+                f"DiT config model_type is {cfg.model_type!r}; FlashTalk needs 'i2v'."
+            )
         if cfg.dim % cfg.num_heads or cfg.head_dim % 2:
-            raise EngineError(f"DiT config: dim {cfg.dim} must split into {cfg.num_heads} even-sized heads.")
+            raise EngineError(
+                f"DiT config: dim {cfg.dim} must split into {cfg.num_heads} even-sized heads."
+            )
         if cfg.window_size != (-1, -1):
-            raise EngineError("DiT config: windowed attention (window_size) is not supported; use (-1, -1).")
+            raise EngineError(
+                "DiT config: windowed attention (window_size) is not supported; use (-1, -1)."
+            )
         return cfg
 
     def to_dict(self) -> dict:
@@ -111,13 +122,17 @@ class WanRMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return (
+            xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        ).type_as(x) * self.weight
 
 
 class WanLayerNorm(nn.LayerNorm):
     """LayerNorm computed in fp32, weights included (parameter-free unless ``elementwise_affine``)."""
 
-    def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = False) -> None:
+    def __init__(
+        self, dim: int, eps: float = 1e-6, elementwise_affine: bool = False
+    ) -> None:
         super().__init__(dim, eps=eps, elementwise_affine=elementwise_affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +147,9 @@ def run_fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         for m in module if isinstance(module, nn.Sequential) else [module]:
             if isinstance(m, nn.Linear):
-                x = F.linear(x, m.weight.float(), None if m.bias is None else m.bias.float())
+                x = F.linear(
+                    x, m.weight.float(), None if m.bias is None else m.bias.float()
+                )
             else:
                 x = m(x)
         return x
@@ -142,12 +159,16 @@ def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
     """[B] raw timesteps (0..1000) -> [B, dim] as cos|sin, computed in fp64 like the reference."""
     half = dim // 2
     pos = t.to(torch.float64)
-    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    freqs = torch.pow(
+        10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half
+    )
     arg = torch.outer(pos, freqs)
     return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
 
 
-def rope_frequencies(head_dim: int, max_len: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_frequencies(
+    head_dim: int, max_len: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Angles for 3D RoPE: head_dim/2 complex channels split t|h|w (44|42|42 real dims at 128).
 
     Returns (angles [max_len, head_dim/2] fp64, split sizes in complex channels).
@@ -171,7 +192,9 @@ class RoPE3D(nn.Module):
         self.angles, self.split = rope_frequencies(head_dim)
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def cos_sin(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def cos_sin(
+        self, grid: tuple[int, int, int], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         key = (grid, str(device))
         if key not in self._cache:
             f, h, w = grid
@@ -184,7 +207,10 @@ class RoPE3D(nn.Module):
                 ],
                 dim=-1,
             ).reshape(f * h * w, 1, -1)  # [L, 1, D/2]
-            self._cache[key] = (ang.cos().float().to(device), ang.sin().float().to(device))
+            self._cache[key] = (
+                ang.cos().float().to(device),
+                ang.sin().float().to(device),
+            )
         return self._cache[key]
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
@@ -204,7 +230,9 @@ class RoPE3D(nn.Module):
 class WanSelfAttention(nn.Module):
     """Self-attention over all visual tokens with q/k RMSNorm over the full dim and 3D RoPE."""
 
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
@@ -215,7 +243,9 @@ class WanSelfAttention(nn.Module):
         self.norm_q = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, rope: RoPE3D, grid: tuple[int, int, int]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: RoPE3D, grid: tuple[int, int, int]
+    ) -> torch.Tensor:
         b, n, _ = x.shape
         shape = (b, n, self.num_heads, self.head_dim)
         q = self.norm_q(self.q(x)).view(shape)  # [B, L, H, D]
@@ -228,7 +258,14 @@ class WanSelfAttention(nn.Module):
 class WanI2VCrossAttention(nn.Module):
     """Cross-attention to the text tokens plus a separate k_img/v_img branch over CLIP tokens."""
 
-    def __init__(self, dim: int, num_heads: int, clip_tokens: int, qk_norm: bool = True, eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        clip_tokens: int,
+        qk_norm: bool = True,
+        eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
@@ -247,13 +284,18 @@ class WanI2VCrossAttention(nn.Module):
         # x [B, L, C]; context [B, clip_tokens + text_len, C]: image tokens first
         b = x.shape[0]
         heads = (b, -1, self.num_heads, self.head_dim)
-        ctx_img, ctx_txt = context[:, : self.clip_tokens], context[:, self.clip_tokens :]
+        ctx_img, ctx_txt = (
+            context[:, : self.clip_tokens],
+            context[:, self.clip_tokens :],
+        )
         q = self.norm_q(self.q(x)).view(heads)
         k = self.norm_k(self.k(ctx_txt)).view(heads)
         v = self.v(ctx_txt).view(heads)
         k_img = self.norm_k_img(self.k_img(ctx_img)).view(heads)
         v_img = self.v_img(ctx_img).view(heads)
-        out = attention(q, k, v) + attention(q, k_img, v_img)  # padded text takes part, as upstream
+        out = attention(q, k, v) + attention(
+            q, k_img, v_img
+        )  # padded text takes part, as upstream
         return self.o(out.flatten(2))
 
 
@@ -278,7 +320,9 @@ class AudioCrossAttention(nn.Module):
         xq = x.reshape(b * n_t, s, c)  # regroup per latent frame
         q = self.q_linear(xq).view(b * n_t, s, self.num_heads, self.head_dim)
         a = audio.reshape(b * n_t, audio.shape[2], audio.shape[3])
-        kv = self.kv_linear(a).view(b * n_t, a.shape[1], 2, self.num_heads, self.head_dim)
+        kv = self.kv_linear(a).view(
+            b * n_t, a.shape[1], 2, self.num_heads, self.head_dim
+        )
         out = attention(q, kv[:, :, 0], kv[:, :, 1])  # [B*N_t, S, H, D]
         out = self.proj(out.reshape(b * n_t, s, c))
         return out.reshape(b, n, c)
@@ -296,12 +340,24 @@ class WanAttentionBlock(nn.Module):
         dim = cfg.dim
         self.norm1 = WanLayerNorm(dim, cfg.eps)
         self.self_attn = WanSelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps)
-        self.norm3 = WanLayerNorm(dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
-        self.cross_attn = WanI2VCrossAttention(dim, cfg.num_heads, cfg.clip_tokens, cfg.qk_norm, cfg.eps)
+        self.norm3 = (
+            WanLayerNorm(dim, cfg.eps, elementwise_affine=True)
+            if cfg.cross_attn_norm
+            else nn.Identity()
+        )
+        self.cross_attn = WanI2VCrossAttention(
+            dim, cfg.num_heads, cfg.clip_tokens, cfg.qk_norm, cfg.eps
+        )
         self.norm2 = WanLayerNorm(dim, cfg.eps)
-        self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, cfg.ffn_dim),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(cfg.ffn_dim, dim),
+        )
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
-        self.norm_x = WanLayerNorm(dim, cfg.eps, elementwise_affine=cfg.norm_input_visual)
+        self.norm_x = WanLayerNorm(
+            dim, cfg.eps, elementwise_affine=cfg.norm_input_visual
+        )
         self.audio_cross_attn = AudioCrossAttention(dim, cfg.output_dim, cfg.num_heads)
 
     def forward(
@@ -314,7 +370,9 @@ class WanAttentionBlock(nn.Module):
         grid: tuple[int, int, int],
     ) -> torch.Tensor:
         # x [B, L, C] (fp32 residual stream); e [B, 6, C] fp32
-        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.float() + e).chunk(6, dim=1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = (
+            self.modulation.float() + e
+        ).chunk(6, dim=1)
         y = self.self_attn(self.norm1(x).float() * (1 + scale1) + shift1, rope, grid)
         x = x + y * gate1
         x = x + self.cross_attn(self.norm3(x), context)
@@ -326,7 +384,9 @@ class WanAttentionBlock(nn.Module):
 class Head(nn.Module):
     """Final modulated LayerNorm + Linear to patch pixels of the output latent."""
 
-    def __init__(self, dim: int, out_dim: int, patch_size: tuple[int, int, int], eps: float) -> None:
+    def __init__(
+        self, dim: int, out_dim: int, patch_size: tuple[int, int, int], eps: float
+    ) -> None:
         super().__init__()
         self.norm = WanLayerNorm(dim, eps)
         self.head = nn.Linear(dim, out_dim * math.prod(patch_size))
@@ -344,8 +404,13 @@ class MLPProj(nn.Module):
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.proj = nn.Sequential(
-            WanLayerNorm(in_dim, 1e-5, True), nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim),
-            WanLayerNorm(out_dim, 1e-5, True),  # torch.nn.LayerNorm upstream (eps 1e-5), fp32 here
+            WanLayerNorm(in_dim, 1e-5, True),
+            nn.Linear(in_dim, in_dim),
+            nn.GELU(),
+            nn.Linear(in_dim, out_dim),
+            WanLayerNorm(
+                out_dim, 1e-5, True
+            ),  # torch.nn.LayerNorm upstream (eps 1e-5), fp32 here
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -361,10 +426,18 @@ class AudioProjModel(nn.Module):
         self.context_tokens = cfg.context_tokens
         self.output_dim = cfg.output_dim
         self.proj1 = nn.Linear(cfg.audio_window * per_entry, cfg.intermediate_dim)
-        self.proj1_vf = nn.Linear((cfg.audio_window + cfg.vae_scale - 1) * per_entry, cfg.intermediate_dim)
+        self.proj1_vf = nn.Linear(
+            (cfg.audio_window + cfg.vae_scale - 1) * per_entry, cfg.intermediate_dim
+        )
         self.proj2 = nn.Linear(cfg.intermediate_dim, cfg.intermediate_dim)
-        self.proj3 = nn.Linear(cfg.intermediate_dim, cfg.context_tokens * cfg.output_dim)
-        self.norm = WanLayerNorm(cfg.output_dim, 1e-5, True) if cfg.norm_output_audio else nn.Identity()
+        self.proj3 = nn.Linear(
+            cfg.intermediate_dim, cfg.context_tokens * cfg.output_dim
+        )
+        self.norm = (
+            WanLayerNorm(cfg.output_dim, 1e-5, True)
+            if cfg.norm_output_audio
+            else nn.Identity()
+        )
 
     def forward(self, first: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
         # first [B, 1, W, blocks, ch]; later [B, N_t-1, W+vae_scale-1, blocks, ch]
@@ -376,7 +449,9 @@ class AudioProjModel(nn.Module):
         return self.norm(tokens)  # [B, N_t, M, output_dim]
 
 
-def group_audio_windows(audio: torch.Tensor, vae_scale: int, audio_window: int) -> tuple[torch.Tensor, torch.Tensor]:
+def group_audio_windows(
+    audio: torch.Tensor, vae_scale: int, audio_window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Split per-video-frame windows into the first latent frame's and the later frames' inputs.
 
     audio [B, 1 + vae_scale*(N_t-1), W, blocks, ch] -> first [B, 1, W, ...] and
@@ -389,7 +464,9 @@ def group_audio_windows(audio: torch.Tensor, vae_scale: int, audio_window: int) 
     b, f = audio.shape[:2]
     later = audio[:, 1:].reshape(b, (f - 1) // vae_scale, vae_scale, *audio.shape[2:])
     first_of = later[:, :, 0, : mid + 1]  # entries 0..mid of the first video frame
-    middle = later[:, :, 1:-1, mid : mid + 1].flatten(2, 3)  # centre entry of each middle frame
+    middle = later[:, :, 1:-1, mid : mid + 1].flatten(
+        2, 3
+    )  # centre entry of each middle frame
     last_of = later[:, :, -1, mid:]  # entries mid..W-1 of the last video frame
     return first, torch.cat([first_of, middle, last_of], dim=2)
 
@@ -405,11 +482,21 @@ class FlashTalkDiT(nn.Module):
         super().__init__()
         self.config = cfg
         dim = cfg.dim
-        self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
-        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.patch_embedding = nn.Conv3d(
+            cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size
+        )
+        self.text_embedding = nn.Sequential(
+            nn.Linear(cfg.text_dim, dim),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(dim, dim),
+        )
+        self.time_embedding = nn.Sequential(
+            nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
+        )
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
-        self.blocks = nn.ModuleList([WanAttentionBlock(cfg) for _ in range(cfg.num_layers)])
+        self.blocks = nn.ModuleList(
+            [WanAttentionBlock(cfg) for _ in range(cfg.num_layers)]
+        )
         self.head = Head(dim, cfg.out_dim, cfg.patch_size, cfg.eps)
         self.img_emb = MLPProj(cfg.clip_dim, dim)
         self.audio_proj = AudioProjModel(cfg)
@@ -419,8 +506,12 @@ class FlashTalkDiT(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
-    ) -> "FlashTalkDiT":
+        cls,
+        folder: str | Path,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> FlashTalkDiT:
         """Build from ``folder/config.json`` and load the sharded safetensors strictly."""
         folder = Path(folder)
         cfg = DiTConfig.from_dict(read_json(folder / "config.json"))
@@ -433,7 +524,9 @@ class FlashTalkDiT(nn.Module):
         model.rope = RoPE3D(cfg.head_dim)
         return model.to(device=device, dtype=dtype).eval()
 
-    def save_pretrained(self, folder: str | Path, *, max_shard_bytes: int = 10 * 2**30) -> None:
+    def save_pretrained(
+        self, folder: str | Path, *, max_shard_bytes: int = 10 * 2**30
+    ) -> None:
         """Write ``config.json`` + index + shards, as the official release does."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -443,7 +536,9 @@ class FlashTalkDiT(nn.Module):
 
     # -- forward
 
-    def embed_context(self, text: torch.Tensor | list[torch.Tensor], clip_fea: torch.Tensor) -> torch.Tensor:
+    def embed_context(
+        self, text: torch.Tensor | list[torch.Tensor], clip_fea: torch.Tensor
+    ) -> torch.Tensor:
         """Text [L_i, text_dim] per sample (zero-padded to text_len) + CLIP [B, 257, 1280] -> [B, 257+text_len, C].
 
         Depends only on the avatar, so the pipeline computes it once per session.
@@ -451,8 +546,18 @@ class FlashTalkDiT(nn.Module):
         cfg = self.config
         if isinstance(text, torch.Tensor) and text.dim() == 3:
             text = list(text)
-        padded = torch.stack([F.pad(u[: cfg.text_len], (0, 0, 0, cfg.text_len - min(len(u), cfg.text_len))) for u in text])
-        ctx_txt = self.text_embedding(padded.to(self.patch_embedding.weight.dtype))  # [B, text_len, C]
+        padded = torch.stack(
+            [
+                F.pad(
+                    u[: cfg.text_len],
+                    (0, 0, 0, cfg.text_len - min(len(u), cfg.text_len)),
+                )
+                for u in text
+            ]
+        )
+        ctx_txt = self.text_embedding(
+            padded.to(self.patch_embedding.weight.dtype)
+        )  # [B, text_len, C]
         ctx_img = self.img_emb(clip_fea.to(ctx_txt.dtype))  # [B, 257, C]
         return torch.cat([ctx_img, ctx_txt], dim=1)
 
@@ -480,17 +585,23 @@ class FlashTalkDiT(nn.Module):
                 raise ValueError("pass context, or text and clip_fea")
             context = self.embed_context(text, clip_fea)
         b = x.shape[0]
-        xin = torch.cat([x, y], dim=1).to(self.patch_embedding.weight.dtype)  # [B, 36, T, h, w]
+        xin = torch.cat([x, y], dim=1).to(
+            self.patch_embedding.weight.dtype
+        )  # [B, 36, T, h, w]
         tokens = self.patch_embedding(xin)  # [B, C, T, h/2, w/2]
         grid = tuple(tokens.shape[2:])
         tokens = tokens.flatten(2).transpose(1, 2)  # [B, L, C]
 
         # the timestep path runs in fp32 even with bf16 weights, as upstream (autocast to fp32 there)
-        e = run_fp32(self.time_embedding, sinusoidal_embedding(cfg.freq_dim, t).float())  # [B, C]
+        e = run_fp32(
+            self.time_embedding, sinusoidal_embedding(cfg.freq_dim, t).float()
+        )  # [B, C]
         e0 = run_fp32(self.time_projection, e).unflatten(1, (6, cfg.dim))  # [B, 6, C]
 
         first, later = group_audio_windows(audio, cfg.vae_scale, cfg.audio_window)
-        audio_tokens = self.audio_proj(first.to(tokens.dtype), later.to(tokens.dtype))  # [B, N_t, M, 768]
+        audio_tokens = self.audio_proj(
+            first.to(tokens.dtype), later.to(tokens.dtype)
+        )  # [B, N_t, M, 768]
 
         h = tokens.float()
         for block in self.blocks:
@@ -498,7 +609,9 @@ class FlashTalkDiT(nn.Module):
         out = self.head(h, e)  # [B, L, prod(patch)*16]
         return self.unpatchify(out.float(), grid, b)
 
-    def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int], b: int) -> torch.Tensor:
+    def unpatchify(
+        self, x: torch.Tensor, grid: tuple[int, int, int], b: int
+    ) -> torch.Tensor:
         """[B, L, p_t*p_h*p_w*c] -> [B, c, T, h, w]."""
         pt, ph, pw = self.config.patch_size
         f, gh, gw = grid

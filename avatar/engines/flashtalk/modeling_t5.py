@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..base import EngineError
@@ -64,14 +63,21 @@ class T5RelativeEmbedding(nn.Module):
 
     def forward(self, lq: int, lk: int) -> torch.Tensor:
         device = self.embedding.weight.device
-        rel = torch.arange(lk, device=device).unsqueeze(0) - torch.arange(lq, device=device).unsqueeze(1)
+        rel = torch.arange(lk, device=device).unsqueeze(0) - torch.arange(
+            lq, device=device
+        ).unsqueeze(1)
         half = self.num_buckets // 2  # bidirectional: half the buckets per sign
         buckets = (rel > 0).long() * half
         rel = rel.abs()
         max_exact = half // 2
-        large = max_exact + (
-            torch.log(rel.float().clamp(min=1) / max_exact) / math.log(self.max_dist / max_exact) * (half - max_exact)
-        ).long()
+        large = (
+            max_exact
+            + (
+                torch.log(rel.float().clamp(min=1) / max_exact)
+                / math.log(self.max_dist / max_exact)
+                * (half - max_exact)
+            ).long()
+        )
         large = large.clamp(max=half - 1)
         buckets = buckets + torch.where(rel < max_exact, rel, large)
         return self.embedding(buckets).permute(2, 0, 1).unsqueeze(0).contiguous()
@@ -90,7 +96,13 @@ class T5Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         b, n = x.shape[:2]
         shape = (b, n, self.num_heads, self.head_dim)
-        out = attention(self.q(x).view(shape), self.k(x).view(shape), self.v(x).view(shape), bias=bias, scale=1.0)
+        out = attention(
+            self.q(x).view(shape),
+            self.k(x).view(shape),
+            self.v(x).view(shape),
+            bias=bias,
+            scale=1.0,
+        )
         return self.o(out.reshape(b, n, -1))
 
 
@@ -99,7 +111,9 @@ class T5FeedForward(nn.Module):
 
     def __init__(self, dim: int, dim_ffn: int) -> None:
         super().__init__()
-        self.gate = nn.Sequential(nn.Linear(dim, dim_ffn, bias=False), nn.GELU(approximate="tanh"))
+        self.gate = nn.Sequential(
+            nn.Linear(dim, dim_ffn, bias=False), nn.GELU(approximate="tanh")
+        )
         self.fc1 = nn.Linear(dim, dim_ffn, bias=False)
         self.fc2 = nn.Linear(dim_ffn, dim, bias=False)
 
@@ -121,10 +135,20 @@ class T5Block(nn.Module):
         self.attn = T5Attention(cfg.dim, cfg.dim_attn, cfg.num_heads)
         self.norm2 = T5LayerNorm(cfg.dim)
         self.ffn = T5FeedForward(cfg.dim, cfg.dim_ffn)
-        self.pos_embedding = None if cfg.shared_pos else T5RelativeEmbedding(cfg.num_buckets, cfg.num_heads)
+        self.pos_embedding = (
+            None
+            if cfg.shared_pos
+            else T5RelativeEmbedding(cfg.num_buckets, cfg.num_heads)
+        )
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, pos_bias: torch.Tensor | None) -> torch.Tensor:
-        e = pos_bias if self.pos_embedding is None else self.pos_embedding(x.shape[1], x.shape[1])
+    def forward(
+        self, x: torch.Tensor, mask_bias: torch.Tensor, pos_bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        e = (
+            pos_bias
+            if self.pos_embedding is None
+            else self.pos_embedding(x.shape[1], x.shape[1])
+        )
         x = _fp16_clamp(x + self.attn(self.norm1(x), e.to(x.dtype) + mask_bias))
         return _fp16_clamp(x + self.ffn(self.norm2(x)))
 
@@ -136,7 +160,11 @@ class UMT5Encoder(nn.Module):
         super().__init__()
         self.config = cfg = cfg or T5Config()
         self.token_embedding = nn.Embedding(cfg.vocab, cfg.dim)
-        self.pos_embedding = T5RelativeEmbedding(cfg.num_buckets, cfg.num_heads) if cfg.shared_pos else None
+        self.pos_embedding = (
+            T5RelativeEmbedding(cfg.num_buckets, cfg.num_heads)
+            if cfg.shared_pos
+            else None
+        )
         self.blocks = nn.ModuleList([T5Block(cfg) for _ in range(cfg.num_layers)])
         self.norm = T5LayerNorm(cfg.dim)
 
@@ -144,14 +172,22 @@ class UMT5Encoder(nn.Module):
         x = self.token_embedding(ids)
         n = ids.shape[1]
         mask_bias = torch.zeros(mask.shape[0], 1, 1, n, device=x.device, dtype=x.dtype)
-        mask_bias = mask_bias.masked_fill(mask.view(mask.shape[0], 1, 1, n) == 0, torch.finfo(x.dtype).min)
+        mask_bias = mask_bias.masked_fill(
+            mask.view(mask.shape[0], 1, 1, n) == 0, torch.finfo(x.dtype).min
+        )
         pos = self.pos_embedding(n, n) if self.pos_embedding is not None else None
         for block in self.blocks:
             x = block(x, mask_bias, pos)
         return self.norm(x)
 
     @classmethod
-    def from_pth(cls, path: str | Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> "UMT5Encoder":
+    def from_pth(
+        cls,
+        path: str | Path,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+    ) -> UMT5Encoder:
         """Load the official encoder .pth strictly (a ``t5_config.json`` beside it overrides sizes)."""
         path = Path(path)
         side = path.with_name("t5_config.json")
@@ -167,26 +203,40 @@ class UMT5Encoder(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.contiguous() for k, v in self.state_dict().items()}, str(path))
         if asdict(self.config) != asdict(T5Config()):
-            path.with_name("t5_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+            path.with_name("t5_config.json").write_text(
+                json.dumps(asdict(self.config), indent=2)
+            )
 
 
 class TextEncoder:
     """Prompt -> umT5 features trimmed to the real token count ([L_real, dim])."""
 
-    def __init__(self, checkpoint_dir: str | Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+    ) -> None:
         from transformers import AutoTokenizer
 
         checkpoint_dir = Path(checkpoint_dir)
         tok_dir = checkpoint_dir / T5_TOKENIZER_DIR
         if not tok_dir.is_dir():
-            raise EngineError(f"umT5 tokenizer folder {tok_dir} is missing; copy google/umt5-xxl there.")
+            raise EngineError(
+                f"umT5 tokenizer folder {tok_dir} is missing; copy google/umt5-xxl there."
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-        self.model = UMT5Encoder.from_pth(checkpoint_dir / T5_FILE, dtype=dtype, device=device)
+        self.model = UMT5Encoder.from_pth(
+            checkpoint_dir / T5_FILE, dtype=dtype, device=device
+        )
         self.device = device
 
     @torch.no_grad()
     def __call__(self, prompt: str) -> torch.Tensor:
-        text = re.sub(r"\s+", " ", prompt).strip()  # Wan cleans whitespace before tokenising
+        text = re.sub(
+            r"\s+", " ", prompt
+        ).strip()  # Wan cleans whitespace before tokenising
         enc = self.tokenizer(
             [text], padding="max_length", truncation=True, max_length=self.model.config.text_len,
             add_special_tokens=True, return_attention_mask=True, return_tensors="pt",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -64,7 +65,9 @@ class CausalConv3d(nn.Conv3d):
         self._pad = (pw, pw, ph, ph, 2 * pt, 0)
         self.padding = (0, 0, 0)
 
-    def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: torch.Tensor | None = None
+    ) -> torch.Tensor:
         pad = list(self._pad)
         if cache is not None and pad[4] > 0:
             x = torch.cat([cache.to(x), x], dim=2)
@@ -112,13 +115,22 @@ class Resample(nn.Module):
         super().__init__()
         self.mode = mode
         if mode in ("upsample2d", "upsample3d"):
-            self.resample = nn.Sequential(nn.Upsample(scale_factor=(2.0, 2.0), mode="nearest-exact"), nn.Conv2d(dim, dim // 2, 3, padding=1))
+            self.resample = nn.Sequential(
+                nn.Upsample(scale_factor=(2.0, 2.0), mode="nearest-exact"),
+                nn.Conv2d(dim, dim // 2, 3, padding=1),
+            )
             if mode == "upsample3d":
-                self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1), padding=(1, 0, 0))
+                self.time_conv = CausalConv3d(
+                    dim, dim * 2, (3, 1, 1), padding=(1, 0, 0)
+                )
         elif mode in ("downsample2d", "downsample3d"):
-            self.resample = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(dim, dim, 3, stride=(2, 2)))
+            self.resample = nn.Sequential(
+                nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(dim, dim, 3, stride=(2, 2))
+            )
             if mode == "downsample3d":
-                self.time_conv = CausalConv3d(dim, dim, (3, 1, 1), stride=(2, 1, 1), padding=(0, 0, 0))
+                self.time_conv = CausalConv3d(
+                    dim, dim, (3, 1, 1), stride=(2, 1, 1), padding=(0, 0, 0)
+                )
         else:
             raise ValueError(mode)
 
@@ -133,17 +145,27 @@ class Resample(nn.Module):
             else:
                 tail = x[:, :, -CACHE_T:].clone()
                 if tail.shape[2] < CACHE_T:
-                    before = torch.zeros_like(tail) if isinstance(prev, str) else prev[:, :, -1:].to(tail)
+                    before = (
+                        torch.zeros_like(tail)
+                        if isinstance(prev, str)
+                        else prev[:, :, -1:].to(tail)
+                    )
                     tail = torch.cat([before, tail], dim=2)
-                x = self.time_conv(x, None if isinstance(prev, str) else prev)  # [B, 2C, t, H, W]
+                x = self.time_conv(
+                    x, None if isinstance(prev, str) else prev
+                )  # [B, 2C, t, H, W]
                 cache.slots[i] = tail
                 x = x.reshape(b, 2, c, t, *x.shape[3:])
-                x = torch.stack((x[:, 0], x[:, 1]), dim=3).reshape(b, c, t * 2, *x.shape[4:])
+                x = torch.stack((x[:, 0], x[:, 1]), dim=3).reshape(
+                    b, c, t * 2, *x.shape[4:]
+                )
             cache.idx += 1
         t = x.shape[2]
         y = x.transpose(1, 2).flatten(0, 1)  # [B*t, C, H, W]
         if self.mode.startswith("upsample"):
-            y = self.resample[0](y.float()).type_as(y)  # nearest upsampling in fp32, as upstream
+            y = self.resample[0](y.float()).type_as(
+                y
+            )  # nearest upsampling in fp32, as upstream
             y = self.resample[1](y)
         else:
             y = self.resample(y)
@@ -170,7 +192,9 @@ class ResidualBlock(nn.Module):
             RMSNorm(in_dim, images=False), nn.SiLU(), CausalConv3d(in_dim, out_dim, 3, padding=1),
             RMSNorm(out_dim, images=False), nn.SiLU(), nn.Dropout(0.0), CausalConv3d(out_dim, out_dim, 3, padding=1),
         )  # fmt: skip
-        self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
+        self.shortcut = (
+            CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor, cache: FeatCache) -> torch.Tensor:
         h = self.shortcut(x)
@@ -192,7 +216,9 @@ class AttentionBlock(nn.Module):
         identity = x
         b, c, t, h, w = x.shape
         y = self.norm(x.transpose(1, 2).flatten(0, 1))  # [B*t, C, H, W]
-        q, k, v = self.to_qkv(y).flatten(2).transpose(1, 2).unsqueeze(2).chunk(3, dim=-1)  # [B*t, HW, 1, C]
+        q, k, v = (
+            self.to_qkv(y).flatten(2).transpose(1, 2).unsqueeze(2).chunk(3, dim=-1)
+        )  # [B*t, HW, 1, C]
         y = attention(q, k, v).squeeze(2).transpose(1, 2).reshape(b * t, c, h, w)
         y = self.proj(y)
         return y.unflatten(0, (b, t)).transpose(1, 2) + identity
@@ -215,18 +241,33 @@ class Encoder3d(nn.Module):
         scale = 1.0
         self.conv1 = CausalConv3d(3, dims[0], 3, padding=1)
         layers: list[nn.Module] = []
-        for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (in_dim, out_dim) in enumerate(pairwise(dims)):
             for _ in range(cfg.num_res_blocks):
                 layers.append(ResidualBlock(in_dim, out_dim))
                 if scale in cfg.attn_scales:
                     layers.append(AttentionBlock(out_dim))
                 in_dim = out_dim
             if i != len(cfg.dim_mult) - 1:
-                layers.append(Resample(out_dim, "downsample3d" if cfg.temperal_downsample[i] else "downsample2d"))
+                layers.append(
+                    Resample(
+                        out_dim,
+                        "downsample3d"
+                        if cfg.temperal_downsample[i]
+                        else "downsample2d",
+                    )
+                )
                 scale /= 2.0
         self.downsamples = nn.Sequential(*layers)
-        self.middle = nn.Sequential(ResidualBlock(out_dim, out_dim), AttentionBlock(out_dim), ResidualBlock(out_dim, out_dim))
-        self.head = nn.Sequential(RMSNorm(out_dim, images=False), nn.SiLU(), CausalConv3d(out_dim, cfg.z_dim * 2, 3, padding=1))
+        self.middle = nn.Sequential(
+            ResidualBlock(out_dim, out_dim),
+            AttentionBlock(out_dim),
+            ResidualBlock(out_dim, out_dim),
+        )
+        self.head = nn.Sequential(
+            RMSNorm(out_dim, images=False),
+            nn.SiLU(),
+            CausalConv3d(out_dim, cfg.z_dim * 2, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor, cache: FeatCache) -> torch.Tensor:
         x = cache.conv(self.conv1, x)
@@ -245,9 +286,13 @@ class Decoder3d(nn.Module):
         scale = 1.0 / 2 ** (len(cfg.dim_mult) - 2)
         temperal_upsample = cfg.temperal_downsample[::-1]
         self.conv1 = CausalConv3d(cfg.z_dim, dims[0], 3, padding=1)
-        self.middle = nn.Sequential(ResidualBlock(dims[0], dims[0]), AttentionBlock(dims[0]), ResidualBlock(dims[0], dims[0]))
+        self.middle = nn.Sequential(
+            ResidualBlock(dims[0], dims[0]),
+            AttentionBlock(dims[0]),
+            ResidualBlock(dims[0], dims[0]),
+        )
         layers: list[nn.Module] = []
-        for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (in_dim, out_dim) in enumerate(pairwise(dims)):
             if i > 0:
                 in_dim = in_dim // 2  # the previous Resample halved the width
             for _ in range(cfg.num_res_blocks + 1):
@@ -256,10 +301,18 @@ class Decoder3d(nn.Module):
                     layers.append(AttentionBlock(out_dim))
                 in_dim = out_dim
             if i != len(cfg.dim_mult) - 1:
-                layers.append(Resample(out_dim, "upsample3d" if temperal_upsample[i] else "upsample2d"))
+                layers.append(
+                    Resample(
+                        out_dim, "upsample3d" if temperal_upsample[i] else "upsample2d"
+                    )
+                )
                 scale *= 2.0
         self.upsamples = nn.Sequential(*layers)
-        self.head = nn.Sequential(RMSNorm(out_dim, images=False), nn.SiLU(), CausalConv3d(out_dim, 3, 3, padding=1))
+        self.head = nn.Sequential(
+            RMSNorm(out_dim, images=False),
+            nn.SiLU(),
+            CausalConv3d(out_dim, 3, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor, cache: FeatCache) -> torch.Tensor:
         x = cache.conv(self.conv1, x)
@@ -296,8 +349,12 @@ class WanVAE(nn.Module):
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, -1, 1, 1, 1)
-        mean = torch.tensor(self.config.latents_mean, device=like.device, dtype=torch.float32).view(shape)
-        std = torch.tensor(self.config.latents_std, device=like.device, dtype=torch.float32).view(shape)
+        mean = torch.tensor(
+            self.config.latents_mean, device=like.device, dtype=torch.float32
+        ).view(shape)
+        std = torch.tensor(
+            self.config.latents_std, device=like.device, dtype=torch.float32
+        ).view(shape)
         return mean, std
 
     @torch.no_grad()
@@ -311,9 +368,15 @@ class WanVAE(nn.Module):
         outs = []
         for i in range(1 + (video.shape[2] - 1) // st):
             cache.idx = 0
-            part = video[:, :, :1] if i == 0 else video[:, :, 1 + st * (i - 1) : 1 + st * i]
+            part = (
+                video[:, :, :1]
+                if i == 0
+                else video[:, :, 1 + st * (i - 1) : 1 + st * i]
+            )
             outs.append(self.encoder(part, cache))
-        mu = self.conv1(torch.cat(outs, dim=2)).chunk(2, dim=1)[0]  # the mean; log_var unused
+        mu = self.conv1(torch.cat(outs, dim=2)).chunk(2, dim=1)[
+            0
+        ]  # the mean; log_var unused
         mean, std = self._stats(mu)
         return (mu.float() - mean) / std
 
@@ -334,13 +397,22 @@ class WanVAE(nn.Module):
 
     @classmethod
     def from_pth(
-        cls, path: str | Path, cfg: VAEConfig | None = None, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
-    ) -> "WanVAE":
+        cls,
+        path: str | Path,
+        cfg: VAEConfig | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> WanVAE:
         """Load ``Wan2.1_VAE.pth`` strictly. A ``vae_config.json`` beside it (tiny test models) overrides sizes."""
         path = Path(path)
         if cfg is None:
             side = path.with_name("vae_config.json")
-            cfg = VAEConfig(**json.loads(side.read_text())) if side.is_file() else VAEConfig()
+            cfg = (
+                VAEConfig(**json.loads(side.read_text()))
+                if side.is_file()
+                else VAEConfig()
+            )
         with torch.device("meta"):
             model = cls(cfg)
         load_strict(model, load_pth(path), what=f"VAE {path}", assign=True)
@@ -352,4 +424,6 @@ class WanVAE(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.contiguous() for k, v in self.state_dict().items()}, str(path))
         if write_config and asdict(self.config) != asdict(VAEConfig()):
-            path.with_name("vae_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+            path.with_name("vae_config.json").write_text(
+                json.dumps(asdict(self.config), indent=2)
+            )

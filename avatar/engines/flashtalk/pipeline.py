@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,17 +83,39 @@ class FlashTalkPipeline:
         if dit is None or vae is None:
             ckpt = s.require_checkpoint()
         t0 = time.perf_counter()
-        self.dit = dit if dit is not None else FlashTalkDiT.from_pretrained(ckpt, dtype=self.dtype, device=self.device)
+        self.dit = (
+            dit
+            if dit is not None
+            else FlashTalkDiT.from_pretrained(
+                ckpt, dtype=self.dtype, device=self.device
+            )
+        )
         # Wan runs its VAE in fp32 by default; vae_dtype=bfloat16 trades exactness for speed
-        self.vae = vae if vae is not None else WanVAE.from_pth(
-            ckpt / "Wan2.1_VAE.pth", dtype=s.torch_dtype(s.vae_dtype), device=self.device
+        self.vae = (
+            vae
+            if vae is not None
+            else WanVAE.from_pth(
+                ckpt / "Wan2.1_VAE.pth",
+                dtype=s.torch_dtype(s.vae_dtype),
+                device=self.device,
+            )
         )
         # wav2vec2 is small and runs in fp32 upstream, whatever the DiT's dtype
-        self.audio = audio_encoder if audio_encoder is not None else AudioEncoder(
-            s.wav2vec_path(), device=str(self.device), dtype=torch.float32, fps=s.fps
+        self.audio = (
+            audio_encoder
+            if audio_encoder is not None
+            else AudioEncoder(
+                s.wav2vec_path(),
+                device=str(self.device),
+                dtype=torch.float32,
+                fps=s.fps,
+            )
         )
         cfg = self.dit.config
-        if (cfg.audio_blocks, cfg.audio_channels) != (self.audio.num_layers, self.audio.width):
+        if (cfg.audio_blocks, cfg.audio_channels) != (
+            self.audio.num_layers,
+            self.audio.width,
+        ):
             raise EngineError(
                 f"the DiT expects wav2vec2 features of {cfg.audio_blocks} layers x {cfg.audio_channels}, but wav2vec_dir "
                 f"has {self.audio.num_layers} x {self.audio.width}; use chinese-wav2vec2-base."
@@ -106,7 +127,12 @@ class FlashTalkPipeline:
             self._vae_decode = torch.compile(self.vae.decode)
         self._silence_features: torch.Tensor | None = None
         self._silence_lock = threading.Lock()
-        logger.info("flashtalk: models ready on %s/%s in %.1fs", self.device, self.dtype, time.perf_counter() - t0)
+        logger.info(
+            "flashtalk: models ready on %s/%s in %.1fs",
+            self.device,
+            self.dtype,
+            time.perf_counter() - t0,
+        )
 
     @property
     def latent_frames(self) -> int:
@@ -122,12 +148,16 @@ class FlashTalkPipeline:
         """Ring buffer -> features [T_buffer, layers, width]; an all-silent buffer is encoded once and reused."""
         if not ring.any():
             with self._silence_lock:
-                if self._silence_features is None or self._silence_features.shape[0] != int(len(ring) / self.settings.sample_rate * self.settings.fps):
-                    self._silence_features = self.audio.encode(ring, normalize=self.settings.loudness_norm)
+                if self._silence_features is None or self._silence_features.shape[
+                    0
+                ] != int(len(ring) / self.settings.sample_rate * self.settings.fps):
+                    self._silence_features = self.audio.encode(
+                        ring, normalize=self.settings.loudness_norm
+                    )
                 return self._silence_features
         return self.audio.encode(ring, normalize=self.settings.loudness_norm)
 
-    def open_stream(self, avatar: AvatarFeatures) -> "FlashTalkStream":
+    def open_stream(self, avatar: AvatarFeatures) -> FlashTalkStream:
         """Start one call's stream for a prepared avatar."""
         return FlashTalkStream(self, avatar)
 
@@ -148,14 +178,20 @@ class FlashTalkStream:
         self.spf = s.samples_per_frame
         self.chunk_frames = s.chunk_frames
         self.samples_per_chunk = self.chunk_frames * self.spf
-        self.ring = np.zeros(int(round(s.audio_buffer_seconds * s.fps)) * self.spf, dtype=np.float32)
+        self.ring = np.zeros(
+            round(s.audio_buffer_seconds * s.fps) * self.spf, dtype=np.float32
+        )
         self.pending = np.zeros(0, dtype=np.float32)
         self.generator = torch.Generator(device=dev).manual_seed(s.seed)
         self.y = avatar.y[None].to(dev)  # [1, 20, T_lat, h, w]
         self.reference = avatar.reference.to(dev)  # [3, H, W]
-        self.motion = avatar.motion[None].to(dev)  # [1, 16, 1, h, w]: 1 latent frame at first
+        self.motion = avatar.motion[None].to(
+            dev
+        )  # [1, 16, 1, h, w]: 1 latent frame at first
         with torch.no_grad(), pipe.autocast():
-            self.context = pipe.dit.embed_context([avatar.text.to(dev)], avatar.clip[None].to(dev))  # once per call
+            self.context = pipe.dit.embed_context(
+                [avatar.text.to(dev)], avatar.clip[None].to(dev)
+            )  # once per call
         self.chunks_done = 0
         self.timer: StageTimer | None = None
         self._lock = threading.Lock()
@@ -165,13 +201,18 @@ class FlashTalkStream:
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
         """Add PCM samples; returns the frames of every chunk now complete (possibly none)."""
         with self._lock:
-            self.pending = np.concatenate([self.pending, np.asarray(audio, dtype=np.float32).reshape(-1)])
+            self.pending = np.concatenate(
+                [self.pending, np.asarray(audio, dtype=np.float32).reshape(-1)]
+            )
         frames: list[np.ndarray] = []
         while True:
             with self._lock:
                 if len(self.pending) < self.samples_per_chunk:
                     break
-                chunk, self.pending = self.pending[: self.samples_per_chunk], self.pending[self.samples_per_chunk :]
+                chunk, self.pending = (
+                    self.pending[: self.samples_per_chunk],
+                    self.pending[self.samples_per_chunk :],
+                )
             frames.extend(self.generate_chunk(chunk))
         return frames
 
@@ -205,25 +246,33 @@ class FlashTalkStream:
     def generate_chunk(self, chunk: np.ndarray) -> list[np.ndarray]:
         """Render exactly ``chunk_frames`` frames for ``samples_per_chunk`` new samples."""
         if len(chunk) != self.samples_per_chunk:
-            raise ValueError(f"a chunk is {self.samples_per_chunk} samples, got {len(chunk)}")
+            raise ValueError(
+                f"a chunk is {self.samples_per_chunk} samples, got {len(chunk)}"
+            )
         pipe, s = self.pipe, self.settings
         timer = self.timer or StageTimer(pipe.device)
         timer.start()
 
         # 1-2. ring buffer and audio windows for the last frame_num frames
         with self._lock:
-            self.ring = np.concatenate([self.ring[len(chunk) :], chunk.astype(np.float32)])
+            self.ring = np.concatenate(
+                [self.ring[len(chunk) :], chunk.astype(np.float32)]
+            )
             ring = self.ring.copy()
         feats = pipe.encode_audio(ring).to(pipe.device)  # [T_buf, layers, width]
         t_buf = feats.shape[0]
-        audio = frame_windows(feats, t_buf - s.frame_num, t_buf)  # [1, frame_num, 5, layers, width]
+        audio = frame_windows(
+            feats, t_buf - s.frame_num, t_buf
+        )  # [1, frame_num, 5, layers, width]
         timer.stop("audio_encode")
 
         # 3. sampler
         t_lat = pipe.latent_frames
         h, w = s.height // pipe.vae.spatial_stride, s.width // pipe.vae.spatial_stride
         noise = torch.randn(
-            (1, pipe.dit.config.out_dim, t_lat, h, w), generator=self.generator, device=self.generator.device
+            (1, pipe.dit.config.out_dim, t_lat, h, w),
+            generator=self.generator,
+            device=self.generator.device,
         ).to(pipe.device)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -236,16 +285,29 @@ class FlashTalkStream:
         )  # fmt: skip
 
         # 4. decode, colour match, motion for the next chunk
-        video = pipe._vae_decode(latent)[0]  # [3, frame_num, H, W] in [-1, 1]; VAE in its own dtype
+        video = pipe._vae_decode(latent)[
+            0
+        ]  # [3, frame_num, H, W] in [-1, 1]; VAE in its own dtype
         timer.stop("vae_decode")
-        frames = match_colors(video.transpose(0, 1), self.reference, s.color_correction)  # [frame_num, 3, H, W]
+        frames = match_colors(
+            video.transpose(0, 1), self.reference, s.color_correction
+        )  # [frame_num, 3, H, W]
         timer.stop("color_match")
-        tail = frames[-s.motion_frames :].transpose(0, 1)[None]  # [1, 3, motion_frames, H, W]
+        tail = frames[-s.motion_frames :].transpose(0, 1)[
+            None
+        ]  # [1, 3, motion_frames, H, W]
         self.motion = pipe.vae.encode(tail).float()  # [1, 16, 1 + (m-1)/4, h, w]
         timer.stop("motion_encode")
         self.chunks_done += 1
 
         # 5. the new frames only
         new = frames[s.motion_frames :]
-        out = ((new.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out = (
+            ((new.float().clamp(-1, 1) + 1) * 127.5)
+            .round()
+            .to(torch.uint8)
+            .permute(0, 2, 3, 1)
+            .cpu()
+            .numpy()
+        )
         return [np.ascontiguousarray(f) for f in out]

@@ -31,11 +31,20 @@ def reference_frame(image: np.ndarray, width: int, height: int) -> torch.Tensor:
     """RGB uint8 [H0, W0, 3] -> [3, height, width] in [-1, 1]: resized to cover, then centre-cropped."""
     from PIL import Image
 
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise PreparationError("the avatar image must be an RGB picture (height x width x 3, 8-bit).")
+    if (
+        not isinstance(image, np.ndarray)
+        or image.ndim != 3
+        or image.shape[2] != 3
+        or image.dtype != np.uint8
+    ):
+        raise PreparationError(
+            "the avatar image must be an RGB picture (height x width x 3, 8-bit)."
+        )
     h0, w0 = image.shape[:2]
     if min(h0, w0) < 16:
-        raise PreparationError(f"the avatar image is too small ({w0}x{h0}); use a photo of at least 256 pixels.")
+        raise PreparationError(
+            f"the avatar image is too small ({w0}x{h0}); use a photo of at least 256 pixels."
+        )
     scale = max(width / w0, height / h0)
     rw, rh = max(width, round(w0 * scale)), max(height, round(h0 * scale))
     resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BICUBIC))
@@ -47,10 +56,14 @@ def reference_frame(image: np.ndarray, width: int, height: int) -> torch.Tensor:
 def conditioning_latent(vae, reference: torch.Tensor, frame_num: int) -> torch.Tensor:
     """y [20, T_lat, h, w]: 4 mask channels (1 on latent frame 0) + VAE.encode(reference + zero frames)."""
     c, hh, ww = reference.shape
-    video = torch.cat([reference[:, None], reference.new_zeros(c, frame_num - 1, hh, ww)], dim=1)
+    video = torch.cat(
+        [reference[:, None], reference.new_zeros(c, frame_num - 1, hh, ww)], dim=1
+    )
     lat = vae.encode(video[None])[0]  # [16, T_lat, h, w]
     mask = torch.zeros(4, *lat.shape[1:], device=lat.device)
-    mask[:, 0] = 1.0  # the 4 pixel frames folded into latent frame 0 are all the reference
+    mask[:, 0] = (
+        1.0  # the 4 pixel frames folded into latent frame 0 are all the reference
+    )
     return torch.cat([mask, lat], dim=0)
 
 
@@ -64,7 +77,11 @@ def prepare_features(image: np.ndarray, settings: FlashTalkSettings) -> AvatarFe
     ckpt = settings.require_checkpoint()
     device, dtype = str(settings.torch_device()), settings.torch_dtype()
     ref = reference_frame(image, settings.width, settings.height)
-    autocast = torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
+    autocast = torch.autocast(
+        device_type=torch.device(device).type,
+        dtype=dtype,
+        enabled=dtype != torch.float32,
+    )
 
     text_encoder = TextEncoder(ckpt, dtype=dtype, device=device)
     with autocast:
@@ -76,7 +93,11 @@ def prepare_features(image: np.ndarray, settings: FlashTalkSettings) -> AvatarFe
         clip_fea = clip.encode_image(ref[None].to(device))[0].cpu()
     del clip
 
-    vae = WanVAE.from_pth(ckpt / "Wan2.1_VAE.pth", dtype=settings.torch_dtype(settings.vae_dtype), device=device)
+    vae = WanVAE.from_pth(
+        ckpt / "Wan2.1_VAE.pth",
+        dtype=settings.torch_dtype(settings.vae_dtype),
+        device=device,
+    )
     r = ref.to(device)
     y = conditioning_latent(vae, r, settings.frame_num).cpu()
     motion = vae.encode(r[None, :, None])[0].cpu()  # [16, 1, h, w]
@@ -107,10 +128,20 @@ def main(argv: list[str] | None = None) -> None:
     """CLI body of ``python -m avatar.engines.flashtalk.prepare --checkpoint DIR --image PATH --out DIR``."""
     from PIL import Image
 
-    p = argparse.ArgumentParser(description="Prepare an avatar image for the FlashTalk engine.")
-    p.add_argument("--checkpoint", required=True, help="folder with the official FlashTalk files")
-    p.add_argument("--image", required=True, help="reference image (any format PIL reads)")
-    p.add_argument("--out", required=True, help="avatar folder to write flashtalk_avatar.safetensors into")
+    p = argparse.ArgumentParser(
+        description="Prepare an avatar image for the FlashTalk engine."
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="folder with the official FlashTalk files"
+    )
+    p.add_argument(
+        "--image", required=True, help="reference image (any format PIL reads)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="avatar folder to write flashtalk_avatar.safetensors into",
+    )
     p.add_argument("--width", type=int, default=448)
     p.add_argument("--height", type=int, default=768)
     p.add_argument("--frame-num", type=int, default=33)
@@ -125,4 +156,3 @@ def main(argv: list[str] | None = None) -> None:
         device=a.device, dtype=a.dtype, prompt=a.prompt,
     )  # fmt: skip
     print(meta)
-

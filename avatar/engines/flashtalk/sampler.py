@@ -46,7 +46,12 @@ def sample(
         v = model(x, torch.full((x.shape[0],), t * 1000.0, device=x.device))
         x0 = x - t * v
         if t_next > 0:
-            fresh = torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float32).to(x.device)
+            fresh = torch.randn(
+                x.shape,
+                generator=generator,
+                device=generator.device,
+                dtype=torch.float32,
+            ).to(x.device)
             x = (1.0 - t_next) * x0 + t_next * fresh
         else:
             x = x0

@@ -14,9 +14,7 @@ from ..base import EngineError
 
 logger = logging.getLogger("avatar.engines.flashtalk")
 
-DEFAULT_PROMPT = (
-    "A person is talking. Only the foreground characters are moving, the background remains static."
-)
+DEFAULT_PROMPT = "A person is talking. Only the foreground characters are moving, the background remains static."
 
 
 @dataclass
@@ -47,7 +45,7 @@ class FlashTalkSettings:
     prompt: str = DEFAULT_PROMPT
 
     @classmethod
-    def from_kwargs(cls, **settings: Any) -> "FlashTalkSettings":
+    def from_kwargs(cls, **settings: Any) -> FlashTalkSettings:
         """Build from keyword settings; values given as strings (env vars) are converted, unknown names logged."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         known: dict[str, Any] = {}
@@ -58,7 +56,11 @@ class FlashTalkSettings:
             if value is None:
                 continue
             default = fields[key].default
-            if key in ("checkpoint_dir", "wav2vec_dir", "default_avatar") and isinstance(value, Path):
+            if key in (
+                "checkpoint_dir",
+                "wav2vec_dir",
+                "default_avatar",
+            ) and isinstance(value, Path):
                 value = str(value)
             if isinstance(default, bool) and isinstance(value, str):
                 value = value.strip().lower() in ("1", "true", "yes", "on")
@@ -78,15 +80,29 @@ class FlashTalkSettings:
     def validate(self) -> None:
         """Raise :class:`EngineError` with one sentence for an impossible combination."""
         if self.frame_num < 5 or (self.frame_num - 1) % 4:
-            raise EngineError(f"frame_num must be 1 + 4k (official 33), got {self.frame_num}.")
-        if self.motion_frames < 1 or (self.motion_frames - 1) % 4 or self.motion_frames >= self.frame_num:
-            raise EngineError(f"motion_frames must be 1 + 4k and below frame_num (official 5), got {self.motion_frames}.")
+            raise EngineError(
+                f"frame_num must be 1 + 4k (official 33), got {self.frame_num}."
+            )
+        if (
+            self.motion_frames < 1
+            or (self.motion_frames - 1) % 4
+            or self.motion_frames >= self.frame_num
+        ):
+            raise EngineError(
+                f"motion_frames must be 1 + 4k and below frame_num (official 5), got {self.motion_frames}."
+            )
         if self.width % 16 or self.height % 16:
-            raise EngineError(f"width and height must be multiples of 16 (official 448x768), got {self.width}x{self.height}.")
+            raise EngineError(
+                f"width and height must be multiples of 16 (official 448x768), got {self.width}x{self.height}."
+            )
         if self.sample_rate % self.fps:
-            raise EngineError(f"sample_rate {self.sample_rate} must be a multiple of fps {self.fps}.")
+            raise EngineError(
+                f"sample_rate {self.sample_rate} must be a multiple of fps {self.fps}."
+            )
         if self.audio_buffer_seconds * self.fps < self.frame_num:
-            raise EngineError("audio_buffer_seconds must hold at least frame_num video frames of audio.")
+            raise EngineError(
+                "audio_buffer_seconds must hold at least frame_num video frames of audio."
+            )
         if self.steps < 1:
             raise EngineError("steps must be at least 1 (official 4).")
         if self.attention not in ("auto", "sdpa", "flash"):
@@ -105,33 +121,48 @@ class FlashTalkSettings:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dev = torch.device(self.device)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise EngineError("device is cuda but no CUDA GPU is visible; set device=cpu (tiny models only).")
+            raise EngineError(
+                "device is cuda but no CUDA GPU is visible; set device=cpu (tiny models only)."
+            )
         return dev
 
     def torch_dtype(self, name: str | None = None) -> torch.dtype:
         """The DiT's dtype (``dtype``), or that of another setting's value such as ``vae_dtype``."""
         value = self.dtype if name is None else name
         if value == "auto":
-            return torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
+            return (
+                torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
+            )
         table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
                  "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
         if value not in table:
-            raise EngineError(f"dtype must be auto, float32 or bfloat16, got {value!r}.")
+            raise EngineError(
+                f"dtype must be auto, float32 or bfloat16, got {value!r}."
+            )
         return table[value]
 
     def require_checkpoint(self) -> Path:
         if not self.checkpoint_dir:
-            raise EngineError("flashtalk needs checkpoint_dir: the folder holding SoulX-FlashTalk-14B's config.json.")
+            raise EngineError(
+                "flashtalk needs checkpoint_dir: the folder holding SoulX-FlashTalk-14B's config.json."
+            )
         path = Path(self.checkpoint_dir)
         if not path.is_dir():
-            raise EngineError(f"flashtalk checkpoint_dir {path} does not exist; download SoulX-FlashTalk-14B there.")
+            raise EngineError(
+                f"flashtalk checkpoint_dir {path} does not exist; download SoulX-FlashTalk-14B there."
+            )
         return path
 
     def wav2vec_path(self) -> Path:
         if self.wav2vec_dir:
             return Path(self.wav2vec_dir)
         ckpt = self.require_checkpoint()
-        for cand in (ckpt / "chinese-wav2vec2-base", ckpt.parent / "chinese-wav2vec2-base"):
+        for cand in (
+            ckpt / "chinese-wav2vec2-base",
+            ckpt.parent / "chinese-wav2vec2-base",
+        ):
             if cand.is_dir():
                 return cand
-        raise EngineError("flashtalk needs wav2vec_dir: the chinese-wav2vec2-base folder (transformers format).")
+        raise EngineError(
+            "flashtalk needs wav2vec_dir: the chinese-wav2vec2-base folder (transformers format)."
+        )

@@ -36,19 +36,28 @@ from .settings import DEFAULT_PROMPT
 
 WAV2VEC_DIR = "chinese-wav2vec2-base"
 
-TINY_T5 = dict(dim=16, dim_attn=16, dim_ffn=32, num_heads=2, num_layers=2, num_buckets=32, shared_pos=False, text_len=32)
-TINY_CLIP = CLIPVisionConfig(image_size=28, patch_size=14, dim=16, mlp_ratio=2, out_dim=8, num_heads=2, num_layers=3)
+TINY_T5 = {"dim": 16, "dim_attn": 16, "dim_ffn": 32, "num_heads": 2, "num_layers": 2, "num_buckets": 32, "shared_pos": False,
+           "text_len": 32}  # fmt: skip
+TINY_CLIP = CLIPVisionConfig(
+    image_size=28,
+    patch_size=14,
+    dim=16,
+    mlp_ratio=2,
+    out_dim=8,
+    num_heads=2,
+    num_layers=3,
+)
 TINY_WAV2VEC_LAYERS, TINY_WAV2VEC_WIDTH = 2, 16
 
 
 def tiny_dit_config(**overrides) -> DiTConfig:
     """A DiT small enough for CPU tests that still has every part of the 14B one."""
-    cfg = dict(
-        text_len=32, dim=32, ffn_dim=64, freq_dim=32, num_heads=2, num_layers=2, intermediate_dim=16, output_dim=16,
-        context_tokens=4, text_dim=TINY_T5["dim"], clip_dim=TINY_CLIP.dim,
-        clip_tokens=(TINY_CLIP.image_size // TINY_CLIP.patch_size) ** 2 + 1,
-        audio_blocks=TINY_WAV2VEC_LAYERS, audio_channels=TINY_WAV2VEC_WIDTH,
-    )  # fmt: skip
+    cfg = {
+        "text_len": 32, "dim": 32, "ffn_dim": 64, "freq_dim": 32, "num_heads": 2, "num_layers": 2, "intermediate_dim": 16,
+        "output_dim": 16, "context_tokens": 4, "text_dim": TINY_T5["dim"], "clip_dim": TINY_CLIP.dim,
+        "clip_tokens": (TINY_CLIP.image_size // TINY_CLIP.patch_size) ** 2 + 1,
+        "audio_blocks": TINY_WAV2VEC_LAYERS, "audio_channels": TINY_WAV2VEC_WIDTH,
+    }  # fmt: skip
     cfg.update(overrides)
     return DiTConfig(**cfg)
 
@@ -57,7 +66,9 @@ def tiny_vae_config() -> VAEConfig:
     return VAEConfig(dim=4, num_res_blocks=1)
 
 
-def _word_tokenizer(words: list[str], specials: dict[str, str], folder: Path, eos: str | None) -> int:
+def _word_tokenizer(
+    words: list[str], specials: dict[str, str], folder: Path, eos: str | None
+) -> int:
     """A word-level fast tokenizer built offline; returns the vocab size."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -66,9 +77,13 @@ def _word_tokenizer(words: list[str], specials: dict[str, str], folder: Path, eo
     for tok in list(specials.values()) + sorted(set(words)):
         vocab.setdefault(tok, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=specials["unk_token"]))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
     if eos:
-        tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", special_tokens=[(eos, vocab[eos])])
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"$A {eos}", special_tokens=[(eos, vocab[eos])]
+        )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **specials)
     folder.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(folder))
@@ -86,7 +101,11 @@ def _tiny_wav2vec(folder: Path, seed: int) -> None:
     )  # fmt: skip
     Wav2Vec2Model(cfg).eval().save_pretrained(str(folder))
     Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=False,
     ).save_pretrained(str(folder))
 
 
@@ -99,13 +118,27 @@ def synthetic_face(width: int = 256, height: int = 256) -> np.ndarray:
     face = ((xx - cx) / r) ** 2 + ((yy - cy) / (1.25 * r)) ** 2 < 1
     img[face] = (230, 190, 160)
     for ex in (cx - r * 0.4, cx + r * 0.4):
-        img[((xx - ex) ** 2 + (yy - (cy - r * 0.3)) ** 2) < (r * 0.1) ** 2] = (30, 30, 30)
-    img[(np.abs(yy - (cy + r * 0.5)) < r * 0.06) & (np.abs(xx - cx) < r * 0.35)] = (150, 40, 40)
+        img[((xx - ex) ** 2 + (yy - (cy - r * 0.3)) ** 2) < (r * 0.1) ** 2] = (
+            30,
+            30,
+            30,
+        )
+    img[(np.abs(yy - (cy + r * 0.5)) < r * 0.06) & (np.abs(xx - cx) < r * 0.35)] = (
+        150,
+        40,
+        40,
+    )
     return img.astype(np.uint8)
 
 
 def build_tiny_checkpoint(
-    out: str | Path, *, width: int = 64, height: int = 64, frame_num: int = 33, seed: int = 0, max_shard_bytes: int = 40_000,
+    out: str | Path,
+    *,
+    width: int = 64,
+    height: int = 64,
+    frame_num: int = 33,
+    seed: int = 0,
+    max_shard_bytes: int = 40_000,
     with_avatar: bool = True,
 ) -> dict:
     """Write a full tiny checkpoint folder into ``out``; returns the engine settings for it."""
@@ -114,17 +147,34 @@ def build_tiny_checkpoint(
     torch.manual_seed(seed)
 
     words = DEFAULT_PROMPT.replace(".", " ").replace(",", " ").split() + [".", ","]
-    vocab = _word_tokenizer(words, {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}, out / T5_TOKENIZER_DIR, "</s>")
+    vocab = _word_tokenizer(
+        words,
+        {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"},
+        out / T5_TOKENIZER_DIR,
+        "</s>",
+    )
     _word_tokenizer(
-        words, {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}, out / "xlm-roberta-large", "</s>"
+        words,
+        {
+            "bos_token": "<s>",
+            "pad_token": "<pad>",
+            "eos_token": "</s>",
+            "unk_token": "<unk>",
+        },
+        out / "xlm-roberta-large",
+        "</s>",
     )
     UMT5Encoder(T5Config(vocab=vocab, **TINY_T5)).save_pth(out / T5_FILE)
-    CLIPVisual(TINY_CLIP).save_pth(out / CLIP_FILE, extra={"log_scale": torch.tensor(2.6593)})
+    CLIPVisual(TINY_CLIP).save_pth(
+        out / CLIP_FILE, extra={"log_scale": torch.tensor(2.6593)}
+    )
     WanVAE(tiny_vae_config()).save_pth(out / "Wan2.1_VAE.pth")
 
     dit = FlashTalkDiT(tiny_dit_config())
     with torch.no_grad():
-        for p in dit.parameters():  # random but tame: keep activations O(1) through the blocks
+        for p in (
+            dit.parameters()
+        ):  # random but tame: keep activations O(1) through the blocks
             p.mul_(0.5)
     dit.save_pretrained(out, max_shard_bytes=max_shard_bytes)
     _tiny_wav2vec(out / WAV2VEC_DIR, seed)
@@ -144,7 +194,9 @@ def build_tiny_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Write a tiny random-weight FlashTalk checkpoint (official layout).")
+    p = argparse.ArgumentParser(
+        description="Write a tiny random-weight FlashTalk checkpoint (official layout)."
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--height", type=int, default=64)
@@ -154,8 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(settings, indent=2))
     options = {k: v for k, v in settings.items() if k not in ("width", "height")}
     print("\navatar worker environment for this tiny engine:")
-    print(f"AVATAR_ENGINE=flashtalk AVATAR_WIDTH={a.width} AVATAR_HEIGHT={a.height} "
-          f"AVATAR_ENGINE_OPTIONS='{json.dumps(options)}'")
+    print(
+        f"AVATAR_ENGINE=flashtalk AVATAR_WIDTH={a.width} AVATAR_HEIGHT={a.height} "
+        f"AVATAR_ENGINE_OPTIONS='{json.dumps(options)}'"
+    )
 
 
 if __name__ == "__main__":
