@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
 import pytest
+from PIL import Image
 
 from .conftest import png_bytes
 
@@ -43,7 +45,9 @@ def test_portrait_upload_prepares_with_the_engine(client, tenant):
     got = client.get(f"{API}/avatars/{av['id']}", headers=tenant.headers["viewer"]).json()
     assert got["status"] == "ready" and got["progress"] == 1.0
     assert got["prep_metadata"]["engine"] == "simple"
-    assert (client.app and got["assets_dir"]) and got["portrait_sha256"]
+    assert got["assets_dir"] and got["portrait_sha256"]
+    img = client.get(f"{API}/avatars/{av['id']}/portrait", headers=tenant.headers["worker"])
+    assert img.headers["content-type"] == "image/png" and Image.open(io.BytesIO(img.content)).size == (320, 400)
 
 
 def test_exif_orientation_is_applied(client, tenant, monkeypatch):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
+from fastapi.responses import FileResponse
 
 from admin import crud
 from admin.api.deps import READERS, Editors, Principal, SessionDep, require
@@ -92,6 +94,15 @@ async def upload_portrait(avatar_id: str, file: UploadFile, db: SessionDep, prin
         db.commit()
     db.refresh(obj)
     return obj
+
+
+@router.get("/{avatar_id}/portrait", response_class=FileResponse)
+def read_portrait(avatar_id: str, db: SessionDep, principal: AvatarReaders) -> FileResponse:
+    """The stored (upright, re-encoded, EXIF-free) portrait as PNG."""
+    obj = crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+    if not obj.portrait_path or not Path(obj.portrait_path).is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "This avatar has no portrait yet.")
+    return FileResponse(obj.portrait_path, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
 @router.post("/{avatar_id}/prepare", response_model=AvatarOut, status_code=202)
