@@ -178,14 +178,20 @@ def test_bad_settings_are_one_sentence():
 
 
 def test_bf16_path_runs_on_cpu(tiny_ckpt):
-    # the CUDA configuration (bf16 DiT under autocast, fp32 timestep/head/norms) exercised on CPU
-    engine = create_engine("flashtalk", **{**tiny_ckpt, "dtype": "bfloat16"})
-    assert engine.pipeline.dit.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
+    # the CUDA configuration (bf16 DiT with fp32 timestep/head/norms, VAE under bf16 autocast) on CPU
+    engine = create_engine(
+        "flashtalk", **{**tiny_ckpt, "dtype": "bfloat16", "vae_dtype": "bfloat16"}
+    )
+    pipe = engine.pipeline
+    assert pipe.dit.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
     assert (
-        engine.pipeline.vae.conv1.weight.dtype == torch.float32
-    )  # vae_dtype defaults to fp32, as Wan
-    frames = engine.open_session(None).generate(_speech(CHUNK * SPF), speaking=True)
+        pipe.vae.conv1.weight.dtype == torch.float32
+        and pipe.vae_dtype == torch.bfloat16
+    )  # fp32 weights, autocast
+    session = engine.open_session(None)
+    frames = session.generate(_speech(CHUNK * SPF), speaking=True)
     assert len(frames) == CHUNK and frames[0].dtype == np.uint8
+    assert session.stream.motion.dtype == torch.float32
 
 
 def test_benchmark_paths(capsys):

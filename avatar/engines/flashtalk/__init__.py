@@ -12,7 +12,8 @@ Settings (keyword arguments; strings are converted, unknown names are ignored wi
   chinese-wav2vec2-base in transformers format.
 - ``device`` (``auto``): ``cuda`` when a GPU is visible, else ``cpu``.
 - ``dtype`` (``auto``): the DiT's dtype, bf16 on CUDA, fp32 on CPU; ``float32``/``bfloat16`` to force.
-- ``vae_dtype`` (``float32``): the VAE's dtype (Wan's default); ``bfloat16`` is faster, less exact.
+- ``vae_dtype`` (``auto``): the VAE's compute dtype (fp32 weights under autocast): bf16 on CUDA, as
+  upstream, fp32 on CPU.
 - ``width`` 448, ``height`` 768: output size (multiples of 16; the avatar must be prepared at it).
 - ``fps`` 25, ``sample_rate`` 16000.
 - ``frame_num`` 33 (1 + 4k): frames per generated window; ``motion_frames`` 5 (1 + 4k): frames

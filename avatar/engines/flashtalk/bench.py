@@ -65,10 +65,8 @@ def random_pipeline(
     dit.rope = RoPE3D(cfg.head_dim)
     _random_init_(dit)
     vae = (
-        WanVAE(vae_config or VAEConfig())
-        .to(device=device, dtype=settings.torch_dtype(settings.vae_dtype))
-        .eval()
-    )
+        WanVAE(vae_config or VAEConfig()).to(device=device).eval()
+    )  # fp32 weights, autocast to vae_dtype
 
     # random wav2vec2 saved to a temp folder, so the real loader and feature extractor run
     tmp = Path(tempfile.mkdtemp(prefix="flashtalk-bench-"))
@@ -111,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument(
-        "--vae-dtype", default="float32", help="float32 (as Wan) or bfloat16 (faster)"
+        "--vae-dtype",
+        default="auto",
+        help="auto (bf16 autocast on CUDA, as upstream), float32 or bfloat16",
     )
     p.add_argument("--chunks", type=int, default=3)
     p.add_argument("--width", type=int)

@@ -369,16 +369,20 @@ class WanAttentionBlock(nn.Module):
         rope: RoPE3D,
         grid: tuple[int, int, int],
     ) -> torch.Tensor:
-        # x [B, L, C] (fp32 residual stream); e [B, 6, C] fp32
+        # x [B, L, C] in the model dtype; e [B, 6, C] fp32. As upstream: modulation and the gated
+        # residual adds are computed in fp32, then the stream goes back to the model dtype.
+        dtype = x.dtype
         shift1, scale1, gate1, shift2, scale2, gate2 = (
             self.modulation.float() + e
         ).chunk(6, dim=1)
-        y = self.self_attn(self.norm1(x).float() * (1 + scale1) + shift1, rope, grid)
-        x = x + y * gate1
+        y = self.self_attn(
+            (self.norm1(x).float() * (1 + scale1) + shift1).to(dtype), rope, grid
+        )
+        x = (x.float() + y.float() * gate1).to(dtype)
         x = x + self.cross_attn(self.norm3(x), context)
         x = x + self.audio_cross_attn(self.norm_x(x), audio, grid[0])  # ungated
-        y = self.ffn(self.norm2(x).float() * (1 + scale2) + shift2)
-        return x + y * gate2
+        y = self.ffn((self.norm2(x).float() * (1 + scale2) + shift2).to(dtype))
+        return (x.float() + y.float() * gate2).to(dtype)
 
 
 class Head(nn.Module):
@@ -603,7 +607,7 @@ class FlashTalkDiT(nn.Module):
             first.to(tokens.dtype), later.to(tokens.dtype)
         )  # [B, N_t, M, 768]
 
-        h = tokens.float()
+        h = tokens  # [B, L, C] in the model dtype (bf16 on GPU), as upstream
         for block in self.blocks:
             h = block(h, e0, context, audio_tokens, self.rope, grid)
         out = self.head(h, e)  # [B, L, prod(patch)*16]

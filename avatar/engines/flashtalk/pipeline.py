@@ -90,14 +90,13 @@ class FlashTalkPipeline:
                 ckpt, dtype=self.dtype, device=self.device
             )
         )
-        # Wan runs its VAE in fp32 by default; vae_dtype=bfloat16 trades exactness for speed
+        # fp32 weights; vae_dtype (bf16 on GPU by default) is applied through autocast, as upstream
+        self.vae_dtype = s.torch_dtype(s.vae_dtype)
         self.vae = (
             vae
             if vae is not None
             else WanVAE.from_pth(
-                ckpt / "Wan2.1_VAE.pth",
-                dtype=s.torch_dtype(s.vae_dtype),
-                device=self.device,
+                ckpt / "Wan2.1_VAE.pth", dtype=torch.float32, device=self.device
             )
         )
         # wav2vec2 is small and runs in fp32 upstream, whatever the DiT's dtype
@@ -138,11 +137,11 @@ class FlashTalkPipeline:
     def latent_frames(self) -> int:
         return 1 + (self.settings.frame_num - 1) // self.vae.temporal_stride
 
-    def autocast(self):
-        """bf16/fp16 runs under autocast so fp32 residuals and modulation meet half-precision weights."""
-        if self.dtype == torch.float32:
+    def vae_autocast(self):
+        """The VAE keeps fp32 weights and runs under autocast to ``vae_dtype`` (Wan's VAE wrapper does the same)."""
+        if self.vae_dtype == torch.float32:
             return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.vae_dtype)
 
     def encode_audio(self, ring: np.ndarray) -> torch.Tensor:
         """Ring buffer -> features [T_buffer, layers, width]; an all-silent buffer is encoded once and reused."""
@@ -188,7 +187,7 @@ class FlashTalkStream:
         self.motion = avatar.motion[None].to(
             dev
         )  # [1, 16, 1, h, w]: 1 latent frame at first
-        with torch.no_grad(), pipe.autocast():
+        with torch.no_grad():
             self.context = pipe.dit.embed_context(
                 [avatar.text.to(dev)], avatar.clip[None].to(dev)
             )  # once per call
@@ -269,15 +268,17 @@ class FlashTalkStream:
         # 3. sampler
         t_lat = pipe.latent_frames
         h, w = s.height // pipe.vae.spatial_stride, s.width // pipe.vae.spatial_stride
+        # the starting noise is drawn in the model dtype (bf16 on GPU), as upstream
         noise = torch.randn(
             (1, pipe.dit.config.out_dim, t_lat, h, w),
             generator=self.generator,
             device=self.generator.device,
+            dtype=pipe.dtype,
         ).to(pipe.device)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with pipe.autocast():
-                return pipe._dit_forward(x, t, self.y, audio, context=self.context)
+            # no autocast: the DiT keeps upstream's explicit dtype flow (bf16 weights, fp32 where upstream is)
+            return pipe._dit_forward(x, t, self.y, audio, context=self.context)
 
         latent = sample(
             velocity, noise, self.generator, steps=s.steps, shift=s.shift, motion=self.motion,

@@ -93,14 +93,17 @@ def prepare_features(image: np.ndarray, settings: FlashTalkSettings) -> AvatarFe
         clip_fea = clip.encode_image(ref[None].to(device))[0].cpu()
     del clip
 
-    vae = WanVAE.from_pth(
-        ckpt / "Wan2.1_VAE.pth",
-        dtype=settings.torch_dtype(settings.vae_dtype),
-        device=device,
-    )
+    # fp32 VAE weights, compute in vae_dtype through autocast (bf16 on GPU), as the live engine
+    vae = WanVAE.from_pth(ckpt / "Wan2.1_VAE.pth", dtype=torch.float32, device=device)
+    vae_dtype = settings.torch_dtype(settings.vae_dtype)
     r = ref.to(device)
-    y = conditioning_latent(vae, r, settings.frame_num).cpu()
-    motion = vae.encode(r[None, :, None])[0].cpu()  # [16, 1, h, w]
+    with torch.autocast(
+        device_type=torch.device(device).type,
+        dtype=vae_dtype,
+        enabled=vae_dtype != torch.float32,
+    ):
+        y = conditioning_latent(vae, r, settings.frame_num).cpu()
+        motion = vae.encode(r[None, :, None])[0].cpu()  # [16, 1, h, w]
     return AvatarFeatures(
         text=text, clip=clip_fea, y=y, motion=motion, reference=ref, width=settings.width, height=settings.height,
         frame_num=settings.frame_num, fps=settings.fps, prompt=settings.prompt,

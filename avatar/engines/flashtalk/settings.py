@@ -25,7 +25,7 @@ class FlashTalkSettings:
     wav2vec_dir: str | None = None
     device: str = "auto"
     dtype: str = "auto"
-    vae_dtype: str = "float32"
+    vae_dtype: str = "auto"
     width: int = 448
     height: int = 768
     fps: int = 25
