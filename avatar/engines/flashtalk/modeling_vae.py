@@ -347,19 +347,30 @@ class WanVAE(nn.Module):
     def spatial_stride(self) -> int:
         return 2 ** (len(self.config.dim_mult) - 1)
 
-    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scale(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, 1/std) per channel, as upstream keeps them: in the compute dtype (bf16 under
+        autocast), with the reciprocal taken in that dtype."""
+        dev = like.device.type
+        dtype = (
+            torch.get_autocast_dtype(dev)
+            if torch.is_autocast_enabled(dev)
+            else torch.float32
+        )
         shape = (1, -1, 1, 1, 1)
         mean = torch.tensor(
-            self.config.latents_mean, device=like.device, dtype=torch.float32
+            self.config.latents_mean, device=like.device, dtype=dtype
         ).view(shape)
-        std = torch.tensor(
-            self.config.latents_std, device=like.device, dtype=torch.float32
+        inv_std = 1.0 / torch.tensor(
+            self.config.latents_std, device=like.device, dtype=dtype
         ).view(shape)
-        return mean, std
+        return mean, inv_std
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """[B, 3, T, H, W] in [-1, 1] -> normalised mu [B, z, 1+(T-1)/4, H/8, W/8] (fp32)."""
+        """[B, 3, T, H, W] in [-1, 1] -> normalised mu [B, z, 1+(T-1)/4, H/8, W/8] (fp32).
+
+        Frame 0 alone, then groups of ``temporal_stride`` frames, through one feature cache.
+        """
         st = self.temporal_stride
         if (video.shape[2] - 1) % st:
             raise ValueError(f"VAE.encode needs 1 + {st}k frames, got {video.shape[2]}")
@@ -377,15 +388,18 @@ class WanVAE(nn.Module):
         mu = self.conv1(torch.cat(outs, dim=2)).chunk(2, dim=1)[
             0
         ]  # the mean; log_var unused
-        mean, std = self._stats(mu)
-        return (mu.float() - mean) / std
+        mean, inv_std = self._scale(mu)
+        return ((mu - mean) * inv_std).float()
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Normalised latent [B, z, N, h, w] -> video [B, 3, 1+4(N-1), 8h, 8w] clamped to [-1, 1] (fp32)."""
-        mean, std = self._stats(z)
-        z = (z.float() * std + mean).to(self.conv2.weight.dtype)
-        x = self.conv2(z)
+        """Normalised latent [B, z, N, h, w] -> video [B, 3, 1+4(N-1), 8h, 8w] clamped to [-1, 1] (fp32).
+
+        One latent frame at a time through one feature cache (the first gives one frame, the others four).
+        """
+        mean, inv_std = self._scale(z)
+        z = z.to(mean.dtype) / inv_std + mean
+        x = self.conv2(z.to(self.conv2.weight.dtype))
         cache = FeatCache(self._n_dec)
         outs = []
         for i in range(x.shape[2]):
