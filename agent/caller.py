@@ -45,7 +45,7 @@ def synthesize(text: str, voice_path: Path) -> np.ndarray:
 @dataclass
 class VideoSample:
     t: float  # arrival, seconds on the caller's clock (time.time())
-    mouth: np.ndarray | None  # the mouth region, grey, float32 (for motion figures)
+    motion: float | None  # mean abs change of the mouth region (grey) since the previous frame
 
 
 @dataclass
@@ -242,15 +242,19 @@ class ScriptedCaller:
     async def _video_loop(self, track: rtc.Track) -> None:
         stream = rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24)
         self._streams.append(stream)
+        prev: np.ndarray | None = None
         async for ev in stream:
             now = time.time()
             f = ev.frame
             rgb = np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3)
-            mouth = None
+            motion = None
             if self.mouth_box:
                 x, y, w, h = self.mouth_box
-                mouth = rgb[max(0, y) : y + h, max(0, x) : x + w].mean(axis=2).astype(np.float32)
-            self.video.append(VideoSample(now, mouth))
+                mouth = rgb[max(0, y) : y + h, max(0, x) : x + w].mean(axis=2, dtype=np.float32)
+                if prev is not None and prev.shape == mouth.shape:
+                    motion = float(np.abs(mouth - prev).mean())
+                prev = mouth
+            self.video.append(VideoSample(now, motion))
             if self.record_path is not None:
                 if self._recorder is None:
                     self._recorder = Mp4Recorder(self.record_path, self.t0, f.width, f.height)
@@ -305,24 +309,19 @@ class ScriptedCaller:
         return turn
 
     # --------------------------------------------------------------- figures
-    def idle_mouth(self) -> np.ndarray | None:
-        """Median mouth region over frames shown while nobody spoke (the resting face)."""
-        quiet = [v.mouth for v in self.video if v.mouth is not None and not self._loud_near(v.t)]
-        return np.median(np.stack(quiet[-50:]), axis=0) if quiet else None
-
     def _loud_near(self, t: float, window: float = 0.3) -> bool:
         return any(abs(ts - t) < window and rms > self.loud_threshold for ts, rms in self.audio_rms)
 
     def mouth_motion(self, t_from: float, t_to: float) -> list[tuple[float, float]]:
-        """(time, mean abs difference of the mouth region from the resting face) per frame."""
-        ref = self.idle_mouth()
-        if ref is None:
-            return []
-        return [(v.t, float(np.abs(v.mouth - ref).mean())) for v in self.video
-                if v.mouth is not None and t_from <= v.t <= t_to and v.mouth.shape == ref.shape]
+        """(time, frame-to-frame change of the mouth region) per received frame.
 
-    def first_speaking_frame(self, t_from: float, t_to: float, threshold: float = 6.0) -> float | None:
-        """First frame after ``t_from`` whose mouth differs from the resting face, two frames in a row.
+        Frame to frame, the idle face's slow sway and breathing change the region by a
+        grey level or so, while a talking mouth changes it by several.
+        """
+        return [(v.t, v.motion) for v in self.video if v.motion is not None and t_from <= v.t <= t_to]
+
+    def first_speaking_frame(self, t_from: float, t_to: float, threshold: float = 3.0) -> float | None:
+        """First frame after ``t_from`` where the mouth moves, two frames in a row.
 
         The bar is raised above the idle face's own motion (blinks, breathing, sway) as
         measured in the seconds before ``t_from``.

@@ -31,6 +31,10 @@ class AgentSettings(BaseSettings):
     max_calls: int = 4  # calls one worker process accepts at once
     greet: bool = True
     http_port: int = 8081  # the worker's health-check port
+    # Session logging to the admin backend (empty URL: calls are only logged locally).
+    admin_url: str = Field(default="", validation_alias="DH_ADMIN_URL")
+    admin_api_key: str = Field(default="", validation_alias="DH_ADMIN_API_KEY")
+    spool_dir: Path = Path.home() / ".cache" / "dh-agent" / "spool"
 
     def model_path(self, rel: str) -> Path:
         p = Path(rel)

@@ -17,11 +17,14 @@ from typing import Any
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli, room_io
 from livekit.plugins import silero
 
-from dialogue import DialogueSettings, greeting, load_policy
+from dialogue import DialogueSettings, TurnRecord, load_knowledge
+from dialogue.guardrails import install_log_redaction, redact
 
 from .avatar_link import AvatarLink
-from .policy_llm import PolicyLLM
+from .language import build_bilingual_tts
+from .recorder import SessionRecorder
 from .settings import AgentSettings, require
+from .tools import prepare_call
 from .stt import WhisperSTT
 from .tts import PiperTTS
 
@@ -33,6 +36,7 @@ _active_calls = 0
 def load_models(settings: AgentSettings) -> dict[str, Any]:
     """Load VAD, STT and TTS from the local models folder (clear error if one is missing)."""
     s = settings
+    piper = PiperTTS(require(s.model_path(s.piper_voice), "Piper voice"))
     return {
         "vad": silero.VAD.load(
             onnx_file_path=require(s.model_path(s.vad_model), "Silero VAD model"),
@@ -44,35 +48,66 @@ def load_models(settings: AgentSettings) -> dict[str, Any]:
             cpu_threads=s.whisper_threads,
             language=s.whisper_language,
         ),
-        "tts": PiperTTS(require(s.model_path(s.piper_voice), "Piper voice")),
+        # Piper speaks English; espeak-ng speaks Mandarin (the policy answers in the caller's language).
+        "tts": build_bilingual_tts(piper),
     }
 
 
 def prewarm(proc: JobProcess) -> None:
+    """Once per job process, before any call: models, the knowledge index, log redaction."""
+    install_log_redaction()  # no caller's card number or e-mail ever reaches a log line
     proc.userdata.update(load_models(AgentSettings()))
-    # The policy may load embeddings and a knowledge index: never on the call's event loop.
-    proc.userdata["policy"] = load_policy(DialogueSettings())
+    load_knowledge(DialogueSettings())  # embeddings + index, shared by this process's calls
 
 
-class ServiceAgent(Agent):
-    """The customer-service persona on the call."""
-
-    def __init__(self, instructions: str) -> None:
-        super().__init__(instructions=instructions)
+_recorder: SessionRecorder | None = None
 
 
-def log_turn_metrics(session: AgentSession, room: str) -> None:
-    """One log line per turn with the per-stage figures an operator needs."""
+def get_recorder(settings: AgentSettings, meta: dict[str, Any]) -> SessionRecorder | None:
+    """The process's durable session recorder, when an admin backend is configured."""
+    global _recorder
+    url = settings.admin_url or meta.get("admin_url") or ""
+    if not (url and settings.admin_api_key):
+        return None
+    if _recorder is None:
+        _recorder = SessionRecorder(url, settings.admin_api_key, settings.spool_dir)
+    return _recorder
 
-    @session.on("conversation_item_added")
-    def _on_item(ev: Any) -> None:
+
+class CallLog:
+    """Per-turn log lines and session records: what was heard and said, with per-stage figures.
+
+    Texts are redacted before they are logged or stored; citations and language come
+    from the policy's own turn record.
+    """
+
+    def __init__(self, session: AgentSession, room: str, recorder: SessionRecorder | None, session_id: str | None) -> None:
+        self._room = room
+        self._recorder = recorder
+        self.session_id = session_id
+        self.policy_turns: list[TurnRecord] = []
+        session.on("conversation_item_added", self._on_item)
+
+    def on_policy_turn(self, rec: TurnRecord) -> None:
+        self.policy_turns.append(rec)
+
+    def _on_item(self, ev: Any) -> None:
         item = ev.item
         if getattr(item, "type", None) != "message":
             return
         metrics = {k: round(v, 3) for k, v in (item.metrics or {}).items() if isinstance(v, (int, float))}
-        logger.info(
-            "turn %s: %r %s", item.role, (item.text_content or "")[:120], json.dumps(metrics),
-            extra={"room": room, "role": item.role, "metrics": metrics},
+        text = redact(item.text_content or "")
+        logger.info("turn %s: %r %s", item.role, text[:160], json.dumps(metrics),
+                    extra={"room": self._room, "role": item.role, "metrics": metrics})
+        if self._recorder is None or self.session_id is None or item.role not in ("user", "assistant"):
+            return
+        last = self.policy_turns[-1] if self.policy_turns else None
+        self._recorder.add_turn(
+            self.session_id, item.role, text,
+            language=last.language if last else None,
+            citations=(last.citations if last and item.role == "assistant" else None),
+            latency={k: v for k, v in metrics.items() if not k.endswith("_at")},
+            interrupted=bool(getattr(item, "interrupted", False)),
         )
 
 
@@ -84,17 +119,25 @@ async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect()
     _active_calls += 1
     t_start = time.perf_counter()
+    loop = asyncio.get_running_loop()
 
     models = ctx.proc.userdata
-    dsettings = DialogueSettings()
-    if "policy" not in models:  # a failed prewarm: load off the loop
-        loop = asyncio.get_running_loop()
+    if "stt" not in models:  # a failed prewarm: load off the loop
         models.update(await loop.run_in_executor(None, load_models, settings))
-        models["policy"] = await loop.run_in_executor(None, load_policy, dsettings)
+    dsettings = DialogueSettings()
+    recorder = get_recorder(settings, meta)
+    call_log: CallLog | None = None
+
+    def _on_turn(rec: TurnRecord) -> None:
+        if call_log is not None:
+            call_log.on_policy_turn(rec)
+
+    # One policy per call: it holds this call's turns and escalation state.
+    setup = await loop.run_in_executor(None, lambda: prepare_call(dsettings, on_turn=_on_turn))
     session: AgentSession = AgentSession(
         vad=models["vad"],
         stt=models["stt"],
-        llm=PolicyLLM(models["policy"]),
+        llm=setup.llm,
         tts=models["tts"],
         turn_handling={
             "turn_detection": "vad",
@@ -103,17 +146,30 @@ async def entrypoint(ctx: JobContext) -> None:
             "interruption": {"enabled": True, "mode": "vad", "min_duration": 0.4, "resume_false_interruption": False},
         },
     )
-    log_turn_metrics(session, ctx.room.name)
+    session_id = None
+    if recorder is not None:
+        session_id = recorder.start_session(
+            session_id=meta.get("session_id"), avatar_id=meta.get("avatar_id"), persona_id=meta.get("persona_id"),
+            room=ctx.room.name, meta={"agent": settings.agent_name},
+        )
+    call_log = CallLog(session, ctx.room.name, recorder, session_id)
 
     async def _on_shutdown(reason: str = "") -> None:
         global _active_calls
         _active_calls -= 1
         logger.info("call in %s ended after %.1f s (%s)", ctx.room.name, time.perf_counter() - t_start, reason)
+        if recorder is not None and session_id is not None:
+            st = setup.state
+            recorder.end_session(
+                session_id, outcome="escalated" if st.escalated else "completed",
+                escalated=st.escalated, escalation_reason=st.escalation_reason or None,
+            )
+            await recorder.aflush(timeout=5.0)
 
     ctx.add_shutdown_callback(_on_shutdown)
 
     await session.start(
-        agent=ServiceAgent(dsettings.system_prompt),
+        agent=Agent(instructions=setup.instructions, tools=setup.tools),
         room=ctx.room,
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )
@@ -127,7 +183,7 @@ async def entrypoint(ctx: JobContext) -> None:
         )
         await link.start(session)
     if settings.greet:
-        session.say(greeting(dsettings))
+        session.say(setup.greeting())
 
 
 def build_server(settings: AgentSettings | None = None) -> AgentServer:

@@ -71,13 +71,14 @@ async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     assert caller.mouth_box is not None, "the avatar did not publish its mouth box"
     motion = caller.mouth_motion(turn.speech_start - 3.0, turn.answer_end)
     loud = [d for t, d in motion if turn.first_audio <= t <= turn.answer_end and caller._loud_near(t, 0.06)]
-    silent = [d for t, d in motion if t < turn.speech_end and not caller._loud_near(t, 0.5)]
+    # silence: while the avatar listens to the question (the greeting ended >= 1.2 s before it)
+    silent = [d for t, d in motion if turn.speech_start - 1.0 <= t <= turn.speech_end and not caller._loud_near(t, 0.5)]
     assert len(loud) > 20 and len(silent) > 20
     print(f"mouth motion: loud {np.mean(loud):.1f}, silent {np.mean(silent):.1f}")
-    # At rest only breathing, blinks and a slight sway touch the region (a few grey levels
-    # after video coding); an opening mouth changes it several times more.
-    assert np.mean(loud) > 10.0
-    assert np.mean(loud) > 2.5 * np.mean(silent)
+    # At rest only breathing and a slow sway touch the region (about a grey level per frame
+    # after video coding); a talking mouth changes it several times more.
+    assert np.mean(loud) > 3 * np.mean(silent)
+    assert np.mean(silent) < 2.0
 
 
 async def test_barge_in_stops_the_avatar_and_the_new_answer_follows(stack, say, whisper):
