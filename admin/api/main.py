@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from admin.api.routes import api_keys, audit, avatars, knowledge, login, personas, sessions, tenants, tokens, users
+from admin.api.routes import api_keys, audit, avatars, knowledge, login, personas, sessions, tenants, tokens, users, widget
 
 api_router = APIRouter()
-for module in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit):
+for module in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit, widget):
     api_router.include_router(module.router)

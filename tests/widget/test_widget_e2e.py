@@ -1,0 +1,160 @@
+"""The caller's side in a real browser: headless Chromium with a fake microphone playing a
+question, the widget served by the admin backend, the real livekit-server, agent and avatar.
+
+Screenshots go to out/widget/*.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .conftest import OUT
+
+pytestmark = pytest.mark.e2e
+
+W = "window.dhWidget"
+
+
+def _shot(page, name: str) -> None:
+    page.screenshot(path=str(OUT / f"{name}.png"))
+
+
+def _room_identities(url: str, room: str) -> list[str]:
+    from livekit import api
+
+    async def _list() -> list[str]:
+        lk = api.LiveKitAPI(url.replace("ws://", "http://"), "devkey", "secret")
+        try:
+            res = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+            return [p.identity for p in res.participants]
+        finally:
+            await lk.aclose()
+
+    with ThreadPoolExecutor(1) as pool:  # off the thread that drives the browser
+        return pool.submit(asyncio.run, _list()).result()
+
+
+def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, browser, out_dir):
+    context = browser.new_context(viewport={"width": 1100, "height": 760}, permissions=["microphone"])
+    page = context.new_page()
+    logs: list[str] = []
+    page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
+    try:
+        page.goto(f"{admin.url}/widget/demo.html?avatar={admin.avatar_id}")
+        launcher = page.locator("button.dh-launcher")
+        launcher.wait_for(state="visible", timeout=15_000)
+        assert launcher.get_attribute("aria-label")
+        _shot(page, "1-page-with-button")
+
+        t_click = time.monotonic()
+        launcher.click()
+        page.wait_for_function(f"{W}.metrics.firstFrame", timeout=90_000)
+        wall_first = time.monotonic() - t_click
+        metrics = page.evaluate(f"{W}.metrics")
+        click_to_frame = metrics["clickToFirstFrameMs"]
+        print(f"click -> first avatar frame: {click_to_frame} ms in the page ({wall_first:.1f} s seen by the test); "
+              f"token {metrics['token'] - metrics['click']:.0f} ms, connected {metrics['connected'] - metrics['click']:.0f} ms, "
+              f"video track {metrics['videoTrack'] - metrics['click']:.0f} ms")
+        (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        _shot(page, "2-first-frame")
+
+        # The avatar video plays: frames keep coming and the clock advances.
+        f0, t0 = page.evaluate(f"[{W}.frames, {W}.video.currentTime]")
+        page.wait_for_timeout(2000)
+        f1, t1 = page.evaluate(f"[{W}.frames, {W}.video.currentTime]")
+        print(f"frames over 2 s: {f1 - f0}, currentTime {t0:.2f} -> {t1:.2f}")
+        assert f1 - f0 >= 20, (f0, f1)
+        assert t1 > t0
+        size = page.evaluate(f"[{W}.video.videoWidth, {W}.video.videoHeight]")
+        assert size[0] >= 128 and size[1] >= 128, size
+
+        # Captions: the question (the fake microphone) and the answer with its keywords.
+        page.wait_for_function(
+            f"""(() => {{
+              const c = {W}.captions;
+              const you = c.filter(x => x.who === 'you').map(x => x.text.toLowerCase()).join(' ');
+              const agent = c.filter(x => x.who === 'agent').map(x => x.text.toLowerCase()).join(' ');
+              return you.includes('opening hours') && agent.includes('monday') && agent.includes('friday');
+            }})()""",
+            timeout=90_000,
+        )
+        captions = page.evaluate(f"{W}.captions.map(c => ({{who: c.who, text: c.text, final: c.final}}))")
+        (OUT / "captions.json").write_text(json.dumps(captions, indent=2))
+        print("captions:", json.dumps(captions))
+        shown = page.locator("ol.dh-captions").inner_text()
+        assert "monday" in shown.lower()
+        _shot(page, "3-captions")
+
+        states = page.evaluate(f"[...{W}.seenStates]")
+        print("agent states seen:", states)
+        assert {"listening", "speaking"} <= set(states), states
+        assert page.locator(".dh-state").inner_text() != ""
+
+        # End the call: the page leaves the room, and the server agrees.
+        room, identity = page.evaluate(f"[{W}.grant.room, {W}.grant.identity]")
+        assert identity in _room_identities(stack.url, room)
+        page.get_by_role("button", name="End call").click()
+        page.wait_for_function(f"{W}.state === 'ended'", timeout=15_000)
+        deadline = time.monotonic() + 15
+        while identity in _room_identities(stack.url, room) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert identity not in _room_identities(stack.url, room)
+        assert page.evaluate(f"{W}.room") is None
+        _shot(page, "4-ended")
+    except Exception:
+        _shot(page, "failure")
+        print("\n".join(logs[-60:]))
+        raise
+    finally:
+        context.close()
+
+
+def test_kiosk_idle_screen_and_error_messages(admin, browser, out_dir):
+    context = browser.new_context(viewport={"width": 1080, "height": 1920}, permissions=["microphone"])
+    page = context.new_page()
+    try:
+        # Idle screen: the portrait, one big touch target, full screen, no call yet.
+        page.goto(f"{admin.url}/kiosk.html?avatar={admin.avatar_id}&voice=false")
+        idle = page.locator("button.dh-idle")
+        idle.wait_for(state="visible", timeout=15_000)
+        assert "Start a call" in idle.get_attribute("aria-label")
+        page.wait_for_function(
+            f"{W}.idleImg.complete && {W}.idleImg.naturalWidth > 0 && {W}.titleEl.textContent === 'Ava'",
+            timeout=10_000)
+        assert page.evaluate(f"{W}.state") == "idle"
+        _shot(page, "5-kiosk-idle")
+
+        # An avatar the deployment did not enable for the web: a clear message, no call.
+        page.goto(f"{admin.url}/kiosk.html?avatar=not-enabled&voice=false")
+        page.locator("button.dh-idle").click()
+        page.wait_for_function(f"{W}.state === 'error'", timeout=15_000)
+        assert "not available" in page.locator(".dh-notice").inner_text()
+
+        # The service is down (nothing listens at the URL).
+        page.goto(f"{admin.url}/kiosk.html?avatar={admin.avatar_id}&voice=false&url=http://127.0.0.1:9")
+        page.locator("button.dh-idle").click()
+        page.wait_for_function(f"{W}.state === 'error'", timeout=15_000)
+        text = page.locator(".dh-notice").inner_text()
+        assert "cannot be reached" in text and page.get_by_role("button", name="Try again").is_visible()
+        _shot(page, "6-kiosk-service-down")
+    finally:
+        context.close()
+
+    # The microphone refused: a context without the permission, in a browser that asks.
+    denied = browser.new_context(viewport={"width": 1000, "height": 720})
+    try:
+        page = denied.new_page()
+        page.goto(f"{admin.url}/widget/demo.html?avatar={admin.avatar_id}")
+        page.evaluate("() => { navigator.mediaDevices.getUserMedia = () => Promise.reject("
+                      "new DOMException('Permission denied', 'NotAllowedError')); }")
+        page.locator("button.dh-launcher").click()
+        page.wait_for_function(f"{W}.state === 'error'", timeout=15_000)
+        assert "Microphone access was refused" in page.locator(".dh-notice").inner_text()
+        _shot(page, "7-mic-refused")
+    finally:
+        denied.close()
