@@ -196,3 +196,20 @@ def test_t5_padding_is_masked_and_bucketed_positions():
     assert torch.allclose(a[:, :6], b[:, :6], atol=1e-5)
     bias = t5.blocks[0].pos_embedding(10, 10)
     assert bias.shape == (1, 2, 10, 10)
+
+
+def test_attention_function_matches_naive():
+    from avatar.engines.flashtalk.attention import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 5, 3, 8, generator=g) for _ in range(3))
+    bias = torch.randn(1, 3, 5, 5, generator=g)
+    naive = torch.einsum("bqhd,bkhd->bhqk", q, k) / 8**0.5
+    want = torch.einsum("bhqk,bkhd->bqhd", naive.softmax(-1), v)
+    assert torch.allclose(attention(q, k, v), want, atol=1e-5)
+    biased = (torch.einsum("bqhd,bkhd->bhqk", q, k) + bias).softmax(-1)
+    assert torch.allclose(
+        attention(q, k, v, bias=bias, scale=1.0),
+        torch.einsum("bhqk,bkhd->bqhd", biased, v),
+        atol=1e-5,
+    )

@@ -1,6 +1,6 @@
 """The one attention function every FlashTalk network calls.
 
-All attention in the DiT, the CLIP tower and the VAE goes through :func:`attention`, so a
+All attention in the DiT, the VAE, CLIP and umT5 goes through :func:`attention`, so a
 later sequence-parallel (Ulysses) implementation replaces exactly one function.
 
 Layout: ``q, k, v`` are ``[B, L, H, D]`` (batch, tokens, heads, head_dim), as in Wan.
@@ -11,10 +11,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-try:  # flash-attention is optional; only used on CUDA with half precision
-    from flash_attn import flash_attn_func as _flash_attn_func  # type: ignore[import-not-found]
+# flash-attention is optional and CUDA-only: FlashAttention-3 (Hopper) first, then 2
+_flash_attn_func = None
+try:
+    from flash_attn_interface import flash_attn_func as _flash_attn_func  # type: ignore[import-not-found]
 except Exception:  # noqa: BLE001 - any import problem just means "not available"
-    _flash_attn_func = None
+    try:
+        from flash_attn import flash_attn_func as _flash_attn_func  # type: ignore[import-not-found]
+    except Exception:  # noqa: BLE001
+        _flash_attn_func = None
 
 # "auto" (flash-attn when usable, else SDPA), "sdpa" or "flash"; set by the engine.
 BACKEND = "auto"
@@ -42,7 +47,10 @@ def attention(
         and q.dtype in (torch.float16, torch.bfloat16)
     )
     if use_flash:
-        return _flash_attn_func(q, k, v, softmax_scale=scale)
+        out = _flash_attn_func(q, k, v, softmax_scale=scale)
+        return (
+            out[0] if isinstance(out, tuple) else out
+        )  # some FA3 builds also return the LSE
     # SDPA wants [B, H, L, D]
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2),

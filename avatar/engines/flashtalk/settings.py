@@ -105,6 +105,11 @@ class FlashTalkSettings:
             )
         if self.steps < 1:
             raise EngineError("steps must be at least 1 (official 4).")
+        if self.fps != 25:
+            logger.warning(
+                "flashtalk: the model was trained at 25 fps; fps=%s changes the audio-to-frame mapping",
+                self.fps,
+            )
         if self.attention not in ("auto", "sdpa", "flash"):
             raise EngineError("attention must be auto, sdpa or flash.")
 
