@@ -305,7 +305,9 @@ class ScriptedCaller:
             raise TimeoutError(f"no answer within {answer_timeout:.0f} s to {question!r}")
         if wait_answer_end:
             turn.answer_end = await self.wait_quiet(timeout=answer_timeout)
-            turn.first_video = self.first_speaking_frame(turn.speech_end, turn.answer_end)
+            # rest: while the caller asked, the avatar listened
+            turn.first_video = self.first_speaking_frame(turn.speech_end, turn.answer_end,
+                                                         rest=(turn.speech_start, turn.speech_end))
         return turn
 
     # --------------------------------------------------------------- figures
@@ -320,15 +322,17 @@ class ScriptedCaller:
         """
         return [(v.t, v.motion) for v in self.video if v.motion is not None and t_from <= v.t <= t_to]
 
-    def first_speaking_frame(self, t_from: float, t_to: float, threshold: float = 3.0) -> float | None:
+    def first_speaking_frame(self, t_from: float, t_to: float, *, rest: tuple[float, float] | None = None,
+                             threshold: float = 3.0) -> float | None:
         """First frame after ``t_from`` where the mouth moves, two frames in a row.
 
-        The bar is raised above the idle face's own motion (blinks, breathing, sway) as
-        measured in the seconds before ``t_from``.
+        The bar is raised above the idle face's own motion (breathing, sway) measured over
+        ``rest`` (default: the 2 s before ``t_from``), a time when the avatar was listening.
         """
-        before = [d for _, d in self.mouth_motion(t_from - 4.0, t_from - 0.2)]
+        a, b = rest or (t_from - 2.0, t_from)
+        before = [d for _, d in self.mouth_motion(a, b)]
         if len(before) >= 10:
-            threshold = max(threshold, float(np.percentile(before, 99)) * 1.2)
+            threshold = max(threshold, float(np.percentile(before, 99)) * 1.5)
         motion = self.mouth_motion(t_from, t_to)
         for (t, d), (_, d2) in zip(motion, motion[1:]):
             if d > threshold and d2 > threshold:

@@ -46,12 +46,34 @@ def print_table(turns: list[dict]) -> None:
             print(f"median {label}: {statistics.median(vals):.0f} ms")
 
 
-async def run_call(url: str, out: Path, questions: list[str]) -> dict:
+def fetch_session(admin: dict[str, str], room: str, timeout: float = 20.0) -> dict | None:
+    """The call as the admin API recorded it (turns, redacted text, per-stage latency)."""
+    import httpx
+
+    h = {"X-API-Key": admin["DH_ADMIN_VIEWER_KEY"]}
+    base = admin["DH_ADMIN_URL"].rstrip("/") + "/api/v1"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        items = httpx.get(f"{base}/sessions", params={"room": room}, headers=h, timeout=10).json().get("items", [])
+        if items and items[0].get("ended_at"):
+            return httpx.get(f"{base}/sessions/{items[0]['id']}", headers=h, timeout=10).json()
+        time.sleep(0.5)
+    return None
+
+
+def print_session(d: dict) -> None:
+    print(f"\nrecorded by the admin API: session {d['id']} outcome={d['outcome']} turns={len(d['turns'])}")
+    for t in d["turns"]:
+        lat = " ".join(f"{k}={v:.2f}" for k, v in t["latency"].items() if isinstance(v, (int, float)))
+        print(f"  #{t['seq']:<2} {t['speaker']:<9} {t['text'][:48]!r:<50} {lat}")
+
+
+async def run_call(url: str, out: Path, questions: list[str], metadata: dict | None = None) -> dict:
     settings = AgentSettings()
     voice = settings.model_path(settings.piper_voice)
     speech = [synthesize(q, voice) for q in questions]
     room = f"demo-{uuid.uuid4().hex[:6]}"
-    caller = ScriptedCaller(url, caller_token(room, "caller"), record_path=out / "demo.mp4")
+    caller = ScriptedCaller(url, caller_token(room, "caller", metadata=metadata), record_path=out / "demo.mp4")
     await caller.join()
     t_join = time.time()
     has_video = await caller.wait_video(timeout=60)
@@ -87,11 +109,21 @@ def main() -> None:
     stack = Stack(log_dir=out / "logs", http_port=free_port(), env={"AVATAR_ENGINE": args.engine})
     print(f"starting livekit-server and workers (logs in {out / 'logs'}) ...", flush=True)
     t0 = time.perf_counter()
-    with stack:
-        print(f"stack up in {time.perf_counter() - t0:.1f} s; calling ...", flush=True)
-        result = asyncio.run(run_call(stack.url, out, QUESTIONS))
+    try:
+        admin = stack.start_admin(out / "admin")
+        stack.start_all()
+        print(f"stack up in {time.perf_counter() - t0:.1f} s (admin at {admin['DH_ADMIN_URL']}); calling ...", flush=True)
+        result = asyncio.run(run_call(stack.url, out, QUESTIONS, metadata={"avatar_id": admin["DH_AVATAR_ID"]}))
+        recorded = fetch_session(admin, result["room"])
+    finally:
+        stack.stop()
+    result["recorded_session"] = recorded
     (out / "transcript.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print_table(result["turns"])
+    if recorded:
+        print_session(recorded)
+    else:
+        print("\nthe admin API has no record of the call (see out/logs/agent.log)")
     print(f"\nwrote {out / 'demo.mp4'} and {out / 'transcript.json'}")
 
 

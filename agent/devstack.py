@@ -101,6 +101,40 @@ class Stack:
                 time.sleep(0.2)
         raise TimeoutError(f"livekit-server did not answer on port {self.http_port}:\n{proc.tail()}")
 
+    def start_admin(self, data_dir: Path, timeout: float = 60.0) -> dict[str, str]:
+        """Start the admin API (embedded SQLite under ``data_dir``) and bootstrap a demo tenant.
+
+        Returns the bootstrap values (DH_ADMIN_URL, DH_ADMIN_API_KEY, DH_ADMIN_VIEWER_KEY,
+        DH_AVATAR_ID, ...); the agent workers started afterwards record their calls there.
+        """
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = os.environ.copy()
+        env.update(ADMIN_DATA_DIR=str(data_dir), ADMIN_PUBLIC_URL=url, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        out = subprocess.run(
+            [sys.executable, "-m", "admin", "bootstrap", "--admin-url", url], env=env, cwd=REPO,
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"admin bootstrap failed:\n{out.stderr[-2000:]}")
+        values = dict(
+            line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if line.startswith("export ")
+        )
+        proc = self._spawn("admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1",
+                                     "--port", str(port)], env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"admin exited:\n{proc.tail()}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        self.env.update({k: v for k, v in values.items() if k in ("DH_ADMIN_URL", "DH_ADMIN_API_KEY")})
+                        return values
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"admin did not answer on {url}:\n{proc.tail()}")
+
     def worker_env(self) -> dict[str, str]:
         env = os.environ.copy()
         env.update(

@@ -168,6 +168,11 @@ async def entrypoint(ctx: JobContext) -> None:
 
     ctx.add_shutdown_callback(_on_shutdown)
 
+    @session.on("close")
+    def _on_close(ev: Any) -> None:
+        # The caller left (or end_call): end the job so the avatar leaves and the call is recorded as ended.
+        ctx.shutdown(reason=f"session closed: {getattr(ev, 'reason', '')}")
+
     await session.start(
         agent=Agent(instructions=setup.instructions, tools=setup.tools),
         room=ctx.room,
