@@ -52,6 +52,20 @@ class Proc:
             self.popen.kill()
             self.popen.wait(5)
 
+    def wait_http(self, url: str, timeout: float) -> None:
+        """Wait until ``url`` answers 200, failing early (with the log's tail) if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"{self.name} did not answer on {url}:\n{self.tail()}")
+
     def tail(self, n: int = 40) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
@@ -89,17 +103,7 @@ class Stack:
             [str(livekit_binary()), "--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1", "--config-body", body],
             os.environ.copy(),
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"livekit-server exited:\n{proc.tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"livekit-server did not answer on port {self.http_port}:\n{proc.tail()}")
+        proc.wait_http(f"http://127.0.0.1:{self.http_port}/", timeout)
 
     def start_admin(self, data_dir: Path, timeout: float = 60.0) -> dict[str, str]:
         """Start the admin API (embedded SQLite under ``data_dir``) and bootstrap a demo tenant.
@@ -122,18 +126,9 @@ class Stack:
         )
         proc = self._spawn("admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1",
                                      "--port", str(port)], env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"admin exited:\n{proc.tail()}")
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        self.env.update({k: v for k, v in values.items() if k in ("DH_ADMIN_URL", "DH_ADMIN_API_KEY")})
-                        return values
-            except OSError:
-                time.sleep(0.3)
-        raise TimeoutError(f"admin did not answer on {url}:\n{proc.tail()}")
+        proc.wait_http(f"{url}/healthz", timeout)
+        self.env.update({k: v for k, v in values.items() if k in ("DH_ADMIN_URL", "DH_ADMIN_API_KEY")})
+        return values
 
     def worker_env(self) -> dict[str, str]:
         env = os.environ.copy()
