@@ -210,7 +210,10 @@ def test_benchmark_paths(capsys):
     pipe, feats = bench.random_pipeline(s, tiny_dit_config(), tiny_vae_config(), w2v)
     frames = pipe.open_stream(feats).push(np.zeros(CHUNK * SPF, np.float32))
     assert len(frames) == CHUNK and frames[0].shape == (32, 32, 3)
-    assert (
-        bench.main(["--full-size", "--device", "cpu"]) == 2
-    )  # refuses politely on CPU
+    from avatar.engines.flashtalk.modeling_dit import DiTConfig
+
+    # the official chunk: 9 latent frames of 96x56 -> 12,096 tokens, about 474 TFLOP per DiT step
+    assert 4.6e14 < bench.dit_flops_per_step(DiTConfig(), 9, 96, 56) < 4.9e14
+    # --full-size refuses politely on CPU
+    assert bench.main(["--full-size", "--device", "cpu"]) == 2
     assert "far too big for a CPU" in capsys.readouterr().err

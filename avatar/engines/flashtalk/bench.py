@@ -89,6 +89,23 @@ def random_pipeline(
     return pipe, feats
 
 
+def dit_flops_per_step(cfg, latent_frames: int, lat_h: int, lat_w: int) -> float:
+    """Matmul FLOPs of one DiT forward (multiply-add = 2), for planning; norms and RoPE are ignored."""
+    pt, ph, pw = cfg.patch_size
+    n_t = latent_frames // pt
+    L = n_t * (lat_h // ph) * (lat_w // pw)  # visual tokens
+    d, ctx = cfg.dim, cfg.clip_tokens + cfg.text_len
+    per_block = (
+        2 * L * d * d * 4  # self-attn q, k, v, o
+        + 2 * 2 * L * L * d  # self-attn scores and values
+        + 2 * L * d * d * 2 + 2 * ctx * d * d * 4 + 2 * 2 * L * ctx * d  # text/image cross-attn
+        + 2 * L * d * d * 2 + 2 * n_t * cfg.context_tokens * cfg.output_dim * 2 * d  # audio cross-attn
+        + 2 * 2 * L * cfg.context_tokens * d
+        + 2 * L * d * cfg.ffn_dim * 2  # FFN
+    )  # fmt: skip
+    return float(per_block * cfg.num_layers + 2 * L * cfg.in_dim * pt * ph * pw * d)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Time FlashTalk's streaming chunk, stage by stage."
@@ -130,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if s.torch_device().type != "cuda":
             print(
-                "--full-size builds the 14B model (about 38 GB in bf16, some 500 TFLOP per chunk): far too big for a CPU. "
+                "--full-size builds the 14B model (about 38 GB in bf16, about 1.9 PFLOP per chunk): far too big for a CPU. "
                 "Run it with --device cuda on a GPU with 80 GB, or use --tiny here.",
                 file=sys.stderr,
             )
@@ -169,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe = FlashTalkPipeline(s)
 
     stream = pipe.open_stream(feats)
+    lat = pipe.latent_frames
+    flops = dit_flops_per_step(pipe.dit.config, lat, s.height // 8, s.width // 8)
     rng = np.random.default_rng(0)
     dev = pipe.device
     if dev.type == "cuda":
@@ -209,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  chunk          {mean * 1000:9.1f} ms for {s.chunk_frames} frames = {s.chunk_frames / mean:.1f} frames/s "
         f"(real time: {s.fps} frames/s, {s.chunk_frames / s.fps * 1000:.0f} ms of audio per chunk)"
+    )
+    dit_mean = statistics.mean(per_stage.get("dit_step", [float("nan")]))
+    print(
+        f"  DiT: {flops / 1e12:.3g} TFLOP per step (matmuls, estimated), "
+        f"{flops * s.steps / 1e12:.3g} TFLOP per chunk; achieved {flops / dit_mean / 1e12:.3g} TFLOP/s"
     )
     if dev.type == "cuda":
         print(
