@@ -213,3 +213,23 @@ def test_attention_function_matches_naive():
         torch.einsum("bhqk,bkhd->bqhd", biased, v),
         atol=1e-5,
     )
+
+
+def test_dit_bf16_matches_fp32():
+    import copy
+
+    torch.manual_seed(0)
+    cfg = tiny_dit_config()
+    dit = FlashTalkDiT(cfg).eval()
+    half = copy.deepcopy(dit).to(torch.bfloat16)
+    x, y = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 20, 3, 4, 4)
+    audio = torch.randn(1, 9, 5, cfg.audio_blocks, cfg.audio_channels)
+    text, clip = (
+        [torch.randn(7, cfg.text_dim)],
+        torch.randn(1, cfg.clip_tokens, cfg.clip_dim),
+    )
+    with torch.no_grad():
+        ref = dit(x, torch.tensor([625.0]), y, audio, text=text, clip_fea=clip)
+        out = half(x, torch.tensor([625.0]), y, audio, text=text, clip_fea=clip)
+    assert out.dtype == torch.float32
+    assert (out - ref).norm() / ref.norm() < 0.05
