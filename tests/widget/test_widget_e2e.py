@@ -95,6 +95,19 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
         assert {"listening", "speaking"} <= set(states), states
         assert page.locator(".dh-state").inner_text() != ""
 
+        # Network drops: LiveKit's resume (signal reconnect), then a full reconnect (new peer
+        # connections). The page says so, comes back in the call and the avatar keeps playing.
+        for scenario in ("signal-reconnect", "full-reconnect"):
+            mark = page.evaluate(f"{W}.stateLog.length")
+            page.evaluate(f"() => {W}.room.simulateScenario('{scenario}')")
+            page.wait_for_function(
+                f"{W}.stateLog.slice({mark}).some(s => s[0] === 'reconnecting') && {W}.state === 'in-call'",
+                timeout=30_000)
+            f0 = page.evaluate(f"{W}.frames")
+            page.wait_for_function(f"{W}.frames > {f0} + 10", timeout=15_000)
+            print(f"{scenario}: back in the call, frames advancing")
+        _shot(page, "3b-after-reconnect")
+
         # End the call: the page leaves the room, and the server agrees.
         room, identity = page.evaluate(f"[{W}.grant.room, {W}.grant.identity]")
         assert identity in _room_identities(stack.url, room)
@@ -109,6 +122,7 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
     except Exception:
         _shot(page, "failure")
         print("\n".join(logs[-60:]))
+        print("states:", page.evaluate(f"JSON.stringify({W}.stateLog)"))
         raise
     finally:
         context.close()
@@ -158,3 +172,25 @@ def test_kiosk_idle_screen_and_error_messages(admin, browser, out_dir):
         _shot(page, "7-mic-refused")
     finally:
         denied.close()
+
+
+def test_kiosk_starts_on_voice_and_resets_when_quiet(admin, browser, out_dir):
+    """The fake microphone speaks near the idle kiosk: a call starts by itself, the answer comes,
+    and after a quiet while the call ends and the idle screen returns."""
+    context = browser.new_context(viewport={"width": 1080, "height": 1920}, permissions=["microphone"])
+    page = context.new_page()
+    try:
+        page.goto(f"{admin.url}/kiosk.html?avatar={admin.avatar_id}&idle=8&reset=2")
+        page.locator("button.dh-idle").wait_for(state="visible", timeout=15_000)
+        page.wait_for_function(f"{W}.state === 'in-call' && {W}.metrics.voiceStart", timeout=30_000)
+        page.wait_for_function(f"{W}.metrics.firstFrame", timeout=60_000)
+        page.wait_for_function(
+            f"{W}.captions.some(c => c.who === 'agent' && c.text.toLowerCase().includes('monday'))", timeout=60_000)
+        _shot(page, "8-kiosk-call")
+        page.wait_for_function(f"{W}.metrics.endReason === 'inactive'", timeout=60_000)
+        page.wait_for_function(f"{W}.state === 'idle'", timeout=15_000)
+        assert page.locator("button.dh-idle").is_visible()
+        assert page.evaluate(f"{W}.captions.length") == 0 and page.evaluate(f"{W}.room") is None
+        _shot(page, "9-kiosk-reset")
+    finally:
+        context.close()

@@ -85,6 +85,7 @@ export class DHWidget {
     this.state = 'idle'; // idle | connecting | in-call | reconnecting | ended | error
     this.agentState = '';
     this.seenStates = new Set(); // agent states seen during the current call
+    this.stateLog = []; // [state, ms] for the page and tests
     this.captions = []; // {id, who, text, final, t}
     this.metrics = {};
     this.frames = 0;
@@ -135,7 +136,7 @@ export class DHWidget {
     this.audioSink = el('div', { hidden: true });
     this.idleEl = this.kiosk ? this._buildIdle() : null;
     const stage = el('div', { class: 'dh-stage' }, this.portrait, this.video, this.notice, this.captionsEl,
-      this.audioSink, this.idleEl);
+      this.audioSink);
 
     this.startBtn = el('button', { class: 'dh-btn dh-primary', type: 'button', text: 'Start call',
       onclick: () => this.start() });
@@ -149,7 +150,7 @@ export class DHWidget {
     const controls = el('div', { class: 'dh-controls' }, this.startBtn, this.muteBtn, this.endBtn, micLabel);
 
     this.panel = el('div', { class: 'dh-panel', role: 'dialog', 'aria-labelledby': 'dh-title', hidden: !this.kiosk },
-      header, stage, controls);
+      header, stage, controls, this.idleEl);
     this.panel.addEventListener('keydown', (e) => {
       if (e.key === 'Escape' && !this.kiosk) this.close();
     });
@@ -206,6 +207,8 @@ export class DHWidget {
 
   _setState(state) {
     this.state = state;
+    this.stateLog.push([state, Math.round(performance.now())]);
+    if (this.stateLog.length > 100) this.stateLog.shift();
     this.host.dataset.state = state;
     const inCall = state === 'connecting' || state === 'in-call' || state === 'reconnecting';
     this.startBtn.hidden = inCall;
@@ -322,7 +325,9 @@ export class DHWidget {
     const room = new Room({ adaptiveStream: false, dynacast: false, disconnectOnPageLeave: true });
     room
       .on(RoomEvent.TrackSubscribed, (track, pub, p) => this._onTrack(track, p))
-      .on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((e) => e.remove?.()))
+      .on(RoomEvent.TrackUnsubscribed, (track) => {
+        for (const e of track.detach()) if (e !== this.video) e.remove();
+      })
       .on(RoomEvent.ParticipantConnected, (p) => this._onParticipant(p))
       .on(RoomEvent.ParticipantAttributesChanged, (_c, p) => this._onParticipant(p))
       .on(RoomEvent.ParticipantDisconnected, (p) => this._onParticipantLeft(p))
@@ -377,10 +382,17 @@ export class DHWidget {
   }
 
   _onParticipantLeft(p) {
-    if (p.identity === this.agentIdentity && !this.ending) {
+    if (p.identity !== this.agentIdentity || this.ending) return;
+    // A full reconnect drops every remote participant and adds them back: wait a moment.
+    const room = this.room;
+    const seq = this.callSeq;
+    this._timer(() => {
+      if (seq !== this.callSeq || this.ending || room !== this.room) return;
+      if (room.state !== ConnectionState.Connected) return;
+      if ([...room.remoteParticipants.values()].some((x) => this._isAgent(x))) return;
       this._notice('info', 'The assistant has left the call.');
       this.end('agent-left');
-    }
+    }, 5000);
   }
 
   _onTrack(track, p) {
