@@ -66,3 +66,16 @@ def test_reference_frame_cover_crop_and_bad_images():
         reference_frame(np.zeros((100, 100), np.uint8), 64, 64)
     with pytest.raises(PreparationError):
         reference_frame(np.zeros((8, 8, 3), np.uint8), 64, 64)
+
+
+def test_prepare_cli(tiny_ckpt, tmp_path, capsys):
+    from PIL import Image
+
+    from avatar.engines.flashtalk.preparation import main
+
+    Image.fromarray(synthetic_face(120, 90)).save(tmp_path / "face.png")
+    ckpt = tiny_ckpt["checkpoint_dir"]
+    main(["--checkpoint", ckpt, "--image", str(tmp_path / "face.png"), "--out", str(tmp_path / "a"),
+          "--width", "64", "--height", "64", "--device", "cpu"])  # fmt: skip
+    assert load_avatar(tmp_path / "a").y.shape == (20, 9, 8, 8)
+    assert "flashtalk_avatar.safetensors" in capsys.readouterr().out

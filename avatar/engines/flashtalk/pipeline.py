@@ -126,6 +126,12 @@ class FlashTalkPipeline:
             self._vae_decode = torch.compile(self.vae.decode)
         self._silence_features: torch.Tensor | None = None
         self._silence_lock = threading.Lock()
+        # every call starts on a silent buffer: encode it now, not in the first chunk of the first call
+        self.encode_audio(
+            np.zeros(
+                round(s.audio_buffer_seconds * s.fps) * s.samples_per_frame, np.float32
+            )
+        )
         logger.info(
             "flashtalk: models ready on %s/%s in %.1fs",
             self.device,
