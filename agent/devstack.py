@@ -140,14 +140,17 @@ class Stack:
         env.update(self.env)
         return env
 
-    def start_worker(self, module: str, timeout: float = 120.0) -> Proc:
-        """Start ``python -m <module> start`` and wait until it has registered with the server."""
+    def start_worker(self, module: str, timeout: float = 180.0) -> Proc:
+        """Start ``python -m <module> start``; wait until it has registered and, for the agent,
+        until its first job process has loaded the models (so the first call is not kept waiting)."""
         proc = self._spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
+        markers = ("registered worker", "process initialized") if module == "agent" else ("registered worker",)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"{module} worker exited with {proc.popen.returncode}:\n{proc.tail()}")
-            if "registered worker" in proc.log.read_text(errors="replace"):
+            log = proc.log.read_text(errors="replace")
+            if all(m in log for m in markers):
                 return proc
             time.sleep(0.25)
         raise TimeoutError(f"{module} worker did not register within {timeout:.0f} s:\n{proc.tail()}")
