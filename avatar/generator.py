@@ -57,7 +57,6 @@ class EngineVideoGenerator(VideoGenerator):
         *,
         audio_sample_rate: int,
         executor: Executor | None = None,
-        on_first_speech_frame: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._info = session.info
@@ -68,17 +67,14 @@ class EngineVideoGenerator(VideoGenerator):
         self._executor = executor
         self._pending: list[np.ndarray] = []  # int16 mono at the output rate, current segment
         self._pending_len = 0
-        self._segment_ended = False  # the end marker of the queued speech has arrived
-        self._ends_queued = 0  # end markers of segments fully queued behind the current one
         self._segments: list[tuple[list[np.ndarray], bool]] = []
-        self._wake = asyncio.Event()
         self._epoch = 0
         self._needs_engine_reset = False
         self._ignore_stale_end = False
         self._clear_sync_queue: Callable[[], Awaitable[None]] | None = None
-        self._on_first_speech_frame = on_first_speech_frame
         self._speaking = False
         self._closed = False
+        self._inflight: asyncio.Future | None = None
         self.frames_rendered = 0
         self.render_seconds = 0.0
 
@@ -106,7 +102,6 @@ class EngineVideoGenerator(VideoGenerator):
                 pcm = (_resample(_to_float(pcm), frame.sample_rate, self._out_rate) * 32767).astype(np.int16)
             self._pending.append(pcm)
             self._pending_len += len(pcm)
-        self._wake.set()
 
     def interrupt(self) -> None:
         """Drop all queued and in-flight speech; the engine returns to idle."""
@@ -116,7 +111,6 @@ class EngineVideoGenerator(VideoGenerator):
         self._needs_engine_reset = True
         self._ignore_stale_end = True
         self._speaking = False
-        self._wake.set()
         logger.info("interrupted: speech dropped, returning to idle")
 
     async def clear_buffer(self) -> None:
@@ -161,19 +155,32 @@ class EngineVideoGenerator(VideoGenerator):
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
 
+    def _start_render(self, loop: asyncio.AbstractEventLoop, silence: np.ndarray) -> tuple:
+        """Take the next chunk (speech, or silence while idle) and start rendering it in a thread."""
+        epoch = self._epoch
+        chunk, ends_segment = self._take_chunk()
+        speech = chunk is not None
+        if speech:
+            speaking = True
+            self._speaking = not ends_segment
+        else:
+            speaking = self._speaking  # mid-answer gap (TTS slower than playback): keep the talking pose
+        audio_out = chunk if speech else silence
+        fut = loop.run_in_executor(self._executor, self._render, audio_out, speaking, epoch)
+        self._inflight = fut
+        return fut, audio_out, speech, ends_segment, epoch
+
     async def _stream(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         loop = asyncio.get_running_loop()
         silence = np.zeros(self._out_spf * self._info.chunk_frames, np.int16)
+        nxt = self._start_render(loop, silence)
         while not self._closed:
-            epoch = self._epoch
-            chunk, ends_segment = self._take_chunk()
-            speech = chunk is not None
-            if speech and not self._speaking:
-                self._speaking = True
-            audio_out = chunk if speech else silence
-            frames = await loop.run_in_executor(
-                self._executor, self._render, audio_out, speech or self._speaking, epoch
-            )
+            fut, audio_out, speech, ends_segment, epoch = nxt
+            frames = await fut
+            # Render the next chunk while this one plays out, so a chunked engine (28 frames a
+            # call) does not stall the stream at every chunk boundary. One render per session
+            # at a time: the next one starts only after this one has finished.
+            nxt = self._start_render(loop, silence)
             if frames is None:
                 continue  # interrupted while rendering: those frames showed old speech
             for i, img in enumerate(frames):
@@ -181,16 +188,14 @@ class EngineVideoGenerator(VideoGenerator):
                     break
                 yield rtc.VideoFrame(img.shape[1], img.shape[0], rtc.VideoBufferType.RGB24, img.tobytes())
                 if speech:
-                    if self._on_first_speech_frame is not None:
-                        self._on_first_speech_frame()
-                        self._on_first_speech_frame = None
                     piece = audio_out[i * self._out_spf : (i + 1) * self._out_spf]
                     yield rtc.AudioFrame(piece.tobytes(), self._out_rate, 1, len(piece))
             if speech and ends_segment and epoch == self._epoch:
-                self._speaking = False
                 yield AudioSegmentEnd()
 
     async def aclose(self) -> None:
         self._closed = True
-        self._wake.set()
+        if self._inflight is not None:
+            # never close the session under a render still running in its thread
+            await asyncio.wait([self._inflight])
         self._session.close()

@@ -104,12 +104,10 @@ async def entrypoint(ctx: JobContext) -> None:
         # Lets a viewer (and the tests) find the mouth without a face detector.
         await ctx.room.local_participant.set_attributes({"dh.mouth_box": ",".join(str(int(v)) for v in mouth_box)})
 
-    first_frame_at: list[float] = []
     gen = EngineVideoGenerator(
         session,
         audio_sample_rate=settings.audio_sample_rate,
         executor=_render_executor(settings),
-        on_first_speech_frame=lambda: first_frame_at.append(time.time()),
     )
     receiver = DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity)
     runner = AvatarTrackRunner(
