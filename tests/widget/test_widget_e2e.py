@@ -182,7 +182,7 @@ def test_kiosk_starts_on_voice_and_resets_when_quiet(admin, browser, out_dir):
     try:
         page.goto(f"{admin.url}/kiosk.html?avatar={admin.avatar_id}&idle=8&reset=2")
         page.locator("button.dh-idle").wait_for(state="visible", timeout=15_000)
-        page.wait_for_function(f"{W}.state === 'in-call' && {W}.metrics.voiceStart", timeout=30_000)
+        page.wait_for_function(f"{W}.state === 'in-call' && {W}.metrics.how === 'voice'", timeout=30_000)
         page.wait_for_function(f"{W}.metrics.firstFrame", timeout=60_000)
         page.wait_for_function(
             f"{W}.captions.some(c => c.who === 'agent' && c.text.toLowerCase().includes('monday'))", timeout=60_000)

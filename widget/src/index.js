@@ -238,7 +238,7 @@ export class DHWidget {
     this.panel.hidden = false;
     this.launcher.hidden = true;
     this.metrics.click = performance.now();
-    if (startCall && this.state !== 'in-call' && this.state !== 'connecting') this.start(this.metrics.click);
+    if (startCall && this.state !== 'in-call' && this.state !== 'connecting') this.start(this.metrics.click, 'click');
     (this.state === 'idle' ? this.startBtn : this.endBtn).focus();
   }
 
@@ -251,12 +251,12 @@ export class DHWidget {
   }
 
   // ---------------------------------------------------------------- the call
-  async start(clickAt) {
+  async start(clickAt, how = 'touch') {
     if (this.state === 'connecting' || this.state === 'in-call' || this.state === 'reconnecting') return;
     const seq = ++this.callSeq;
     this._stopVoiceStart();
     this._clearTimers();
-    this.metrics = { click: clickAt ?? performance.now() };
+    this.metrics = { click: clickAt ?? performance.now(), how };
     this.frames = 0;
     this.seenStates = new Set();
     this.captions = [];
@@ -701,8 +701,7 @@ export class DHWidget {
         if (db > this.config.voiceThreshold) {
           loudSince = loudSince || now;
           if (now - loudSince > 250 && this.state === 'idle') {
-            this.metrics.voiceStart = true;
-            this.start();
+            this.start(undefined, 'voice');
           }
         } else loudSince = 0;
       }, 50);
