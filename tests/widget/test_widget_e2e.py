@@ -95,6 +95,15 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
         assert {"listening", "speaking"} <= set(states), states
         assert page.locator(".dh-state").inner_text() != ""
 
+        # Mute: the button says so (aria-pressed) and the published microphone is muted.
+        mute = page.get_by_role("button", name="Mute microphone")
+        mute.click()
+        page.wait_for_function(f"{W}.micTrack.isMuted && {W}.room.localParticipant.isMicrophoneEnabled === false")
+        assert page.get_by_role("button", name="Unmute microphone").get_attribute("aria-pressed") == "true"
+        page.get_by_role("button", name="Unmute microphone").click()
+        page.wait_for_function(f"!{W}.micTrack.isMuted")
+        assert page.locator("select").evaluate("s => s.options.length") >= 1  # microphone choice
+
         # Network drops: LiveKit's resume (signal reconnect), then a full reconnect (new peer
         # connections). The page says so, comes back in the call and the avatar keeps playing.
         for scenario in ("signal-reconnect", "full-reconnect"):
@@ -166,10 +175,15 @@ def test_kiosk_idle_screen_and_error_messages(admin, browser, out_dir):
         page.goto(f"{admin.url}/widget/demo.html?avatar={admin.avatar_id}")
         page.evaluate("() => { navigator.mediaDevices.getUserMedia = () => Promise.reject("
                       "new DOMException('Permission denied', 'NotAllowedError')); }")
-        page.locator("button.dh-launcher").click()
+        launcher = page.locator("button.dh-launcher")
+        launcher.focus()  # keyboard only: Enter opens and starts, Escape closes
+        page.keyboard.press("Enter")
         page.wait_for_function(f"{W}.state === 'error'", timeout=15_000)
         assert "Microphone access was refused" in page.locator(".dh-notice").inner_text()
         _shot(page, "7-mic-refused")
+        page.keyboard.press("Escape")
+        launcher.wait_for(state="visible", timeout=5_000)
+        assert page.evaluate("document.activeElement.matches('[data-dh-widget]')")
     finally:
         denied.close()
 

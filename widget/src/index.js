@@ -152,7 +152,12 @@ export class DHWidget {
     this.panel = el('div', { class: 'dh-panel', role: 'dialog', 'aria-labelledby': 'dh-title', hidden: !this.kiosk },
       header, stage, controls, this.idleEl);
     this.panel.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && !this.kiosk) this.close();
+      if (e.key === 'Escape' && !this.kiosk) { e.stopPropagation(); this.close(); }
+    });
+    // Escape also works when focus fell back to the page (a button it was on got disabled).
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && !this.kiosk && !this.panel.hidden && (document.activeElement === document.body
+        || document.activeElement === this.host)) this.close();
     });
     this.panel.addEventListener('pointerdown', () => this._activity());
     wrap.append(this.kiosk ? null : this.launcher, this.panel);
@@ -203,6 +208,8 @@ export class DHWidget {
     if (action) this.notice.append(el('button', { class: 'dh-btn dh-primary', type: 'button', text: action.label,
       onclick: action.run }));
     this.notice.hidden = false;
+    const actionBtn = this.notice.querySelector('button');
+    if (actionBtn && kind === 'error' && !this.panel.hidden) actionBtn.focus();
   }
 
   _setState(state) {
