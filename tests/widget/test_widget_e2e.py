@@ -115,6 +115,13 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
             f0 = page.evaluate(f"{W}.frames")
             page.wait_for_function(f"{W}.frames > {f0} + 10", timeout=15_000)
             print(f"{scenario}: back in the call, frames advancing")
+        # The server drops the caller outright (LiveKit's own reconnection cannot help): the
+        # widget joins the same room again with its token and the agent carries on.
+        mark = page.evaluate(f"{W}.stateLog.length")
+        page.evaluate(f"() => {W}.room.simulateScenario('server-leave')")
+        page.wait_for_function(f"{W}.metrics.reconnects >= 1 && {W}.state === 'in-call'", timeout=45_000)
+        page.wait_for_function(f"{W}.agentIdentity && {W}.frames > {W}.metrics.framesAtRejoin + 10", timeout=30_000)
+        print("server-leave: joined again, frames advancing;", page.evaluate(f"JSON.stringify({W}.stateLog.slice({mark}))"))
         _shot(page, "3b-after-reconnect")
 
         # End the call: the page leaves the room, and the server agrees.

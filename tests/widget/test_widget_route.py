@@ -98,3 +98,24 @@ def test_static_widget_and_kiosk_are_served(client):
     assert kiosk.status_code == 200 and 'data-mode="kiosk"' in kiosk.text
     assert client.get("/widget/portrait.jpg").headers["content-type"] == "image/jpeg"
     assert client.get("/healthz").status_code == 200  # the API still wins over static files
+
+
+def test_portrait_of_an_enabled_avatar_is_public(client, avatar_id, tmp_path):
+    from PIL import Image
+
+    from admin.core.db import session_scope
+    from admin.models import Avatar
+
+    png = tmp_path / "face.png"
+    Image.new("RGB", (300, 300), (200, 160, 140)).save(png)
+    with session_scope() as db:
+        db.get(Avatar, avatar_id).portrait_path = str(png)
+    try:
+        info = client.get(f"{API}/avatars/{avatar_id}").json()
+        assert info["portrait_url"].endswith(f"{API}/avatars/{avatar_id}/portrait")
+        r = client.get(info["portrait_url"])
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content == png.read_bytes()
+        assert client.get(f"{API}/avatars/other/portrait").status_code == 404
+    finally:
+        with session_scope() as db:
+            db.get(Avatar, avatar_id).portrait_path = None

@@ -551,6 +551,7 @@ export class DHWidget {
         this._notice('');
         this._waitForAgent(seq);
         this.metrics.reconnects = (this.metrics.reconnects || 0) + 1;
+        this.metrics.framesAtRejoin = this.frames;
         return;
       } catch (err) {
         console.warn('[dh-widget] rejoin failed', err);
