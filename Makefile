@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup venv system models livekit face llm services demo test test-fast clean
+.PHONY: help setup venv system models livekit face llm browser widget services demo test test-fast clean
 
 help:
 	@echo "make demo   - set everything up, then run a scripted call (out/demo.mp4, out/transcript.json)"
@@ -28,6 +28,13 @@ face:
 llm: venv
 	@bash scripts/setup_llm.sh
 
+browser: venv
+	@bash scripts/setup_browser.sh
+
+# Only needed after changing widget/src: the built bundle is committed.
+widget:
+	@bash scripts/setup_widget.sh
+
 services:
 	@bash scripts/services.sh install
 	@bash scripts/services.sh start
@@ -37,7 +44,7 @@ setup: system venv models livekit face
 demo: setup
 	@$(PY) -m agent.demo --out out
 
-test: setup llm services
+test: setup llm browser services
 	@set -a; eval "$$(bash scripts/services.sh env)"; set +a; \
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
