@@ -205,13 +205,16 @@ def test_kiosk_starts_on_voice_and_resets_when_quiet(admin, browser, out_dir):
         page.locator("button.dh-idle").wait_for(state="visible", timeout=15_000)
         page.wait_for_function(f"{W}.state === 'in-call' && {W}.metrics.how === 'voice'", timeout=30_000)
         page.wait_for_function(f"{W}.metrics.firstFrame", timeout=60_000)
-        page.wait_for_function(
-            f"{W}.captions.some(c => c.who === 'agent' && c.text.toLowerCase().includes('monday'))", timeout=60_000)
+        # The agent greets (the question that woke the kiosk may be cut: the call's microphone
+        # opens while it plays; test 1 checks the answer).
+        page.wait_for_function(f"{W}.captions.some(c => c.who === 'agent' && c.text.length > 10)", timeout=60_000)
         _shot(page, "8-kiosk-call")
         page.wait_for_function(f"{W}.metrics.endReason === 'inactive'", timeout=60_000)
-        page.wait_for_function(f"{W}.state === 'idle'", timeout=15_000)
-        assert page.locator("button.dh-idle").is_visible()
-        assert page.evaluate(f"{W}.captions.length") == 0 and page.evaluate(f"{W}.room") is None
+        # Back to the idle screen, nothing of the call left (checked at one instant: the looping
+        # fake microphone may wake the kiosk again a few seconds later).
+        page.wait_for_function(
+            f"{W}.state === 'idle' && !{W}.idleEl.hidden && {W}.captions.length === 0 && {W}.room === null",
+            timeout=15_000)
         _shot(page, "9-kiosk-reset")
     finally:
         context.close()

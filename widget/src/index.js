@@ -104,7 +104,14 @@ export class DHWidget {
     this.host = host;
     const root = host.attachShadow({ mode: 'open' });
     this.root = root;
-    root.append(el('style', { text: css }));
+    // A constructed style sheet is not inline CSS, so pages with a strict CSP accept it.
+    try {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      root.adoptedStyleSheets = [sheet];
+    } catch {
+      root.append(el('style', { text: css }));
+    }
     const wrap = el('div', { class: `dh ${this.kiosk ? 'dh-kiosk' : 'dh-embed'}` });
     root.append(wrap);
 
@@ -279,8 +286,9 @@ export class DHWidget {
       const grant = await this._fetchToken();
       this.metrics.token = performance.now();
       this.grant = grant;
-      if (seq !== this.callSeq) return this._dropMic();
+      if (seq !== this.callSeq) { await this._dropMic(); return undefined; }
       await this._connect(grant);
+      if (seq !== this.callSeq) { await this._teardown(); return undefined; }
       this.metrics.connected = performance.now();
       this._setState('in-call');
       this._activity();
@@ -397,7 +405,6 @@ export class DHWidget {
       if (seq !== this.callSeq || this.ending || room !== this.room) return;
       if (room.state !== ConnectionState.Connected) return;
       if ([...room.remoteParticipants.values()].some((x) => this._isAgent(x))) return;
-      this._notice('info', 'The assistant has left the call.');
       this.end('agent-left');
     }, 5000);
   }
@@ -501,8 +508,9 @@ export class DHWidget {
     this._timer(() => {
       if (seq !== this.callSeq || this.state !== 'in-call') return;
       if (!this.agentIdentity) {
-        this._fail('The assistant is not answering right now. Please try again in a few minutes.', true);
-        this._teardown();
+        this.callSeq += 1;
+        this._teardown().then(() => this._fail(
+          'The assistant is not answering right now. Please try again in a few minutes.', true));
       }
     }, this.config.agentTimeout * 1000);
   }
@@ -608,7 +616,11 @@ export class DHWidget {
     this.callSeq += 1;
     this.metrics.endReason = reason;
     await this._teardown();
-    this._ended(reason === 'inactive' ? 'The call ended after a quiet while.' : 'The call has ended. Thank you!');
+    const messages = {
+      inactive: 'The call ended after a quiet while.',
+      'agent-left': 'The assistant has ended the call. Thank you!',
+    };
+    this._ended(messages[reason] || 'The call has ended. Thank you!');
   }
 
   _ended(message) {
