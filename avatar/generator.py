@@ -69,7 +69,7 @@ class EngineVideoGenerator(VideoGenerator):
         self._pending_len = 0
         self._segments: list[tuple[list[np.ndarray], bool]] = []
         self._epoch = 0
-        self._needs_engine_reset = False
+        self._engine_epoch = 0  # the epoch the engine's state belongs to
         self._ignore_stale_end = False
         self._clear_sync_queue: Callable[[], Awaitable[None]] | None = None
         self._speaking = False
@@ -108,7 +108,6 @@ class EngineVideoGenerator(VideoGenerator):
         self._epoch += 1
         self._pending, self._pending_len = [], 0
         self._segments.clear()
-        self._needs_engine_reset = True
         self._ignore_stale_end = True
         self._speaking = False
         logger.info("interrupted: speech dropped, returning to idle")
@@ -142,8 +141,12 @@ class EngineVideoGenerator(VideoGenerator):
 
     def _render(self, audio_out: np.ndarray, speaking: bool, epoch: int) -> list[np.ndarray] | None:
         # runs in the executor thread
-        if self._needs_engine_reset:
-            self._needs_engine_reset = False
+        if epoch != self._epoch:
+            return None  # started before an interruption: its audio is stale, do not feed the engine
+        if self._engine_epoch != epoch:
+            # the first render started after an interruption resets the engine, whichever
+            # render happened to be running when the interruption came
+            self._engine_epoch = epoch
             self._session.interrupt()
         audio = _resample(_to_float(audio_out), self._out_rate, self._info.sample_rate)
         t0 = time.perf_counter()
