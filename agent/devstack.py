@@ -86,7 +86,8 @@ class Stack:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.http_port}"
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
+        """Start a child process of the stack (stopped with it); its output goes to ``<log_dir>/<name>.log``."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         f = open(log, "w")  # noqa: SIM115 - owned by the child for its lifetime
@@ -98,7 +99,7 @@ class Stack:
     def start_server(self, timeout: float = 20.0) -> None:
         tcp, udp = free_port(), free_port()
         body = f"port: {self.http_port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\nlogging:\n  level: info\n"
-        proc = self._spawn(
+        proc = self.spawn(
             "livekit-server",
             [str(livekit_binary()), "--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1", "--config-body", body],
             os.environ.copy(),
@@ -124,7 +125,7 @@ class Stack:
         values = dict(
             line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if line.startswith("export ")
         )
-        proc = self._spawn("admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1",
+        proc = self.spawn("admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1",
                                      "--port", str(port)], env)
         proc.wait_http(f"{url}/healthz", timeout)
         self.env.update({k: v for k, v in values.items() if k in ("DH_ADMIN_URL", "DH_ADMIN_API_KEY")})
@@ -143,7 +144,7 @@ class Stack:
     def start_worker(self, module: str, timeout: float = 180.0) -> Proc:
         """Start ``python -m <module> start``; wait until it has registered and, for the agent,
         until its first job process has loaded the models (so the first call is not kept waiting)."""
-        proc = self._spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
+        proc = self.spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
         markers = ("registered worker", "process initialized") if module == "agent" else ("registered worker",)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

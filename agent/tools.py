@@ -12,7 +12,7 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from livekit.agents.llm import ToolResult, function_tool
 from livekit.agents.voice import RunContext
 
 from dialogue import DialogueSettings, GroundedPolicy, Persona, ToolRegistry, TurnRecord, load_persona, load_policy
-from dialogue.guardrails import redact, redact_obj
+from dialogue.guardrails import redact
 from dialogue.tools import CREATE_TICKET, END_CALL, TRANSFER_TO_HUMAN, DeploymentTool
 
 from .policy_llm import PolicyLLM

@@ -45,3 +45,18 @@ def say(agent_settings):
         return cache[text]
 
     return _say
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """livekit-server + avatar worker + agent worker on loopback, for one test module."""
+    from agent.devstack import Stack, free_port
+
+    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port())
+    try:
+        s.start_all()
+    except Exception:
+        s.stop()
+        raise
+    yield s
+    s.stop()

@@ -14,23 +14,10 @@ import uuid
 import numpy as np
 import pytest
 
-from agent.caller import RATE, ScriptedCaller
-from agent.devstack import Stack, free_port
+from agent.caller import ScriptedCaller
 from agent.token import caller_token
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port())
-    try:
-        s.start_all()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    s.stop()
 
 
 def transcribe(whisper, pcm: np.ndarray) -> str:

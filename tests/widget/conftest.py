@@ -6,15 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent.devstack import REPO, Stack, free_port
+from agent.devstack import REPO, Proc, Stack, free_port
 
 CHROMIUM = os.environ.get("DH_CHROMIUM", "/usr/bin/chromium")
 OUT = REPO / "out" / "widget"
@@ -42,20 +40,10 @@ def out_dir() -> Path:
     return OUT
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port())
-    try:
-        s.start_all()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    s.stop()
-
-
 class AdminServer:
-    def __init__(self, data_dir: Path, livekit_url: str) -> None:
+    def __init__(self, data_dir: Path, stack: Stack) -> None:
+        self.stack = stack
+        livekit_url = stack.url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -68,8 +56,7 @@ class AdminServer:
             "ADMIN_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
             "ADMIN_WIDGET_RATE_LIMIT": "30/60",
         }
-        self.log = data_dir / "admin.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: Proc | None = None
 
     def bootstrap(self) -> str:
         out = subprocess.run([sys.executable, "-m", "admin", "bootstrap", "--avatar-name", "Ava"], env=self.env,
@@ -79,35 +66,19 @@ class AdminServer:
 
     def start(self, widget_avatars: str) -> None:
         self.env["ADMIN_WIDGET_AVATARS"] = widget_avatars
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, cwd=REPO, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
-            start_new_session=True,
+        self.proc = self.stack.spawn(
+            "admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1", "--port", str(self.port)], self.env
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"admin exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise TimeoutError(f"admin did not answer:\n{self.log.read_text()[-3000:]}")
+        self.proc.wait_http(f"{self.url}/healthz", 60)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            self.proc.stop()
 
 
 @pytest.fixture(scope="module")
 def admin(stack, tmp_path_factory):
-    server = AdminServer(tmp_path_factory.mktemp("admin"), stack.url)
+    server = AdminServer(tmp_path_factory.mktemp("admin"), stack)
     avatar_id = server.bootstrap()
     server.start(widget_avatars=avatar_id)
     server.avatar_id = avatar_id
