@@ -22,6 +22,39 @@ from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
 logger = logging.getLogger("agent.avatar")
 
 
+class WatchedAvatarOutput(DataStreamAudioOutput):
+    """The data-stream avatar output with a watchdog on the avatar's answer.
+
+    A crashed avatar can stay "in the room" for tens of seconds until the server times it
+    out, while the agent's speech goes nowhere. Every segment must be answered by
+    ``lk.playback_started`` within ``stall_timeout``; otherwise ``on_stall`` is called.
+    """
+
+    def __init__(self, *args: Any, stall_timeout: float, on_stall: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stall_timeout = stall_timeout
+        self._on_stall = on_stall
+        self._started = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        new_segment = self._stream_writer is None
+        await super().capture_frame(frame)
+        if new_segment and (self._watch is None or self._watch.done()):
+            self._started.clear()
+            self._watch = asyncio.create_task(self._watchdog())
+
+    def on_playback_started(self, *, created_at: float) -> None:
+        self._started.set()
+        super().on_playback_started(created_at=created_at)
+
+    async def _watchdog(self) -> None:
+        try:
+            await asyncio.wait_for(self._started.wait(), self._stall_timeout)
+        except asyncio.TimeoutError:
+            self._on_stall(f"no playback from the avatar within {self._stall_timeout:.1f} s")
+
+
 def audio_tail(session: AgentSession) -> AudioOutput | None:
     """The sink at the bottom of the session's audio chain (below the transcript synchroniser)."""
     cur = session.output.audio
@@ -42,11 +75,15 @@ class AvatarLink:
         avatar_agent_name: str,
         join_timeout: float,
         sample_rate: int,
+        stall_timeout: float = 5.0,
+        last_answer: Any = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._ctx = ctx
         self._agent_name = avatar_agent_name
         self._timeout = join_timeout
+        self._stall_timeout = stall_timeout
+        self._last_answer = last_answer  # () -> str | None: the answer to say again after a failure
         self._sample_rate = sample_rate
         self._metadata = metadata or {}
         self.identity = f"avatar-{ctx.room.local_participant.identity}"
@@ -79,12 +116,14 @@ class AvatarLink:
         logger.info("avatar joined in %.2f s", self.joined_after)
 
         self._room_tail = audio_tail(session)
-        self._avatar_out = DataStreamAudioOutput(
+        self._avatar_out = WatchedAvatarOutput(
             room,
             destination_identity=self.identity,
             sample_rate=self._sample_rate,
             wait_remote_track=rtc.TrackKind.KIND_VIDEO,
             wait_playback_start=True,
+            stall_timeout=self._stall_timeout,
+            on_stall=self._fall_back,
         )
         session.output.replace_audio_tail(self._avatar_out)
         room.on("participant_disconnected", self._on_participant_disconnected)
@@ -96,9 +135,20 @@ class AvatarLink:
         await utils.wait_for_track_publication(room=room, identity=self.identity, kind=rtc.TrackKind.KIND_VIDEO)
 
     def _on_participant_disconnected(self, p: rtc.RemoteParticipant) -> None:
-        if p.identity != self.identity or self._session is None or self._room_tail is None:
+        if p.identity == self.identity:
+            self._fall_back("the avatar left the call")
+
+    def _fall_back(self, why: str) -> None:
+        """Speak on the agent's own track from now on; an answer the avatar swallowed is said again."""
+        if self._session is None or self._room_tail is None:
             return
-        logger.error("avatar %s left the call: switching to audio only", self.identity)
-        self._session.interrupt()
-        self._session.output.replace_audio_tail(self._room_tail)
+        session, tail = self._session, self._room_tail
+        self._room_tail = None  # once
+        logger.error("avatar %s failed (%s): switching to audio only", self.identity, why)
         self._ctx.room.off("participant_disconnected", self._on_participant_disconnected)
+        lost_answer = session.agent_state == "speaking" or session.current_speech is not None
+        session.interrupt(force=True)
+        session.output.replace_audio_tail(tail)
+        text = self._last_answer() if (lost_answer and self._last_answer) else None
+        if text:
+            session.say(text)

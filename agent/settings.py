@@ -19,6 +19,7 @@ class AgentSettings(BaseSettings):
     avatar_agent_name: str = "dh-avatar"  # explicit dispatch name of the avatar worker
     avatar_enabled: bool = True
     avatar_join_timeout: float = 8.0  # seconds; after that the call goes on with audio only
+    avatar_stall_timeout: float = 5.0  # seconds without playback from the avatar before audio-only
     avatar_sample_rate: int = 16000
     models_dir: Path = Field(default=DEFAULT_MODELS, validation_alias="DH_MODELS_DIR")
     whisper_model: str = "whisper-base"  # folder under models_dir, or an absolute path

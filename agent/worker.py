@@ -184,6 +184,8 @@ async def entrypoint(ctx: JobContext) -> None:
             avatar_agent_name=settings.avatar_agent_name,
             join_timeout=settings.avatar_join_timeout,
             sample_rate=settings.avatar_sample_rate,
+            stall_timeout=settings.avatar_stall_timeout,
+            last_answer=lambda: setup.policy.turns[-1].reply if setup.policy.turns else None,
             metadata={k: v for k, v in meta.items() if k in ("avatar_dir", "engine", "avatar_id")},
         )
         await link.start(session)
