@@ -70,4 +70,4 @@ async def test_when_the_avatar_dies_mid_call_the_agent_goes_on_speaking(tmp_path
     assert "switching to audio only" in (tmp_path / "agent.log").read_text()
     # the answer the dead avatar swallowed is said again, on the agent's own track
     heard = transcribe(whisper, np.concatenate([c for (t, _), c in zip(rms, caller._tracks[agent_id][1]) if t >= answer]))
-    assert "harbor" in heard, heard
+    assert "harbo" in heard and "station" in heard, heard  # Whisper writes harbor or harbour
