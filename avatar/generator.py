@@ -67,7 +67,7 @@ class EngineVideoGenerator(VideoGenerator):
         self._executor = executor
         self._pending: list[np.ndarray] = []  # int16 mono at the output rate, current segment
         self._pending_len = 0
-        self._segments: list[tuple[list[np.ndarray], bool]] = []
+        self._segments: list[np.ndarray] = []  # whole segments whose end marker has arrived
         self._epoch = 0
         self._engine_epoch = 0  # the epoch the engine's state belongs to
         self._ignore_stale_end = False
@@ -91,7 +91,7 @@ class EngineVideoGenerator(VideoGenerator):
                 # the end marker of the stream that was just cleared: nothing to end
                 self._ignore_stale_end = False
                 return
-            self._segments.append((self._pending, True))
+            self._segments.append(np.concatenate(self._pending) if self._pending else np.zeros(0, np.int16))
             self._pending, self._pending_len = [], 0
         else:
             self._ignore_stale_end = False
@@ -123,15 +123,13 @@ class EngineVideoGenerator(VideoGenerator):
         """Next speech chunk (int16 at the output rate) and whether it ends its segment."""
         need = self._out_spf * self._info.chunk_frames
         if self._segments:
-            parts, _ = self._segments[0]
-            total = sum(len(p) for p in parts)
-            data = np.concatenate(parts) if parts else np.zeros(0, np.int16)
-            if total > need:
-                self._segments[0] = ([data[need:]], True)
+            data = self._segments[0]
+            if len(data) > need:
+                self._segments[0] = data[need:]
                 return data[:need], False
             self._segments.pop(0)
             # tail shorter than a chunk: pad with silence instead of dropping it
-            return np.pad(data, (0, need - total)), True
+            return np.pad(data, (0, need - len(data))), True
         if self._pending_len >= need:
             data = np.concatenate(self._pending)
             self._pending = [data[need:]]
