@@ -30,7 +30,6 @@ from .tts import PiperTTS
 
 logger = logging.getLogger("agent.worker")
 
-_active_calls = 0
 
 
 def load_models(settings: AgentSettings) -> dict[str, Any]:
@@ -113,11 +112,9 @@ class CallLog:
 
 async def entrypoint(ctx: JobContext) -> None:
     """One call."""
-    global _active_calls
     settings = AgentSettings()
     meta = json.loads(ctx.job.metadata or "{}") if ctx.job.metadata else {}
     await ctx.connect()
-    _active_calls += 1
     t_start = time.perf_counter()
     loop = asyncio.get_running_loop()
 
@@ -155,8 +152,6 @@ async def entrypoint(ctx: JobContext) -> None:
     call_log = CallLog(session, ctx.room.name, recorder, session_id)
 
     async def _on_shutdown(reason: str = "") -> None:
-        global _active_calls
-        _active_calls -= 1
         logger.info("call in %s ended after %.1f s (%s)", ctx.room.name, time.perf_counter() - t_start, reason)
         if recorder is not None and session_id is not None:
             st = setup.state
@@ -197,7 +192,8 @@ def build_server(settings: AgentSettings | None = None) -> AgentServer:
     """The call agent's AgentServer: one process per call, capacity-based load."""
     s = settings or AgentSettings()
     server = AgentServer(
-        load_fnc=lambda: min(1.0, _active_calls / max(1, s.max_calls)),
+        # jobs run in their own processes: count them where the load is reported, in the server
+        load_fnc=lambda srv: min(1.0, len(srv.active_jobs) / max(1, s.max_calls)),
         load_threshold=0.99,
         num_idle_processes=1,
         initialize_process_timeout=60.0,

@@ -33,7 +33,6 @@ logger = logging.getLogger("avatar.worker")
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
-_active_calls = 0
 
 
 def get_engine(settings: AvatarSettings, name: str | None = None) -> Engine:
@@ -86,7 +85,6 @@ async def on_request(req: JobRequest) -> None:
 
 async def entrypoint(ctx: JobContext) -> None:
     """Render one call's avatar until the room ends or the agent leaves."""
-    global _active_calls
     settings = AvatarSettings()
     meta = parse_metadata(ctx.job.metadata)
     agent_identity = meta["agent_identity"]
@@ -133,12 +131,9 @@ async def entrypoint(ctx: JobContext) -> None:
             done.set()
 
     ctx.room.on("participant_disconnected", _on_disconnect)
-    _active_calls += 1
     started = time.perf_counter()
 
     async def _cleanup() -> None:
-        global _active_calls
-        _active_calls -= 1
         await runner.aclose()
         await gen.aclose()
         wall = time.perf_counter() - started
@@ -195,16 +190,12 @@ class AvatarTrackRunner(AvatarRunner):
             self._video_publication = await lp.publish_track(video, opts)
 
 
-def _load(settings: AvatarSettings) -> float:
-    return min(1.0, _active_calls / max(1, settings.max_calls))
-
-
 def build_server(settings: AvatarSettings | None = None) -> AgentServer:
     """The avatar worker's AgentServer (threads: one shared engine per process)."""
     s = settings or AvatarSettings()
     server = AgentServer(
         job_executor_type=JobExecutorType.THREAD,
-        load_fnc=lambda: _load(s),
+        load_fnc=lambda srv: min(1.0, len(srv.active_jobs) / max(1, s.max_calls)),
         load_threshold=0.99,
         num_idle_processes=0,
         port=s.http_port,
