@@ -106,25 +106,42 @@ class Stack:
         )
         proc.wait_http(f"http://127.0.0.1:{self.http_port}/", timeout)
 
-    def start_admin(self, data_dir: Path, timeout: float = 60.0) -> dict[str, str]:
+    def start_admin(
+        self,
+        data_dir: Path,
+        *,
+        avatar_name: str = "Ava",
+        enable_widget: bool = False,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> dict[str, str]:
         """Start the admin API (embedded SQLite under ``data_dir``) and bootstrap a demo tenant.
 
         Returns the bootstrap values (DH_ADMIN_URL, DH_ADMIN_API_KEY, DH_ADMIN_VIEWER_KEY,
         DH_AVATAR_ID, ...); the agent workers started afterwards record their calls there.
+        ``enable_widget`` lets the public widget routes serve the bootstrapped avatar.
         """
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = os.environ.copy()
-        env.update(ADMIN_DATA_DIR=str(data_dir), ADMIN_PUBLIC_URL=url, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        env.update(
+            ADMIN_DATA_DIR=str(data_dir), ADMIN_PUBLIC_URL=url, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
+            # embedded: SQLite under data_dir, tasks run in the API process, tokens for this stack's server
+            ADMIN_DATABASE_URL="", ADMIN_BROKER_URL="", ADMIN_CELERY_EAGER="true",
+            ADMIN_LIVEKIT_URL=self.url, ADMIN_LIVEKIT_API_KEY="devkey", ADMIN_LIVEKIT_API_SECRET="secret",
+        )
+        env.update(extra_env or {})
         out = subprocess.run(
-            [sys.executable, "-m", "admin", "bootstrap", "--admin-url", url], env=env, cwd=REPO,
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "admin", "bootstrap", "--admin-url", url, "--avatar-name", avatar_name],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
         )
         if out.returncode != 0:
             raise RuntimeError(f"admin bootstrap failed:\n{out.stderr[-2000:]}")
         values = dict(
             line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if line.startswith("export ")
         )
+        if enable_widget:
+            env["ADMIN_WIDGET_AVATARS"] = values["DH_AVATAR_ID"]
         proc = self.spawn("admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1",
                                      "--port", str(port)], env)
         proc.wait_http(f"{url}/healthz", timeout)

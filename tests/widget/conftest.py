@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import wave
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from agent.devstack import REPO, Proc, Stack, free_port
+from agent.devstack import REPO
 
 CHROMIUM = os.environ.get("DH_CHROMIUM", "/usr/bin/chromium")
 OUT = REPO / "out" / "widget"
@@ -40,50 +39,13 @@ def out_dir() -> Path:
     return OUT
 
 
-class AdminServer:
-    def __init__(self, data_dir: Path, stack: Stack) -> None:
-        self.stack = stack
-        livekit_url = stack.url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "ADMIN_DATA_DIR": str(data_dir),
-            "ADMIN_DATABASE_URL": "", "ADMIN_BROKER_URL": "",
-            "ADMIN_CELERY_EAGER": "true",
-            "ADMIN_LIVEKIT_URL": livekit_url,
-            "ADMIN_LIVEKIT_API_KEY": "devkey", "ADMIN_LIVEKIT_API_SECRET": "secret",
-            "ADMIN_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
-            "ADMIN_WIDGET_RATE_LIMIT": "30/60",
-        }
-        self.proc: Proc | None = None
-
-    def bootstrap(self) -> str:
-        out = subprocess.run([sys.executable, "-m", "admin", "bootstrap", "--avatar-name", "Ava"], env=self.env,
-                             cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
-        exports = dict(part.split("=", 1) for part in out.replace("export ", " ").split() if "=" in part)
-        return exports["DH_AVATAR_ID"].strip("'\"")
-
-    def start(self, widget_avatars: str) -> None:
-        self.env["ADMIN_WIDGET_AVATARS"] = widget_avatars
-        self.proc = self.stack.spawn(
-            "admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1", "--port", str(self.port)], self.env
-        )
-        self.proc.wait_http(f"{self.url}/healthz", 60)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-
 @pytest.fixture(scope="module")
 def admin(stack, tmp_path_factory):
-    server = AdminServer(tmp_path_factory.mktemp("admin"), stack)
-    avatar_id = server.bootstrap()
-    server.start(widget_avatars=avatar_id)
-    server.avatar_id = avatar_id
-    yield server
-    server.stop()
+    """The admin backend of this stack, with the public widget routes on for its avatar."""
+    values = stack.start_admin(
+        tmp_path_factory.mktemp("admin"), enable_widget=True, extra_env={"ADMIN_WIDGET_RATE_LIMIT": "30/60"}
+    )
+    return SimpleNamespace(url=values["DH_ADMIN_URL"], avatar_id=values["DH_AVATAR_ID"])
 
 
 @pytest.fixture(scope="session")
