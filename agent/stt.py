@@ -185,7 +185,8 @@ class WhisperSTT(stt.STT):
         loop = asyncio.get_running_loop()
         res = await loop.run_in_executor(self.engine.pool, self.engine.transcribe, audio, lang, self._languages)
         logger.info("transcribed %.2f s of audio in %.2f s [%s]%s: %r", len(audio) / SAMPLE_RATE, res.seconds,
-                    res.language, " (loop cut)" if res.truncated else "", res.text)
+                    res.language, " (loop cut)" if res.truncated else "", res.text,
+                    extra={"asr_seconds": round(res.seconds, 3), "audio_seconds": round(len(audio) / SAMPLE_RATE, 2)})
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             alternatives=[stt.SpeechData(language=res.language, text=res.text)],
