@@ -46,9 +46,9 @@ BACKGROUND_HEADER = "x-console-background"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def idle_minutes() -> int:
-    """Minutes of inactivity after which a console session ends."""
-    return max(1, int(os.environ.get("ADMIN_CONSOLE_IDLE_MINUTES", "30") or 30))
+def idle_minutes() -> float:
+    """Minutes of inactivity after which a console session ends (fractions allowed, at least 3 s)."""
+    return max(0.05, float(os.environ.get("ADMIN_CONSOLE_IDLE_MINUTES", "30") or 30))
 
 
 def csrf_for(token: str) -> str:
@@ -109,7 +109,7 @@ def _slide(db: Session, token: str) -> None:
         return
     cap = row.created_at + timedelta(minutes=get_settings().token_ttl_minutes)
     new_expiry = min(now + timedelta(minutes=idle_minutes()), cap)
-    if (new_expiry - row.expires_at).total_seconds() >= 30:  # at most one write every 30 s
+    if (new_expiry - row.expires_at).total_seconds() >= min(30.0, idle_minutes() * 6):  # not a write per request
         row.expires_at = new_expiry
         db.commit()
 

@@ -49,7 +49,7 @@ def console_login(
     csrf, _ = browser_session.start(request, response, db, issued.access_token)
     user = db.scalar(select(User).where(func.lower(User.email) == username.strip().lower()))
     return ConsoleSession(user=UserOut.model_validate(user), is_superuser=user.is_superuser, csrf_token=csrf,
-                          idle_timeout_seconds=browser_session.idle_minutes() * 60)
+                          idle_timeout_seconds=round(browser_session.idle_minutes() * 60))
 
 
 @router.get("/console/session", response_model=ConsoleSession)
@@ -61,7 +61,7 @@ def console_session(request: Request, db: SessionDep, principal: Readers) -> Con
     token = request.cookies.get(browser_session.SESSION_COOKIE) or ""
     return ConsoleSession(user=UserOut.model_validate(user), is_superuser=user.is_superuser,
                           csrf_token=browser_session.csrf_for(token) if token else "",
-                          idle_timeout_seconds=browser_session.idle_minutes() * 60)
+                          idle_timeout_seconds=round(browser_session.idle_minutes() * 60))
 
 
 @router.post("/console/logout", status_code=204)
