@@ -33,9 +33,13 @@ def _png(w=512, h=512, color=(200, 160, 140)) -> bytes:
 @pytest.fixture(scope="module")
 def seeded(server, tenant):
     """Three calls recorded through the agent's event route (as the agent's recorder does)."""
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    d2, d1 = (today - timedelta(days=2)).isoformat(), (today - timedelta(days=1)).isoformat()
     sids = []
     events = []
-    for n, (day, outcome) in enumerate((("2026-01-05", "completed"), ("2026-01-06", "completed"), ("2026-01-06", "escalated"))):
+    for n, (day, outcome) in enumerate(((d2, "completed"), (d1, "completed"), (d1, "escalated"))):
         sid = str(uuid.uuid4())
         sids.append(sid)
         events.append({"event_id": str(uuid.uuid4()), "type": "session_start", "payload": {
@@ -313,6 +317,8 @@ def test_insights_charts_render_with_data(console, tenant, seeded):
         page.locator(f"#{cid}").wait_for()
     assert page.get_by_test_id("kpi-sessions").inner_text() == "3"
     assert int(page.locator("#chart-latency").get_attribute("data-points")) == 5  # four stages and e2e
+    assert int(page.locator("#chart-calls").get_attribute("data-points")) == 3  # the three calls of the last days
+    assert int(page.locator("#chart-trend").get_attribute("data-points")) == 5
     page.wait_for_function("""() => ['chart-latency', 'chart-calls', 'chart-trend'].every(id => {
         const c = document.getElementById(id); return c.width > 0 && c.height > 0; })""")
     painted = page.evaluate("""() => ['chart-latency', 'chart-calls', 'chart-trend'].map(id => {
@@ -322,6 +328,11 @@ def test_insights_charts_render_with_data(console, tenant, seeded):
         return [any, blue]; })""")
     assert all(any_ > 2000 for any_, _ in painted), painted
     assert painted[0][1] > 500, painted  # the p50/p95 bars themselves (blue), not only axes and labels
+    greens = page.evaluate("""() => { const c = document.getElementById('chart-calls');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 1] > 140 && d[i] < 60 && d[i + 2] < 100 && d[i + 3] > 200) n++;
+        return n; }""")
+    assert greens > 800, greens  # the calls-per-day bars, beyond the legend's swatch
     console.shot("10-insights")
 
 
