@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from admin.models import Role
+from admin.persona_settings import PersonaSettings, SettingsField
 
 
 class Out(BaseModel):
@@ -116,7 +117,7 @@ class PersonaIn(BaseModel):
     greeting: str | None = None
     disclosure: str | None = None
     knowledge_base_id: str | None = None
-    settings: dict[str, Any] = {}
+    settings: SettingsField = PersonaSettings()
 
 
 class PersonaUpdate(BaseModel):
@@ -128,12 +129,13 @@ class PersonaUpdate(BaseModel):
     greeting: str | None = None
     disclosure: str | None = None
     knowledge_base_id: str | None = None
-    settings: dict[str, Any] | None = None
+    settings: SettingsField | None = None
 
 
 class PersonaOut(PersonaIn, Out):
     """A persona."""
 
+    settings: dict[str, Any] = {}
     id: str
     tenant_id: str
     created_at: datetime

@@ -14,6 +14,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from admin.api import browser_session
 from admin.core.audit import Actor
 from admin.core.db import new_session
 from admin.core.security import API_KEY_PREFIX, TOKEN_PREFIX, sha256_hex
@@ -73,6 +74,8 @@ def get_principal(
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             secret = value.strip()
+    if not secret:  # a browser session of the console (CSRF-checked there)
+        secret = browser_session.cookie_token(request, db)
     if not secret:
         raise _UNAUTHORIZED
     now = utcnow()
