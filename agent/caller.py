@@ -72,7 +72,13 @@ class Turn:
 
 
 class Mp4Recorder:
-    """Writes received video (variable frame times) and audio to an MP4 in a background thread."""
+    """Writes received video and audio to an MP4 in a background thread, each at its arrival time.
+
+    Video frames get their arrival time as timestamp; audio is laid on the same clock:
+    a frame that arrives after a gap (the avatar was silent, or its audio track was
+    published after its video) starts where it arrived, the gap filled with silence.
+    The file therefore shows exactly the sync the caller experienced.
+    """
 
     def __init__(self, path: Path, t0: float, width: int, height: int) -> None:
         import av
@@ -96,8 +102,9 @@ class Mp4Recorder:
     def video(self, rgb: np.ndarray, t: float) -> None:
         self._q.put(("v", rgb, t))
 
-    def audio(self, pcm: np.ndarray) -> None:
-        self._q.put(("a", pcm, 0.0))
+    def audio(self, pcm: np.ndarray, t: float) -> None:
+        """``pcm`` (int16 mono, 16 kHz) whose last sample arrived at ``t``."""
+        self._q.put(("a", pcm, t))
 
     def _run(self) -> None:
         import av
@@ -114,6 +121,10 @@ class Mp4Recorder:
                 for pkt in self._v.encode(frame):
                     self._c.mux(pkt)
             else:
+                start = int(round((t - self._t0) * RATE)) - data.size  # where its first sample belongs
+                gap = start - self._audio_samples
+                if gap > RATE // 50:  # > 20 ms late: it arrived after a gap, fill the gap with silence
+                    data = np.concatenate([np.zeros(gap, np.int16), data])
                 frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
                 frame.sample_rate = RATE
                 frame.pts = self._audio_samples
@@ -222,7 +233,7 @@ class ScriptedCaller:
             buf[0].append((time.time(), rms))
             buf[1].append(pcm)
             if identity == self.avatar_identity and self._recorder is not None:
-                self._recorder.audio(pcm)
+                self._recorder.audio(pcm, buf[0][-1][0])
 
     def _primary(self) -> tuple[list[tuple[float, float]], list[np.ndarray]]:
         if self.avatar_identity and self.avatar_identity in self._tracks:
