@@ -73,7 +73,7 @@ def test_csv_export_escapes_formulas_in_every_column(client, tenant):
     evs = [{"event_id": str(uuid.uuid4()), "type": "session_start", "grant": g,
             "payload": {"session_id": sid, "room": "=HYPERLINK(\"http://x.example\",\"x\")"}},
            {"event_id": str(uuid.uuid4()), "type": "turn", "grant": g,
-            "payload": {"session_id": sid, "speaker": "user", "text": "@SUM(A1)", "language": "+cmd|' /C calc'!A0"}}]
+            "payload": {"session_id": sid, "speaker": "user", "text": "@SUM(A1)", "language": "+cmd|calc!A0"}}]
     assert client.post(f"{API}/agent/events", json={"events": evs}, headers=tenant.headers["agent"]).json()["applied"] == 2
     r = client.get(f"{API}/sessions/export", params={"format": "csv"}, headers=tenant.headers["viewer"])
     rows = list(csv.DictReader(io.StringIO(r.text)))
