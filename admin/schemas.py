@@ -326,6 +326,8 @@ class Event(BaseModel):
     event_id: str = Field(min_length=8, max_length=36)
     type: Literal["session_start", "turn", "session_end"]
     payload: dict[str, Any]
+    # The call's session grant (dispatch metadata ``session_grant``); required with an agent key.
+    grant: str | None = Field(default=None, max_length=512)
 
 
 class EventBatch(BaseModel):

@@ -21,7 +21,7 @@ from dialogue.guardrails import install_log_redaction, redact
 
 from .avatar_link import AvatarLink
 from .models import shared_models
-from .recorder import SessionRecorder
+from .recorder import SessionRecorder, recorder_for_call
 from .settings import AgentSettings, require
 from .tools import prepare_call
 
@@ -36,18 +36,9 @@ def prewarm(proc: JobProcess) -> None:
     load_knowledge(DialogueSettings())  # embeddings + index, shared by this process's calls
 
 
-_recorder: SessionRecorder | None = None
-
-
 def get_recorder(settings: AgentSettings, meta: dict[str, Any]) -> SessionRecorder | None:
     """The process's durable session recorder, when an admin backend is configured."""
-    global _recorder
-    url = settings.admin_url or meta.get("admin_url") or ""
-    if not (url and settings.admin_api_key):
-        return None
-    if _recorder is None:
-        _recorder = SessionRecorder(url, settings.admin_api_key, settings.spool_dir)
-    return _recorder
+    return recorder_for_call(settings, meta)  # URL and key from settings only; the call's grant from meta
 
 
 class CallLog:
