@@ -2,11 +2,13 @@
 
     python -m agent.avsync out/demo.mp4 --mouth-box X,Y,W,H
 
-The mouth's opening is read from the mouth box (an open mouth is a darker region:
-the cavity between the lips), the voice's loudness from the audio track (RMS over
-10 ms), both on the file's own timeline. The offset is the lag that best aligns the
-two (Pearson correlation over +-``max_lag``): positive means the picture is late
-(the voice leads the mouth), negative the mouth leads the voice.
+The mouth's activity is read from the mouth box (how much it changes from one frame
+to the next: a talking mouth changes it several times more than a listening face),
+the voice's loudness from the audio track (RMS over 10 ms), both on the file's own
+timeline and smoothed alike (~100 ms, the pace of syllables). The offset is the lag that
+best aligns the two (Pearson correlation over +-``max_lag`` in 10 ms steps, refined
+by a parabola through the peak): positive means the picture is late (the voice
+leads the mouth), negative the mouth leads the voice.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ class AvOffset:
 
 
 def read_tracks(path: Path, mouth_box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(video frame times, mouth darkness per frame, audio samples float32, audio rate)."""
+    """(video frame times, mouth change per frame, audio samples float32, audio rate)."""
     import av
 
     x, y, w, h = mouth_box
-    times, dark = [], []
+    times, motion = [], []
+    prev = None
     audio_parts: list[tuple[float, np.ndarray]] = []
     rate = 16000
     with av.open(str(path)) as c:
@@ -44,7 +47,8 @@ def read_tracks(path: Path, mouth_box: tuple[int, int, int, int]) -> tuple[np.nd
             img = frame.to_ndarray(format="gray")
             region = img[max(0, y): y + h, max(0, x): x + w].astype(np.float32)
             times.append(float(frame.time))
-            dark.append(-float(region.mean()))
+            motion.append(0.0 if prev is None or prev.shape != region.shape else float(np.abs(region - prev).mean()))
+            prev = region
     with av.open(str(path)) as c:
         for frame in c.decode(audio=0):
             rate = frame.sample_rate
@@ -62,7 +66,7 @@ def read_tracks(path: Path, mouth_box: tuple[int, int, int, int]) -> tuple[np.nd
     pad = int(round(t0 * rate))
     if pad > 0:
         audio = np.concatenate([np.zeros(pad, np.float32), audio])
-    return np.asarray(times), np.asarray(dark), audio, rate
+    return np.asarray(times), np.asarray(motion), audio, rate
 
 
 def envelope(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -73,36 +77,38 @@ def envelope(audio: np.ndarray, rate: int) -> np.ndarray:
     return np.sqrt((frames**2).mean(axis=1))
 
 
-def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
-    """Lag (in samples of the grid) of ``b`` against ``a`` with the highest correlation."""
-    best = (0, -2.0)
-    for lag in range(-max_lag, max_lag + 1):
-        if lag >= 0:
-            x, y = a[: len(a) - lag], b[lag:]
-        else:
-            x, y = a[-lag:], b[: len(b) + lag]
-        if len(x) < 50 or x.std() == 0 or y.std() == 0:
-            continue
-        r = float(np.corrcoef(x, y)[0, 1])
-        if r > best[1]:
-            best = (lag, r)
-    return best
+def offset_of(t_video: np.ndarray, mouth: np.ndarray, t_audio: np.ndarray, loud: np.ndarray, *,
+              max_lag: float = 0.4, smooth: float = 0.1) -> AvOffset:
+    """The offset between a mouth-activity series and a loudness series, each with its own times."""
+    t0, t1 = max(t_video[0], t_audio[0]), min(t_video[-1], t_audio[-1])
+    grid = np.arange(t0, t1, HOP_S)
+    if len(grid) < 200:
+        raise ValueError("less than 2 s of overlapping audio and video")
+    k = np.ones(max(1, int(smooth / HOP_S)))
+    k /= k.sum()
+    m = np.convolve(np.interp(grid, t_video, mouth), k, mode="same")
+    a = np.convolve(np.interp(grid, t_audio, loud), k, mode="same")
+    n = int(max_lag / HOP_S)
+    lags = range(-n, n + 1)
+    rs = []
+    for lag in lags:
+        x, y = (a[: len(a) - lag], m[lag:]) if lag >= 0 else (a[-lag:], m[: len(m) + lag])
+        rs.append(float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else -1.0)
+    i = int(np.argmax(rs))
+    frac = 0.0
+    if 0 < i < len(rs) - 1:  # parabola through the peak and its neighbours
+        y0, y1, y2 = rs[i - 1], rs[i], rs[i + 1]
+        den = y0 - 2 * y1 + y2
+        frac = 0.5 * (y0 - y2) / den if den else 0.0
+    return AvOffset((lags[i] + frac) * HOP_S, rs[i], len(grid) * HOP_S)
 
 
-def measure(path: Path, mouth_box: tuple[int, int, int, int], *, max_lag: float = 0.5) -> AvOffset:
-    times, dark, audio, rate = read_tracks(Path(path), mouth_box)
+def measure(path: Path, mouth_box: tuple[int, int, int, int], *, max_lag: float = 0.4) -> AvOffset:
+    """The A/V offset of a recording (see the module docstring)."""
+    times, motion, audio, rate = read_tracks(Path(path), mouth_box)
     env = envelope(audio, rate)
-    grid = np.arange(times[0], times[-1], HOP_S)
-    mouth = np.interp(grid, times, dark)
-    i0 = int(round(times[0] / HOP_S))
-    loud = np.zeros_like(grid)
-    m = min(len(grid), max(0, len(env) - i0))
-    loud[:m] = env[i0: i0 + m]
-    # smooth the voice like a mouth moves (~50 ms), compare shapes not levels
-    k = np.ones(5) / 5
-    loud = np.convolve(loud, k, mode="same")
-    lag, r = best_lag(loud, mouth, int(max_lag / HOP_S))
-    return AvOffset(lag * HOP_S, r, len(grid) * HOP_S)
+    t_audio = np.arange(len(env)) * HOP_S + HOP_S / 2
+    return offset_of(times, motion, t_audio, env, max_lag=max_lag)
 
 
 def main() -> None:

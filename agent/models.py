@@ -62,8 +62,24 @@ class SharedModels:
         if s.turn_model:
             self.smart_turn = SmartTurnModel(require(s.model_path(s.turn_model), "Smart Turn model"))
         self.has_espeak = espeak_available()
+        self._warm_up()
         self.load_seconds = time.perf_counter() - t0
         logger.info("call models loaded in %.2f s (shared by every call of this process)", self.load_seconds)
+
+    def _warm_up(self) -> None:
+        """Run each model once, so the first caller does not pay for lazy initialisation
+        (ONNX graph optimisation, CTranslate2 buffers, the transcript hyphenator's tables)."""
+        import numpy as np
+        from livekit.agents.tokenize import basic
+
+        t0 = time.perf_counter()
+        noise = (np.random.default_rng(0).standard_normal(16000) * 0.01).astype(np.float32)
+        self.whisper.transcribe(noise, language="en")
+        list(self.piper.voice.synthesize("Hello."))
+        if self.smart_turn is not None:
+            self.smart_turn.probability(noise)
+        basic.hyphenate_word("warming")
+        logger.info("models warmed up in %.2f s", time.perf_counter() - t0)
 
     def for_call(self) -> CallModels:
         s = self.settings

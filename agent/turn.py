@@ -49,6 +49,7 @@ class SmartTurnModel:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting between calls
         self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
         self._features = WhisperFeatureExtractor(chunk_length=WINDOW_S)
         self._lock = threading.Lock()
