@@ -26,6 +26,7 @@ from .settings import AgentSettings, require
 from .stt import WhisperEngine, WhisperSTT
 from .tts import ClauseTokenizer, PiperTTS, PiperVoiceModel
 from .turn import SmartTurnDetector, SmartTurnModel
+from .vad import VoicedVAD
 
 logger = logging.getLogger("agent.models")
 
@@ -34,7 +35,7 @@ logger = logging.getLogger("agent.models")
 class CallModels:
     """One call's plugin objects (cheap), over the process's shared weights."""
 
-    vad: silero.VAD
+    vad: VoicedVAD
     stt: WhisperSTT
     tts: lk_tts.TTS
     turn_detector: SmartTurnDetector | None
@@ -84,7 +85,7 @@ class SharedModels:
     def for_call(self) -> CallModels:
         s = self.settings
         # a VAD per call (its own state and events) over the one ONNX session
-        vad = silero.VAD(session=self._vad._onnx_session, opts=dataclasses.replace(self._vad._opts))
+        vad = VoicedVAD(silero.VAD(session=self._vad._onnx_session, opts=dataclasses.replace(self._vad._opts)))
         voices: dict[str, lk_tts.TTS] = {"en": PiperTTS(self.piper)}
         if self.has_espeak and "zh" in s.language_list:
             voices["zh"] = EspeakTTS(language="zh", sample_rate=self.piper.sample_rate)

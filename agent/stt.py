@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -146,8 +147,26 @@ class WhisperEngine:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+# What a listener says over a speaker without taking the turn (English and Mandarin).
+BACKCHANNELS = frozenset({
+    "hmm", "hm", "mm", "mhm", "mmhmm", "uhhuh", "uh", "um", "ah", "oh", "okay", "ok", "yeah", "yes", "yep", "right",
+    "sure", "嗯", "哦", "啊", "对", "好", "好的", "是", "是的", "嗯嗯",
+})
+
+
+def is_backchannel(text: str) -> bool:
+    """A short acknowledgement, or a noise transcribed as one ("Hmm.", "Okay", "嗯")."""
+    words = "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
+    return 0 < len(words) <= 2 and all(w in BACKCHANNELS for w in words)
+
+
 class WhisperSTT(stt.STT):
-    """One call's ``stt.STT`` over the shared :class:`WhisperEngine` (its events stay with its call)."""
+    """One call's ``stt.STT`` over the shared :class:`WhisperEngine` (its events stay with its call).
+
+    ``ignore_backchannels`` (set by the worker to "is the agent speaking?") makes a short
+    acknowledgement over the agent's answer ("hmm", "okay") an empty transcript, so the
+    framework does not take it for a new turn and cut the answer off.
+    """
 
     def __init__(self, engine: WhisperEngine | Path, *, language: str = "", languages: tuple[str, ...] | None = None,
                  **engine_kwargs: object) -> None:
@@ -155,6 +174,7 @@ class WhisperSTT(stt.STT):
         self.engine = engine if isinstance(engine, WhisperEngine) else WhisperEngine(Path(engine), **engine_kwargs)  # type: ignore[arg-type]
         self._language = language or None
         self._languages = languages
+        self.ignore_backchannels: Callable[[], bool] | None = None
 
     @property
     def model(self) -> str:
@@ -187,9 +207,13 @@ class WhisperSTT(stt.STT):
         logger.info("transcribed %.2f s of audio in %.2f s [%s]%s: %r", len(audio) / SAMPLE_RATE, res.seconds,
                     res.language, " (loop cut)" if res.truncated else "", res.text,
                     extra={"asr_seconds": round(res.seconds, 3), "audio_seconds": round(len(audio) / SAMPLE_RATE, 2)})
+        text = res.text
+        if text and self.ignore_backchannels is not None and self.ignore_backchannels() and is_backchannel(text):
+            logger.info("ignored %r said over the agent's answer (a backchannel, not a turn)", text)
+            text = ""
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            alternatives=[stt.SpeechData(language=res.language, text=res.text)],
+            alternatives=[stt.SpeechData(language=res.language, text=text)],
         )
 
     async def aclose(self) -> None:

@@ -120,6 +120,8 @@ async def entrypoint(ctx: JobContext) -> None:
         tts=models.tts,
         turn_handling=turn_handling(settings, models.turn_detector),
     )
+    # "hmm" or "okay" over the answer is a backchannel, not a new turn
+    models.stt.ignore_backchannels = lambda: session.agent_state == "speaking"
     session_id = None
     if recorder is not None:
         session_id = recorder.start_session(
