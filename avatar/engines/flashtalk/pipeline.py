@@ -292,9 +292,8 @@ class FlashTalkStream:
         )  # fmt: skip
 
         # 4. decode, colour match, motion for the next chunk
-        video = pipe._vae_decode(latent)[
-            0
-        ]  # [3, frame_num, H, W] in [-1, 1]; VAE in its own dtype
+        with pipe.vae_autocast():  # fp32 weights, compute in vae_dtype (bf16 on GPU), as upstream
+            video = pipe._vae_decode(latent)[0]  # [3, frame_num, H, W] in [-1, 1], fp32
         timer.stop("vae_decode")
         frames = match_colors(
             video.transpose(0, 1), self.reference, s.color_correction
@@ -303,7 +302,8 @@ class FlashTalkStream:
         tail = frames[-s.motion_frames :].transpose(0, 1)[
             None
         ]  # [1, 3, motion_frames, H, W]
-        self.motion = pipe.vae.encode(tail).float()  # [1, 16, 1 + (m-1)/4, h, w]
+        with pipe.vae_autocast():
+            self.motion = pipe.vae.encode(tail).float()  # [1, 16, 1 + (m-1)/4, h, w]
         timer.stop("motion_encode")
         self.chunks_done += 1
 
