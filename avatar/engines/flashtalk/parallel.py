@@ -64,8 +64,9 @@ class SequenceParallel:
 
     def gather(self, x: torch.Tensor, total: int, dim: int = 1) -> torch.Tensor:
         """All ranks' slices concatenated along ``dim``, padding dropped: the inverse of :meth:`shard`."""
+        x = x.contiguous()
         parts = [torch.empty_like(x) for _ in range(self.world)]
-        dist.all_gather(parts, x.contiguous(), group=self.group)
+        dist.all_gather(parts, x, group=self.group)
         return torch.cat(parts, dim=dim).narrow(dim, 0, total)
 
     def broadcast(self, x: torch.Tensor, src: int = 0) -> torch.Tensor:
@@ -75,8 +76,9 @@ class SequenceParallel:
     # -- self-attention
 
     def _all_to_all(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()  # first: empty_like would copy a permuted tensor's strides
         out = torch.empty_like(x)
-        dist.all_to_all_single(out, x.contiguous(), group=self.group)
+        dist.all_to_all_single(out, x, group=self.group)
         return out
 
     def self_attention(

@@ -445,3 +445,11 @@ class FlashTalkStream:
             return out if raw else [np.ascontiguousarray(f) for f in out.numpy()]
 
         return finish
+
+
+def build_pipeline(
+    *, sp: SequenceParallel | None, device: str, settings: dict
+) -> FlashTalkPipeline:
+    """A follower rank's pipeline from the engine's settings (see :mod:`.launch`)."""
+    s = FlashTalkSettings.from_kwargs(**{**settings, "device": device})
+    return FlashTalkPipeline(s, sp=sp)
