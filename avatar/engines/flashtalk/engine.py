@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..base import Engine, EngineError, EngineInfo, EngineSession
-from .avatar_file import load_avatar
+from .avatar_file import AvatarFeatures, load_avatar
 from .pipeline import FlashTalkPipeline, FlashTalkStream
 from .settings import FlashTalkSettings
 
@@ -76,7 +76,10 @@ class FlashTalkEngine(Engine):
                     "and pass its folder, or set default_avatar."
                 )
             avatar_dir = Path(self.settings.default_avatar)
-        avatar = load_avatar(avatar_dir)
+        return self.open_avatar(load_avatar(avatar_dir))
+
+    def open_avatar(self, avatar: AvatarFeatures) -> FlashTalkSession:
+        """Start a call for already loaded avatar features."""
         return FlashTalkSession(self.info, self.pipeline.open_stream(avatar))
 
     def close(self) -> None:
@@ -108,17 +111,32 @@ class ParallelFlashTalkEngine(FlashTalkEngine):
     """Sequence parallelism over ``settings.sequence_parallel`` ranks: this process is rank 0 (it
     talks to the worker and LiveKit); :mod:`.launch` starts the other ranks, one per GPU."""
 
-    def __init__(self, settings: FlashTalkSettings) -> None:
+    def __init__(
+        self,
+        settings: FlashTalkSettings,
+        *,
+        builder: str = "avatar.engines.flashtalk.pipeline:build_pipeline",
+        builder_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """Every rank, this one included, builds its pipeline with ``builder`` ("module:function",
+        called as ``function(sp=, device=, **builder_kwargs)``; default: from the settings)."""
+        import importlib
+
         from .launch import device_for_rank, start_group
 
         world = settings.sequence_parallel
-        self.group = start_group(
-            world, settings.device, "avatar.engines.flashtalk.pipeline:build_pipeline",
-            {"settings": dataclasses.asdict(settings)},
-        )  # fmt: skip
+        kwargs = (
+            {"settings": dataclasses.asdict(settings)}
+            if builder_kwargs is None
+            else builder_kwargs
+        )
+        self.group = start_group(world, settings.device, builder, kwargs)
         try:
-            s0 = dataclasses.replace(settings, device=device_for_rank(settings.device, 0))
-            super().__init__(s0, FlashTalkPipeline(s0, sp=self.group.sp))
+            dev = device_for_rank(settings.device, 0)
+            module, _, name = builder.partition(":")
+            build = getattr(importlib.import_module(module), name)
+            pipeline = build(sp=self.group.sp, device=dev, **kwargs)
+            super().__init__(pipeline.settings, pipeline)
         except BaseException:
             self.group.close()
             raise
@@ -129,7 +147,10 @@ class ParallelFlashTalkEngine(FlashTalkEngine):
             if not self.settings.default_avatar:
                 return super().open_session(None)  # raises the one-sentence error
             avatar_dir = Path(self.settings.default_avatar)
-        stream = LeaderStream(self.pipeline, load_avatar(avatar_dir), self.group, next(self._ids))
+        return self.open_avatar(load_avatar(avatar_dir))
+
+    def open_avatar(self, avatar: AvatarFeatures) -> FlashTalkSession:
+        stream = LeaderStream(self.pipeline, avatar, self.group, next(self._ids))
         return FlashTalkSession(self.info, stream)
 
     def close(self) -> None:

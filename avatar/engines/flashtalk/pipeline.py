@@ -120,6 +120,10 @@ class FlashTalkPipeline:
         )
         # fp32 weights; vae_dtype (bf16 on GPU by default) is applied through autocast, as upstream
         self.vae_dtype = s.torch_dtype(s.vae_dtype)
+        if vae is None and not self.leader:
+            # follower ranks never run the VAE (rank 0 decodes); only its strides are needed
+            with torch.device("meta"):
+                vae = WanVAE(WanVAE.config_for(ckpt / "Wan2.1_VAE.pth"))
         self.vae = (
             vae
             if vae is not None
@@ -148,6 +152,11 @@ class FlashTalkPipeline:
                 f"the DiT expects wav2vec2 features of {cfg.audio_blocks} layers x {cfg.audio_channels}, but wav2vec_dir "
                 f"has {self.audio.num_layers} x {self.audio.width}; use chinese-wav2vec2-base."
             )
+        self.fp8 = False
+        if s.fp8:
+            why = self.enable_fp8()
+            if why:
+                logger.warning("flashtalk: fp8 is off: %s", why)
         self._dit_forward: Callable = self.dit
         self._vae_decode: Callable = self.vae.decode
         if s.compile:
@@ -178,6 +187,14 @@ class FlashTalkPipeline:
     @property
     def latent_frames(self) -> int:
         return 1 + (self.settings.frame_num - 1) // self.vae.temporal_stride
+
+    def enable_fp8(self) -> str | None:
+        """FP8 for the DiT blocks' linear layers; returns why not, or None when it is on."""
+        from .fp8 import quantize_dit_fp8
+
+        why = quantize_dit_fp8(self.dit)
+        self.fp8 = why is None
+        return why
 
     def dit_forward(self, x, t, y, audio, context):
         """One DiT call (sharded over the ranks when sequence parallel)."""

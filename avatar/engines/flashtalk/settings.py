@@ -38,6 +38,7 @@ class FlashTalkSettings:
     compile: bool = False
     sequence_parallel: int = 1  # ranks (one process per GPU); 1 = one device
     overlap_output: bool = True  # finish emitted frames on a side thread/stream
+    fp8: bool = False  # FP8 weights+activations for the DiT blocks' linears (torchao, GPU sm89+)
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     attention: str = "auto"
     color_correction: float = 1.0
