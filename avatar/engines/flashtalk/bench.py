@@ -71,9 +71,8 @@ def random_pipeline(
     # cast on the meta device first: materialising 18.9 B fp32 parameters would need 75 GB
     dit = dit.to(dtype).to_empty(device=device)
     dit.rope = RoPE3D(cfg.head_dim)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        _random_init_(dit)
+    torch.manual_seed(seed)  # seeds every device: each rank draws the same weights on its GPU
+    _random_init_(dit)
     if leader:
         vae = WanVAE(vae_config or VAEConfig()).to(device=device).eval()  # fp32 weights, autocast to vae_dtype
         # random wav2vec2 saved to a temp folder, so the real loader and feature extractor run
@@ -92,10 +91,14 @@ def random_pipeline(
     return pipe, _bench_features(settings, pipe, seed)
 
 
-def full_size_rank_pipeline(*, sp, device: str, settings: dict, seed: int = 0) -> FlashTalkPipeline:
-    """Builder for every rank of ``--full-size`` with sequence parallelism (see :mod:`.launch`)."""
+def full_size_rank_pipeline(
+    *, sp, device: str, settings: dict, seed: int = 0, configs: tuple | None = None
+) -> FlashTalkPipeline:
+    """Builder for every rank of ``--full-size`` with sequence parallelism (see :mod:`.launch`).
+
+    ``configs`` (DiT, VAE, wav2vec2 configs) replaces the official sizes (tests)."""
     s = FlashTalkSettings.from_kwargs(**{**settings, "device": device})
-    return random_pipeline(s, sp=sp, seed=seed)[0]
+    return random_pipeline(s, *(configs or ()), sp=sp, seed=seed)[0]
 
 
 def dit_flops_per_step(cfg, latent_frames: int, lat_h: int, lat_w: int) -> float:

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
@@ -164,6 +165,9 @@ def start_group(world: int, device: str, builder: str, kwargs: dict[str, Any]) -
             )
     port = _free_port()
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world)}
+    # the followers import this very copy of the code, whatever their working directory
+    root = str(Path(__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     procs = []
     for rank in range(1, world):
         procs.append(
