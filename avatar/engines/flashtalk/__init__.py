@@ -21,6 +21,10 @@ Settings (keyword arguments; strings are converted, unknown names are ignored wi
 - ``steps`` 4, ``shift`` 5.0: the distilled sampler.
 - ``seed`` 42: per-call noise generator seed (same seed + same audio = same video).
 - ``compile`` False: ``torch.compile`` the DiT forward and the VAE decode.
+- ``sequence_parallel`` 1: ranks, one process per GPU (this process is rank 0 and starts the
+  others, see :mod:`.launch`); the DiT's tokens are split over them (:mod:`.parallel`).
+- ``overlap_output`` True: finish each chunk's emitted frames off the critical path.
+- ``fp8`` False: FP8 linears in the DiT blocks (torchao, sm_89+ GPUs), skipped with a warning elsewhere.
 - ``threads`` 0: torch intra-op threads (process-wide); 0 keeps torch's default. Tiny CPU models run best at 1.
 - ``attention`` ``auto``: flash-attention when installed on CUDA, else PyTorch SDPA; ``sdpa``/``flash``.
 - ``color_correction`` 1.0: Lab colour-matching strength towards the reference (0 = off).

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..base import EngineError
 from .attention import attention
+from .parallel import SequenceParallel, TokenLayout
 from .checkpoint import (
     load_sharded_safetensors,
     load_strict,
@@ -214,8 +215,11 @@ class RoPE3D(nn.Module):
         return self._cache[key]
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        # x [B, L, H, D]; adjacent channel pairs are (real, imag)
-        cos, sin = self.cos_sin(grid, x.device)
+        return self.rotate(x, *self.cos_sin(grid, x.device))
+
+    @staticmethod
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x [B, L, H, D], cos/sin [L, 1, D/2]; adjacent channel pairs are (real, imag)
         b, n, heads, d = x.shape
         xf = x.float().reshape(b, n, heads, d // 2, 2)
         re, im = xf[..., 0], xf[..., 1]
@@ -243,15 +247,18 @@ class WanSelfAttention(nn.Module):
         self.norm_q = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(
-        self, x: torch.Tensor, rope: RoPE3D, grid: tuple[int, int, int]
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         b, n, _ = x.shape
         shape = (b, n, self.num_heads, self.head_dim)
-        q = self.norm_q(self.q(x)).view(shape)  # [B, L, H, D]
+        q = self.norm_q(self.q(x)).view(shape)  # [B, L, H, D] (L: this rank's tokens)
         k = self.norm_k(self.k(x)).view(shape)
         v = self.v(x).view(shape)
-        out = attention(rope(q, grid), rope(k, grid), v)
+        q = RoPE3D.rotate(q, layout.cos, layout.sin)
+        k = RoPE3D.rotate(k, layout.cos, layout.sin)
+        if layout.sp is None:
+            out = attention(q, k, v)
+        else:  # Ulysses all-to-all over heads (see parallel.py)
+            out = layout.sp.self_attention(q, k, v, layout.total)
         return self.o(out.flatten(2))
 
 
@@ -313,19 +320,27 @@ class AudioCrossAttention(nn.Module):
         self.kv_linear = nn.Linear(audio_dim, dim * 2)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, audio: torch.Tensor, n_t: int) -> torch.Tensor:
-        # x [B, N_t*S, C]; audio [B, N_t, M, audio_dim]
+    def forward(
+        self, x: torch.Tensor, audio: torch.Tensor, layout: TokenLayout
+    ) -> torch.Tensor:
+        # x [B, L, C] (this rank's tokens); audio [B, N_t, M, audio_dim]
         b, n, c = x.shape
-        s = n // n_t
-        xq = x.reshape(b * n_t, s, c)  # regroup per latent frame
-        q = self.q_linear(xq).view(b * n_t, s, self.num_heads, self.head_dim)
-        a = audio.reshape(b * n_t, audio.shape[2], audio.shape[3])
-        kv = self.kv_linear(a).view(
-            b * n_t, a.shape[1], 2, self.num_heads, self.head_dim
-        )
-        out = attention(q, kv[:, :, 0], kv[:, :, 1])  # [B*N_t, S, H, D]
-        out = self.proj(out.reshape(b * n_t, s, c))
-        return out.reshape(b, n, c)
+        n_t, m = audio.shape[1], audio.shape[2]
+        kv = self.kv_linear(audio).view(b, n_t, m, 2, self.num_heads, self.head_dim)
+        if layout.sp is None and n == layout.total:
+            s = n // n_t
+            xq = x.reshape(b * n_t, s, c)  # regroup per latent frame
+            q = self.q_linear(xq).view(b * n_t, s, self.num_heads, self.head_dim)
+            kv = kv.flatten(0, 1)
+            out = attention(q, kv[:, :, 0], kv[:, :, 1])  # [B*N_t, S, H, D]
+            return self.proj(out.reshape(b * n_t, s, c)).reshape(b, n, c)
+        # a shard may start or end inside a latent frame: one attention per run of tokens of
+        # the same frame (padding tokens, past the real sequence, get zeros)
+        q = self.q_linear(x).view(b, n, self.num_heads, self.head_dim)
+        out = q.new_zeros(b, n, self.num_heads, self.head_dim)
+        for f, lo, hi in layout.frame_runs():
+            out[:, lo:hi] = attention(q[:, lo:hi], kv[:, f, :, 0], kv[:, f, :, 1])
+        return self.proj(out.flatten(2))
 
 
 # ---------------------------------------------------------------------------------------
@@ -366,8 +381,7 @@ class WanAttentionBlock(nn.Module):
         e: torch.Tensor,
         context: torch.Tensor,
         audio: torch.Tensor,
-        rope: RoPE3D,
-        grid: tuple[int, int, int],
+        layout: TokenLayout,
     ) -> torch.Tensor:
         # x [B, L, C] in the model dtype; e [B, 6, C] fp32. As upstream: modulation and the gated
         # residual adds are computed in fp32, then the stream goes back to the model dtype.
@@ -376,11 +390,11 @@ class WanAttentionBlock(nn.Module):
             self.modulation.float() + e
         ).chunk(6, dim=1)
         y = self.self_attn(
-            (self.norm1(x).float() * (1 + scale1) + shift1).to(dtype), rope, grid
+            (self.norm1(x).float() * (1 + scale1) + shift1).to(dtype), layout
         )
         x = (x.float() + y.float() * gate1).to(dtype)
         x = x + self.cross_attn(self.norm3(x), context)
-        x = x + self.audio_cross_attn(self.norm_x(x), audio, grid[0])  # ungated
+        x = x + self.audio_cross_attn(self.norm_x(x), audio, layout)  # ungated
         y = self.ffn((self.norm2(x).float() * (1 + scale2) + shift2).to(dtype))
         return (x.float() + y.float() * gate2).to(dtype)
 
@@ -575,6 +589,7 @@ class FlashTalkDiT(nn.Module):
         context: torch.Tensor | None = None,
         text: torch.Tensor | list[torch.Tensor] | None = None,
         clip_fea: torch.Tensor | None = None,
+        sp: SequenceParallel | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity.
 
@@ -582,6 +597,10 @@ class FlashTalkDiT(nn.Module):
         audio [B, 1 + vae_scale*(T-1), W, blocks, ch] per-video-frame windows;
         either ``context`` from :meth:`embed_context` or ``text`` + ``clip_fea``.
         Returns [B, 16, T, h, w] in fp32.
+
+        With ``sp`` (a :class:`~.parallel.SequenceParallel` over N ranks, every rank calling
+        with the same inputs), each rank runs the blocks on 1/N of the tokens and every rank
+        returns the full result.
         """
         cfg = self.config
         if context is None:
@@ -595,6 +614,17 @@ class FlashTalkDiT(nn.Module):
         tokens = self.patch_embedding(xin)  # [B, C, T, h/2, w/2]
         grid = tuple(tokens.shape[2:])
         tokens = tokens.flatten(2).transpose(1, 2)  # [B, L, C]
+        total = tokens.shape[1]
+        cos, sin = self.rope.cos_sin(grid, tokens.device)  # [L, 1, D/2]
+        if sp is None:
+            layout = TokenLayout(grid, cos, sin, 0, total, total)
+        else:
+            tokens = sp.shard(tokens, total)  # [B, L/N, C]
+            start, _ = sp.bounds(total)
+            layout = TokenLayout(
+                grid, sp.shard(cos, total, dim=0), sp.shard(sin, total, dim=0),
+                start, tokens.shape[1], total, sp,
+            )  # fmt: skip
 
         # the timestep path runs in fp32 even with bf16 weights, as upstream (autocast to fp32 there)
         e = run_fp32(
@@ -609,8 +639,10 @@ class FlashTalkDiT(nn.Module):
 
         h = tokens  # [B, L, C] in the model dtype (bf16 on GPU), as upstream
         for block in self.blocks:
-            h = block(h, e0, context, audio_tokens, self.rope, grid)
+            h = block(h, e0, context, audio_tokens, layout)
         out = self.head(h, e)  # [B, L, prod(patch)*16]
+        if sp is not None:
+            out = sp.gather(out, total)  # every rank gets the whole sequence back
         return self.unpatchify(out.float(), grid, b)
 
     def unpatchify(

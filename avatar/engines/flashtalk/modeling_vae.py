@@ -420,17 +420,17 @@ class WanVAE(nn.Module):
     ) -> WanVAE:
         """Load ``Wan2.1_VAE.pth`` strictly. A ``vae_config.json`` beside it (tiny test models) overrides sizes."""
         path = Path(path)
-        if cfg is None:
-            side = path.with_name("vae_config.json")
-            cfg = (
-                VAEConfig(**json.loads(side.read_text()))
-                if side.is_file()
-                else VAEConfig()
-            )
+        cfg = cfg or cls.config_for(path)
         with torch.device("meta"):
             model = cls(cfg)
         load_strict(model, load_pth(path), what=f"VAE {path}", assign=True)
         return model.to(device=device, dtype=dtype).eval()
+
+    @staticmethod
+    def config_for(path: str | Path) -> VAEConfig:
+        """The sizes for ``path``: its ``vae_config.json`` (tiny test models) or the official ones."""
+        side = Path(path).with_name("vae_config.json")
+        return VAEConfig(**json.loads(side.read_text())) if side.is_file() else VAEConfig()
 
     def save_pth(self, path: str | Path, *, write_config: bool = True) -> None:
         """Write the state dict as Wan does (plain ``torch.save``); tiny sizes go to ``vae_config.json``."""

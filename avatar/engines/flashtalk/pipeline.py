@@ -9,6 +9,16 @@ Per chunk (official numbers: frame_num 33, motion_frames 5, 28 new frames = 1.12
 4. VAE decode -> 33 frames; Lab colour match to the reference; motion = VAE.encode(last 5 frames);
 5. frames 5..32 are emitted: 28 frames aligned 1:1 with the 28 new audio frames.
 
+The critical path of a chunk (what the next chunk waits for) ends with the motion latent: it
+needs the whole decode (the causal decoder's last frames depend on all earlier ones) and the
+colour match of the last 5 frames only. The colour match of the other emitted frames, the
+uint8 conversion and the copy to host memory run off it, on a side thread (and CUDA stream),
+while the next chunk's DiT runs (``overlap_output``).
+
+With sequence parallelism (``sp``, see :mod:`.parallel`) every rank runs the sampler on 1/N
+of the tokens; rank 0 alone encodes the audio and runs the VAE, and broadcasts the audio
+windows and the motion latent, so the ranks never diverge.
+
 State carried between chunks: the motion latent and the noise generator only. The first chunk
 is aligned too (the ring buffer starts silent, so its first 5 frames stand for silence), so
 video never leads audio.
@@ -20,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
@@ -32,16 +43,21 @@ from .avatar_file import AvatarFeatures
 from .color import match_colors
 from .modeling_dit import FlashTalkDiT
 from .modeling_vae import WanVAE
+from .parallel import SequenceParallel
 from .sampler import sample
 from .settings import FlashTalkSettings
 
 logger = logging.getLogger("avatar.engines.flashtalk")
 
-STAGES = ("audio_encode", "dit_step", "vae_decode", "color_match", "motion_encode")
+# critical path of a chunk, in order; "finish" (colour match of the other emitted frames, uint8,
+# host copy) runs off it when overlap_output is on
+CRITICAL_STAGES = ("audio_encode", "dit_step", "vae_decode", "color_tail", "motion_encode")
+STAGES = CRITICAL_STAGES + ("finish",)
 
 
 class StageTimer:
-    """Wall time per stage (synchronising CUDA so GPU work is counted where it happens)."""
+    """Wall time per stage (synchronising the current CUDA stream so GPU work is counted where it
+    happens; work on the output side stream is not waited for)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -50,7 +66,15 @@ class StageTimer:
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def record(self, stage: str, seconds: float) -> None:
+        """A stage timed elsewhere (the output thread)."""
+        self.times.setdefault(stage, []).append(seconds)
+
+    def critical(self) -> float:
+        """Sum of the critical-path stages recorded so far."""
+        return sum(sum(self.times.get(k, [])) for k in CRITICAL_STAGES)
 
     def start(self) -> None:
         self._sync()
@@ -73,10 +97,14 @@ class FlashTalkPipeline:
         dit: FlashTalkDiT | None = None,
         vae: WanVAE | None = None,
         audio_encoder: AudioEncoder | None = None,
+        sp: SequenceParallel | None = None,
     ) -> None:
         self.settings = s = settings
         self.device = s.torch_device()
         self.dtype = s.torch_dtype()
+        # sequence parallelism: None, or this rank's view of the group (rank 0 leads)
+        self.sp = sp if sp is not None and sp.world > 1 else None
+        self.leader = self.sp is None or self.sp.rank == 0
         attention_mod.BACKEND = s.attention
         if s.threads > 0:
             torch.set_num_threads(s.threads)  # process-wide: only set when asked
@@ -92,6 +120,10 @@ class FlashTalkPipeline:
         )
         # fp32 weights; vae_dtype (bf16 on GPU by default) is applied through autocast, as upstream
         self.vae_dtype = s.torch_dtype(s.vae_dtype)
+        if vae is None and not self.leader:
+            # follower ranks never run the VAE (rank 0 decodes); only its strides are needed
+            with torch.device("meta"):
+                vae = WanVAE(WanVAE.config_for(ckpt / "Wan2.1_VAE.pth"))
         self.vae = (
             vae
             if vae is not None
@@ -99,10 +131,11 @@ class FlashTalkPipeline:
                 ckpt / "Wan2.1_VAE.pth", dtype=torch.float32, device=self.device
             )
         )
-        # wav2vec2 is small and runs in fp32 upstream, whatever the DiT's dtype
+        # wav2vec2 is small and runs in fp32 upstream, whatever the DiT's dtype; only the leader
+        # rank encodes audio (the others get the windows by broadcast)
         self.audio = (
             audio_encoder
-            if audio_encoder is not None
+            if audio_encoder is not None or not self.leader
             else AudioEncoder(
                 s.wav2vec_path(),
                 device=str(self.device),
@@ -111,7 +144,7 @@ class FlashTalkPipeline:
             )
         )
         cfg = self.dit.config
-        if (cfg.audio_blocks, cfg.audio_channels) != (
+        if self.audio is not None and (cfg.audio_blocks, cfg.audio_channels) != (
             self.audio.num_layers,
             self.audio.width,
         ):
@@ -119,6 +152,11 @@ class FlashTalkPipeline:
                 f"the DiT expects wav2vec2 features of {cfg.audio_blocks} layers x {cfg.audio_channels}, but wav2vec_dir "
                 f"has {self.audio.num_layers} x {self.audio.width}; use chinese-wav2vec2-base."
             )
+        self.fp8 = False
+        if s.fp8:
+            why = self.enable_fp8()
+            if why:
+                logger.warning("flashtalk: fp8 is off: %s", why)
         self._dit_forward: Callable = self.dit
         self._vae_decode: Callable = self.vae.decode
         if s.compile:
@@ -126,12 +164,19 @@ class FlashTalkPipeline:
             self._vae_decode = torch.compile(self.vae.decode)
         self._silence_features: torch.Tensor | None = None
         self._silence_lock = threading.Lock()
-        # every call starts on a silent buffer: encode it now, not in the first chunk of the first call
-        self.encode_audio(
-            np.zeros(
-                round(s.audio_buffer_seconds * s.fps) * s.samples_per_frame, np.float32
-            )
+        # the output thread (colour match, uint8, host copy of the emitted frames) and its CUDA stream
+        self._output_pool: ThreadPoolExecutor | None = None
+        self._output_stream = (
+            torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         )
+        # every call starts on a silent buffer: encode it now, not in the first chunk of the first call
+        if self.audio is not None:
+            self.encode_audio(
+                np.zeros(
+                    round(s.audio_buffer_seconds * s.fps) * s.samples_per_frame,
+                    np.float32,
+                )
+            )
         logger.info(
             "flashtalk: models ready on %s/%s in %.1fs",
             self.device,
@@ -142,6 +187,27 @@ class FlashTalkPipeline:
     @property
     def latent_frames(self) -> int:
         return 1 + (self.settings.frame_num - 1) // self.vae.temporal_stride
+
+    def enable_fp8(self) -> str | None:
+        """FP8 for the DiT blocks' linear layers; returns why not, or None when it is on."""
+        from .fp8 import quantize_dit_fp8
+
+        why = quantize_dit_fp8(self.dit)
+        self.fp8 = why is None
+        return why
+
+    def dit_forward(self, x, t, y, audio, context):
+        """One DiT call (sharded over the ranks when sequence parallel)."""
+        if self.sp is None:
+            return self._dit_forward(x, t, y, audio, context=context)
+        return self._dit_forward(x, t, y, audio, context=context, sp=self.sp)
+
+    def output_pool(self) -> ThreadPoolExecutor:
+        if self._output_pool is None:
+            self._output_pool = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="flashtalk-output"
+            )
+        return self._output_pool
 
     def vae_autocast(self):
         """The VAE keeps fp32 weights and runs under autocast to ``vae_dtype`` (Wan's VAE wrapper does the same)."""
@@ -209,7 +275,7 @@ class FlashTalkStream:
             self.pending = np.concatenate(
                 [self.pending, np.asarray(audio, dtype=np.float32).reshape(-1)]
             )
-        frames: list[np.ndarray] = []
+        futures: list[Future] = []
         while True:
             with self._lock:
                 if len(self.pending) < self.samples_per_chunk:
@@ -218,8 +284,9 @@ class FlashTalkStream:
                     self.pending[: self.samples_per_chunk],
                     self.pending[self.samples_per_chunk :],
                 )
-            frames.extend(self.generate_chunk(chunk))
-        return frames
+            # each chunk's frames are finished off the critical path while the next one renders
+            futures.append(self.submit(chunk))
+        return [f for fut in futures for f in fut.result()]
 
     def flush(self) -> list[np.ndarray]:
         """Pad the leftover audio with silence to a whole chunk and render it (upstream drops it)."""
@@ -247,36 +314,81 @@ class FlashTalkStream:
 
     # -- one chunk
 
-    @torch.no_grad()
     def generate_chunk(self, chunk: np.ndarray) -> list[np.ndarray]:
-        """Render exactly ``chunk_frames`` frames for ``samples_per_chunk`` new samples."""
+        """Render exactly ``chunk_frames`` frames for ``samples_per_chunk`` new samples (none on a
+        follower rank)."""
+        return self.submit(chunk).result()
+
+    def submit(self, chunk: np.ndarray, *, raw: bool = False) -> Future:
+        """Run the chunk's critical path now; the returned future gives its frames.
+
+        When this returns, the motion latent for the next chunk is ready, so the next chunk can
+        be submitted while this one's frames are finished on the output thread. The future's
+        result is a list of ``chunk_frames`` RGB uint8 arrays, or with ``raw`` one fp32 tensor
+        [chunk_frames, 3, H, W] in [-1, 1] on the CPU (what the equality tests compare).
+        Follower ranks get an empty list.
+        """
+        timer = self.timer
+        finish = self._render(chunk)
+        if finish is None:
+            done: Future = Future()
+            done.set_result([])
+            return done
+
+        def job():
+            t0 = time.perf_counter()
+            out = finish(raw)
+            if timer is not None:
+                timer.record("finish", time.perf_counter() - t0)
+            return out
+
+        if self.pipe.settings.overlap_output:
+            return self.pipe.output_pool().submit(job)
+        done = Future()
+        done.set_result(job())
+        return done
+
+    @torch.no_grad()
+    def _render(self, chunk: np.ndarray) -> Callable[[bool], object] | None:
+        """The critical path; returns the closure that finishes the emitted frames (None on followers)."""
         if len(chunk) != self.samples_per_chunk:
             raise ValueError(
                 f"a chunk is {self.samples_per_chunk} samples, got {len(chunk)}"
             )
         pipe, s = self.pipe, self.settings
+        sp = pipe.sp
+        cfg = pipe.dit.config
         timer = self.timer or StageTimer(pipe.device)
         timer.start()
 
-        # 1-2. ring buffer and audio windows for the last frame_num frames
-        with self._lock:
-            self.ring = np.concatenate(
-                [self.ring[len(chunk) :], chunk.astype(np.float32)]
-            )
-            ring = self.ring.copy()
-        feats = pipe.encode_audio(ring).to(pipe.device)  # [T_buf, layers, width]
-        t_buf = feats.shape[0]
-        audio = frame_windows(
-            feats, t_buf - s.frame_num, t_buf
-        )  # [1, frame_num, 5, layers, width]
+        # 1-2. ring buffer and audio windows for the last frame_num frames (the leader encodes,
+        # the other ranks receive the windows)
+        if pipe.leader:
+            with self._lock:
+                self.ring = np.concatenate(
+                    [self.ring[len(chunk) :], chunk.astype(np.float32)]
+                )
+                ring = self.ring.copy()
+            feats = pipe.encode_audio(ring).to(pipe.device)  # [T_buf, layers, width]
+            t_buf = feats.shape[0]
+            audio = frame_windows(
+                feats, t_buf - s.frame_num, t_buf
+            ).contiguous()  # [1, frame_num, 5, layers, width]
+        else:
+            audio = torch.empty(
+                (1, s.frame_num, cfg.audio_window, cfg.audio_blocks, cfg.audio_channels),
+                device=pipe.device, dtype=torch.float32,
+            )  # fmt: skip
+        if sp is not None:
+            sp.broadcast(audio)
         timer.stop("audio_encode")
 
-        # 3. sampler
+        # 3. sampler (every rank; the noise generators are seeded alike and advance alike)
         t_lat = pipe.latent_frames
         h, w = s.height // pipe.vae.spatial_stride, s.width // pipe.vae.spatial_stride
         # the starting noise is drawn in the model dtype (bf16 on GPU), as upstream
         noise = torch.randn(
-            (1, pipe.dit.config.out_dim, t_lat, h, w),
+            (1, cfg.out_dim, t_lat, h, w),
             generator=self.generator,
             device=self.generator.device,
             dtype=pipe.dtype,
@@ -284,37 +396,77 @@ class FlashTalkStream:
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             # no autocast: the DiT keeps upstream's explicit dtype flow (bf16 weights, fp32 where upstream is)
-            return pipe._dit_forward(x, t, self.y, audio, context=self.context)
+            return pipe.dit_forward(x, t, self.y, audio, self.context)
 
         latent = sample(
             velocity, noise, self.generator, steps=s.steps, shift=s.shift, motion=self.motion,
             on_step=lambda i: timer.stop("dit_step"),
         )  # fmt: skip
 
-        # 4. decode, colour match, motion for the next chunk
-        video = pipe._vae_decode(latent)[
-            0
-        ]  # [3, frame_num, H, W] in [-1, 1]; VAE in its own dtype
+        # 4. decode, colour match of the motion tail, motion for the next chunk (leader only)
+        m_lat = 1 + (s.motion_frames - 1) // pipe.vae.temporal_stride
+        if not pipe.leader:
+            motion = torch.empty(
+                (1, cfg.out_dim, m_lat, h, w), device=pipe.device, dtype=torch.float32
+            )
+            self.motion = sp.broadcast(motion)
+            timer.stop("motion_encode")
+            self.chunks_done += 1
+            return None
+        with pipe.vae_autocast():  # fp32 weights, compute in vae_dtype (bf16 on GPU), as upstream
+            video = pipe._vae_decode(latent)[0]  # [3, frame_num, H, W] in [-1, 1], fp32
         timer.stop("vae_decode")
-        frames = match_colors(
-            video.transpose(0, 1), self.reference, s.color_correction
-        )  # [frame_num, 3, H, W]
-        timer.stop("color_match")
-        tail = frames[-s.motion_frames :].transpose(0, 1)[
-            None
-        ]  # [1, 3, motion_frames, H, W]
-        self.motion = pipe.vae.encode(tail).float()  # [1, 16, 1 + (m-1)/4, h, w]
+        frames = video.transpose(0, 1)  # [frame_num, 3, H, W]
+        tail = match_colors(
+            frames[-s.motion_frames :], self.reference, s.color_correction
+        )  # colour is matched per frame: the tail alone gives the same numbers
+        timer.stop("color_tail")
+        with pipe.vae_autocast():
+            motion = pipe.vae.encode(tail.transpose(0, 1)[None]).float()  # [1, 16, m_lat, h, w]
+        if sp is not None:
+            sp.broadcast(motion)
+        self.motion = motion
         timer.stop("motion_encode")
         self.chunks_done += 1
 
-        # 5. the new frames only
-        new = frames[s.motion_frames :]
-        out = (
-            ((new.float().clamp(-1, 1) + 1) * 127.5)
-            .round()
-            .to(torch.uint8)
-            .permute(0, 2, 3, 1)
-            .cpu()
-            .numpy()
-        )
-        return [np.ascontiguousarray(f) for f in out]
+        # 5. the new frames only: frames motion_frames..frame_num-1, whose tail is already matched
+        keep = s.frame_num - 2 * s.motion_frames  # emitted frames not in the tail
+        reference, strength = self.reference, s.color_correction
+        side = pipe._output_stream
+        ready = torch.cuda.Event() if side is not None else None
+        if ready is not None:
+            ready.record()
+
+        def finish(raw: bool):
+            with torch.no_grad(), (
+                torch.cuda.stream(side) if side is not None else nullcontext()
+            ):
+                if ready is not None:
+                    side.wait_event(ready)
+                head = frames[s.motion_frames : s.motion_frames + max(keep, 0)]
+                new = torch.cat([match_colors(head, reference, strength), tail])[
+                    -self.chunk_frames :
+                ]
+                if raw:
+                    out = new.float().cpu()
+                else:
+                    out = (
+                        ((new.float().clamp(-1, 1) + 1) * 127.5)
+                        .round()
+                        .to(torch.uint8)
+                        .permute(0, 2, 3, 1)
+                        .cpu()
+                    )
+                if side is not None:
+                    side.synchronize()
+            return out if raw else [np.ascontiguousarray(f) for f in out.numpy()]
+
+        return finish
+
+
+def build_pipeline(
+    *, sp: SequenceParallel | None, device: str, settings: dict
+) -> FlashTalkPipeline:
+    """A follower rank's pipeline from the engine's settings (see :mod:`.launch`)."""
+    s = FlashTalkSettings.from_kwargs(**{**settings, "device": device})
+    return FlashTalkPipeline(s, sp=sp)

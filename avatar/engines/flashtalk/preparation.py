@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,25 @@ from .settings import FlashTalkSettings
 logger = logging.getLogger("avatar.engines.flashtalk")
 
 
+def cover_geometry(w0: int, h0: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Upstream's resize-to-cover and centre crop: (resized width, resized height, left, top).
+
+    The scale is the larger of the two ratios; the scaled size is rounded *up* (``ceil``, so a
+    float product such as 796.44 gives 797); the crop offset is ``round((resized - target) / 2)``
+    with Python's round (half to even), as torchvision's ``center_crop`` which upstream calls.
+    """
+    scale = max(width / w0, height / h0)
+    rw, rh = math.ceil(scale * w0), math.ceil(scale * h0)
+    return rw, rh, int(round((rw - width) / 2.0)), int(round((rh - height) / 2.0))
+
+
 def reference_frame(image: np.ndarray, width: int, height: int) -> torch.Tensor:
-    """RGB uint8 [H0, W0, 3] -> [3, height, width] in [-1, 1]: resized to cover, then centre-cropped."""
+    """RGB uint8 [H0, W0, 3] -> [3, height, width] in [-1, 1], preprocessed as upstream.
+
+    Bilinear resize (PIL) to cover the target with the size rounded up, then a rounded centre
+    crop (:func:`cover_geometry`), then ``(x / 255 - 0.5) * 2``. The model was trained on this
+    preprocessing, so it is kept bit for bit rather than "improved" (bicubic, floor).
+    """
     from PIL import Image
 
     if (
@@ -45,12 +63,11 @@ def reference_frame(image: np.ndarray, width: int, height: int) -> torch.Tensor:
         raise PreparationError(
             f"the avatar image is too small ({w0}x{h0}); use a photo of at least 256 pixels."
         )
-    scale = max(width / w0, height / h0)
-    rw, rh = max(width, round(w0 * scale)), max(height, round(h0 * scale))
-    resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BICUBIC))
-    top, left = (rh - height) // 2, (rw - width) // 2
+    rw, rh, left, top = cover_geometry(w0, h0, width, height)
+    resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BILINEAR))
     crop = resized[top : top + height, left : left + width]
-    return torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+    x = torch.from_numpy(crop.copy()).permute(2, 0, 1).float()
+    return (x / 255.0 - 0.5) * 2.0
 
 
 def conditioning_latent(vae, reference: torch.Tensor, frame_num: int) -> torch.Tensor:

@@ -36,6 +36,9 @@ class FlashTalkSettings:
     shift: float = 5.0
     seed: int = 42
     compile: bool = False
+    sequence_parallel: int = 1  # ranks (one process per GPU); 1 = one device
+    overlap_output: bool = True  # finish emitted frames on a side thread/stream
+    fp8: bool = False  # FP8 weights+activations for the DiT blocks' linears (torchao, GPU sm89+)
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     attention: str = "auto"
     color_correction: float = 1.0
@@ -110,6 +113,8 @@ class FlashTalkSettings:
                 "flashtalk: the model was trained at 25 fps; fps=%s changes the audio-to-frame mapping",
                 self.fps,
             )
+        if self.sequence_parallel < 1:
+            raise EngineError("sequence_parallel must be 1 (off) or the number of GPUs to use.")
         if self.attention not in ("auto", "sdpa", "flash"):
             raise EngineError("attention must be auto, sdpa or flash.")
 

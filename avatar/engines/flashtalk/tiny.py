@@ -140,6 +140,7 @@ def build_tiny_checkpoint(
     seed: int = 0,
     max_shard_bytes: int = 40_000,
     with_avatar: bool = True,
+    dit_overrides: dict | None = None,
 ) -> dict:
     """Write a full tiny checkpoint folder into ``out``; returns the engine settings for it."""
     out = Path(out)
@@ -170,7 +171,7 @@ def build_tiny_checkpoint(
     )
     WanVAE(tiny_vae_config()).save_pth(out / "Wan2.1_VAE.pth")
 
-    dit = FlashTalkDiT(tiny_dit_config())
+    dit = FlashTalkDiT(tiny_dit_config(**(dit_overrides or {})))
     with torch.no_grad():
         for p in (
             dit.parameters()
