@@ -48,12 +48,17 @@ class Transcript:
 def trim_repetition(tokens: list[int], *, min_period: int = 4, short_repeats: int = 4) -> tuple[list[int], bool]:
     """Cut a decoding loop back to its first copy.
 
+    A decode that starts its text over ("A B C D. A B C") is cut where it starts again.
     A phrase of ``min_period`` or more tokens that follows itself at once is a loop
     (people rarely say four words twice in a row); shorter units must repeat
     ``short_repeats`` times ("no no" stays, "ha ha ha ha ha" does not).
     Returns the kept tokens and whether anything was cut.
     """
     n = len(tokens)
+    # the text starting over (often cut short by the length bound): "A B C D. A B C"
+    for p in range(min_period, n - min_period + 1):
+        if tokens[p:] == tokens[: n - p] and n - p >= min_period:
+            return tokens[:p], True
     for start in range(n):
         for period in range(1, (n - start) // 2 + 1):
             need = 2 if period >= min_period else short_repeats
@@ -160,12 +165,22 @@ def is_backchannel(text: str) -> bool:
     return 0 < len(words) <= 2 and all(w in BACKCHANNELS for w in words)
 
 
+def voiced_seconds(audio: np.ndarray, *, hop: int = 160) -> float:
+    """Seconds of ``audio`` (float32, 16 kHz) louder than a tenth of its loudest 10 ms (and than -50 dBFS)."""
+    n = len(audio) // hop
+    if n == 0:
+        return 0.0
+    rms = np.sqrt((audio[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
+    return float(np.count_nonzero(rms > max(0.1 * rms.max(), 10 ** (-50 / 20)))) * hop / SAMPLE_RATE
+
+
 class WhisperSTT(stt.STT):
     """One call's ``stt.STT`` over the shared :class:`WhisperEngine` (its events stay with its call).
 
     ``ignore_backchannels`` (set by the worker to "is the agent speaking?") makes a short
-    acknowledgement over the agent's answer ("hmm", "okay") an empty transcript, so the
-    framework does not take it for a new turn and cut the answer off.
+    acknowledgement over the agent's answer ("hmm", "okay") or a sound with less than
+    ``min_voiced`` seconds of voice (a cough) an empty transcript, so the framework does
+    not take it for a new turn and cut the answer off.
     """
 
     def __init__(self, engine: WhisperEngine | Path, *, language: str = "", languages: tuple[str, ...] | None = None,
@@ -175,6 +190,7 @@ class WhisperSTT(stt.STT):
         self._language = language or None
         self._languages = languages
         self.ignore_backchannels: Callable[[], bool] | None = None
+        self.min_voiced = 0.25
 
     @property
     def model(self) -> str:
@@ -208,9 +224,12 @@ class WhisperSTT(stt.STT):
                     res.language, " (loop cut)" if res.truncated else "", res.text,
                     extra={"asr_seconds": round(res.seconds, 3), "audio_seconds": round(len(audio) / SAMPLE_RATE, 2)})
         text = res.text
-        if text and self.ignore_backchannels is not None and self.ignore_backchannels() and is_backchannel(text):
-            logger.info("ignored %r said over the agent's answer (a backchannel, not a turn)", text)
-            text = ""
+        if text and self.ignore_backchannels is not None and self.ignore_backchannels():
+            voiced = voiced_seconds(audio)
+            if is_backchannel(text) or voiced < self.min_voiced:
+                logger.info("ignored %r (%.2f s voiced) said over the agent's answer: a backchannel, not a turn",
+                            text, voiced)
+                text = ""
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             alternatives=[stt.SpeechData(language=res.language, text=text)],

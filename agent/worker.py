@@ -122,6 +122,7 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     # "hmm" or "okay" over the answer is a backchannel, not a new turn
     models.stt.ignore_backchannels = lambda: session.agent_state == "speaking"
+    models.stt.min_voiced = settings.interrupt_min_duration
     session_id = None
     if recorder is not None:
         session_id = recorder.start_session(
