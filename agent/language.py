@@ -179,8 +179,8 @@ class CallLanguage:
 
     The recogniser detects each utterance's language among the call's languages; a
     detection that differs from the call's language is taken only when the utterance
-    makes the case for it (long enough, not a decoding loop, and its text written in the
-    new language's script). Otherwise (a cough, a line noise, two garbled syllables) the
+    makes the case for it (long enough, and its text written in the new language's script,
+    two words or characters at least). Otherwise (a cough, a line noise, two garbled syllables) the
     utterance is decoded again in the call's language and the call stays where it is.
     """
 
@@ -190,7 +190,8 @@ class CallLanguage:
     kept: int = 0
 
     def convincing(self, text: str, language: str, seconds: float, truncated: bool) -> bool:
-        if truncated or seconds < self.min_switch_seconds:
+        # (``truncated`` is not held against it: the length bound also trips on a clear utterance)
+        if seconds < self.min_switch_seconds:
             return False
         if language == "zh":
             return len(_HAN_CHARS.findall(text)) >= 2 and detect_language(text, default="") == "zh"

@@ -111,7 +111,9 @@ def decimal(s: str) -> str:
 
 
 def _amount(s: str, *, liang: bool = True) -> str:
-    """A number before a measure word: a bare 2 is 两."""
+    """A number before a measure word: a bare 2 is 两; an amount's trailing zeros are not said (12.50 -> 十二点五)."""
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
     words = decimal(s)
     return "两" if liang and words == "二" else words
 

@@ -121,10 +121,29 @@ def patch_dropout(src: Path, dst: Path) -> int:
 
 
 # --------------------------------------------------------------------------- front end
+# Readings pypinyin's dictionary gets wrong in a bank's or a school's words (行 is hang2 for a bank).
+DOMAIN_READINGS = {
+    "跨行": "kuà háng", "他行": "tā háng", "支行": "zhī háng", "总行": "zǒng háng", "各行": "gè háng",
+    "本行": "běn háng", "行号": "háng hào", "还款": "huán kuǎn", "还贷": "huán dài", "重置": "chóng zhì",
+    "重新": "chóng xīn", "数学": "shù xué", "一对一": "yī duì yī", "课时": "kè shí", "账单": "zhàng dān",
+}
+_readings_loaded = False
+
+
+def _load_domain_readings() -> None:
+    global _readings_loaded
+    if not _readings_loaded:
+        from pypinyin import load_phrases_dict
+
+        load_phrases_dict({w: [[syl] for syl in r.split()] for w, r in DOMAIN_READINGS.items()})
+        _readings_loaded = True
+
+
 class BakerFrontEnd:
     """Chinese text -> the voice's symbol ids, phrase by phrase."""
 
     def __init__(self, mapper: dict[str, Any]) -> None:
+        _load_domain_readings()
         self.symbol_to_id: dict[str, int] = mapper["symbol_to_id"]
         self.pinyin: dict[str, list[str]] = mapper["pinyin_dict"]
         self.eos = self.symbol_to_id["eos"]
