@@ -279,11 +279,15 @@ class MandarinTTS(tts.TTS):
     ``english``: the voice for English words the normaliser keeps (``None``: they are spelled).
     """
 
-    def __init__(self, model: MandarinVoiceModel, *, english: tts.TTS | None = None) -> None:
+    def __init__(self, model: MandarinVoiceModel | _LazyModel, *, english: tts.TTS | None = None) -> None:
         super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=model.sample_rate,
                          num_channels=1)
-        self.voice = model
+        self._voice = model
         self.english = english
+
+    @property
+    def voice(self) -> MandarinVoiceModel:
+        return _resolve(self._voice)
 
     @property
     def model(self) -> str:
@@ -306,10 +310,10 @@ class MandarinTTS(tts.TTS):
 class _MandarinStream(tts.ChunkedStream):
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         engine: MandarinTTS = self._tts  # type: ignore[assignment]
-        model = engine.voice
-        output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=model.sample_rate, num_channels=1,
+        output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=engine.sample_rate, num_channels=1,
                                   mime_type="audio/pcm")
         loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(None, lambda: engine.voice)  # waits for a background load, off the loop
         for kind, run in split_runs(engine.text_for_speech(self._input_text)):
             if kind == "en" and engine.english is not None:
                 async with engine.english.synthesize(run, conn_options=self._conn_options) as stream:
@@ -327,6 +331,8 @@ class _MandarinStream(tts.ChunkedStream):
 # --------------------------------------------------------------------------- the call's voice
 _model: MandarinVoiceModel | None = None
 _model_lock = threading.Lock()
+_loading: dict[Path, Any] = {}
+_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mandarin-load")
 
 
 def mandarin_model(folder: Path) -> MandarinVoiceModel:
@@ -335,7 +341,30 @@ def mandarin_model(folder: Path) -> MandarinVoiceModel:
     with _model_lock:
         if _model is None or _model.folder != Path(folder):
             _model = MandarinVoiceModel(folder)
+            _model.synthesize_phrase("你好")  # pypinyin's dictionaries and the interpreters' first run
         return _model
+
+
+class _LazyModel:
+    """The model being loaded in the background: a call starts at once (its greeting needs no Mandarin)
+    and the first Chinese sentence waits for the load only if it comes within the first second or so."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, folder: Path) -> None:
+        folder = Path(folder)
+        with _model_lock:
+            fut = _loading.get(folder)
+            if fut is None:
+                fut = _loading[folder] = _loader.submit(mandarin_model, folder)
+        self._future = fut
+
+    def get(self) -> MandarinVoiceModel:
+        return self._future.result()
+
+
+def _resolve(model: MandarinVoiceModel | _LazyModel) -> MandarinVoiceModel:
+    return model.get() if isinstance(model, _LazyModel) else model
 
 
 def mandarin_voice(settings: Any, *, english: tts.TTS | None = None, sample_rate: int = 22050) -> tts.TTS:
@@ -345,7 +374,7 @@ def mandarin_voice(settings: Any, *, english: tts.TTS | None = None, sample_rate
     rel = getattr(settings, "zh_voice", "zh-baker")
     folder = settings.model_path(rel) if rel and rel != "espeak" else None
     if folder is not None and (folder / ACOUSTIC).exists():
-        return MandarinTTS(mandarin_model(folder), english=english)
+        return MandarinTTS(_LazyModel(folder), english=english)  # loads in the background, once per process
     if folder is not None:
         logger.warning("no Mandarin voice at %s (run scripts/setup_models.py): espeak-ng speaks Chinese", folder)
     return EspeakTTS(language="zh", sample_rate=sample_rate)
