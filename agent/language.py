@@ -1,4 +1,5 @@
-"""The voice for the caller's language: Piper for English, espeak-ng for Mandarin (both offline).
+"""The caller's language: the voice for it (Piper for English, the Mandarin voice of
+:mod:`agent.zh_tts` or espeak-ng for Chinese) and what the recogniser's Chinese becomes.
 
 :class:`BilingualTTS` picks the voice per sentence from the text itself, so an
 answer in Chinese is spoken by the Mandarin voice and one in English by Piper,
@@ -8,21 +9,26 @@ whatever language the previous turn was in.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
+import re
 import shutil
 import wave
+import weakref
+from typing import Any
 
 import numpy as np
 from livekit.agents import tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
-from dialogue.language import tts_language
+from dialogue.language import detect_language, tts_language
 
 logger = logging.getLogger("agent.language")
 
-# espeak-ng voice names per dialogue language.
-ESPEAK_VOICES = {"zh": "cmn", "en": "en-us"}
+# espeak-ng voice names per dialogue language. Mandarin is "cmn-latn-pinyin": in espeak-ng 1.51
+# the "cmn" voice turns hanzi into tone-numbered pinyin and then reads that as English.
+ESPEAK_VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us"}
 
 
 def espeak_available() -> bool:
@@ -42,6 +48,7 @@ class EspeakTTS(tts.TTS):
         self._binary = binary
         self._voice = voice or ESPEAK_VOICES.get(language, language)
         self._speed = speed_wpm
+        self._language = language
 
     @property
     def model(self) -> str:
@@ -56,6 +63,10 @@ class EspeakTTS(tts.TTS):
 
     async def render(self, text: str) -> tuple[np.ndarray, int]:
         """int16 samples and their sample rate for ``text``."""
+        if self._language == "zh":
+            from .zh_text import normalize_zh
+
+            text = normalize_zh(text)  # digits, amounts, dates and Latin letters as Chinese words
         proc = await asyncio.create_subprocess_exec(
             self._binary, "-v", self._voice, "-s", str(self._speed), "--stdout", "--", text,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -146,3 +157,89 @@ def build_bilingual_tts(english: tts.TTS | None = None, *, languages: tuple[str,
     if "zh" in languages:
         voices["zh"] = EspeakTTS(language="zh", sample_rate=sample_rate)
     return BilingualTTS(voices, default="en")
+
+
+# ------------------------------------------------------------------ recognition
+_t2s = None
+
+
+def to_simplified(text: str) -> str:
+    """Traditional characters -> simplified (OpenCC's t2s tables): Whisper often writes Mandarin in traditional."""
+    global _t2s
+    if _t2s is None:
+        from opencc import OpenCC  # opencc-python-reimplemented
+
+        _t2s = OpenCC("t2s")
+    return _t2s.convert(text)
+
+
+@dataclasses.dataclass
+class CallLanguage:
+    """The language a call is in, kept across its utterances.
+
+    The recogniser detects each utterance's language among the call's languages; a
+    detection that differs from the call's language is taken only when the utterance
+    makes the case for it (long enough, and its text written in the new language's script,
+    two words or characters at least). Otherwise (a cough, a line noise, two garbled syllables) the
+    utterance is decoded again in the call's language and the call stays where it is.
+    """
+
+    current: str | None = None
+    min_switch_seconds: float = 0.8
+    switches: int = 0
+    kept: int = 0
+
+    def convincing(self, text: str, language: str, seconds: float, truncated: bool) -> bool:
+        # (``truncated`` is not held against it: the length bound also trips on a clear utterance)
+        if seconds < self.min_switch_seconds:
+            return False
+        if language == "zh":
+            return len(_HAN_CHARS.findall(text)) >= 2 and detect_language(text, default="") == "zh"
+        words = _LATIN_WORDS.findall(text)
+        return len(words) >= 2 and detect_language(text, default="") == language
+
+    def accepts(self, text: str, language: str, seconds: float, truncated: bool) -> bool:
+        """Whether the utterance's detected language stands (and the call follows it)."""
+        if self.current is None or language == self.current:
+            self.current = language
+            return True
+        if self.convincing(text, language, seconds, truncated):
+            self.current = language
+            self.switches += 1
+            return True
+        self.kept += 1
+        return False
+
+
+_HAN_CHARS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_LATIN_WORDS = re.compile(r"[A-Za-z]+")
+_calls: "weakref.WeakKeyDictionary[object, CallLanguage]" = weakref.WeakKeyDictionary()
+
+
+def call_language(owner: object) -> CallLanguage:
+    """The :class:`CallLanguage` of a call's recogniser (one per ``WhisperSTT``, that is per call)."""
+    state = _calls.get(owner)
+    if state is None:
+        state = _calls[owner] = CallLanguage()
+    return state
+
+
+async def settle_transcript(stt_: Any, audio: np.ndarray, res: Any, forced: str | None = None) -> Any:
+    """The hook after a call's utterance is decoded: keep the call's language, write Chinese simplified.
+
+    ``stt_`` is the call's ``WhisperSTT`` (its ``engine`` decodes again when the call keeps
+    its language), ``res`` the engine's ``Transcript``; ``forced``: a language the call was
+    given (no detection, nothing to keep).
+    """
+    if not forced and res.text:
+        state = call_language(stt_)
+        seconds = len(audio) / 16000
+        if not state.accepts(res.text, res.language, seconds, res.truncated):
+            loop = asyncio.get_running_loop()
+            again = await loop.run_in_executor(stt_.engine.pool, stt_.engine.transcribe, audio, state.current, None)
+            logger.info("kept the call's language %s for %r (detected %s); heard %r", state.current, res.text,
+                        res.language, again.text)
+            res = dataclasses.replace(again, seconds=res.seconds + again.seconds)
+    if res.language == "zh":
+        res = dataclasses.replace(res, text=to_simplified(res.text))
+    return res

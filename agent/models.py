@@ -27,6 +27,7 @@ from .stt import WhisperEngine, WhisperSTT
 from .tts import ClauseTokenizer, PiperTTS, PiperVoiceModel
 from .turn import SmartTurnDetector, SmartTurnModel
 from .vad import VoicedVAD
+from .zh_tts import mandarin_voice
 
 logger = logging.getLogger("agent.models")
 
@@ -87,8 +88,8 @@ class SharedModels:
         # a VAD per call (its own state and events) over the one ONNX session
         vad = VoicedVAD(silero.VAD(session=self._vad._onnx_session, opts=dataclasses.replace(self._vad._opts)))
         voices: dict[str, lk_tts.TTS] = {"en": PiperTTS(self.piper)}
-        if self.has_espeak and "zh" in s.language_list:
-            voices["zh"] = EspeakTTS(language="zh", sample_rate=self.piper.sample_rate)
+        if "zh" in s.language_list:
+            voices["zh"] = mandarin_voice(s, english=voices["en"], sample_rate=self.piper.sample_rate)  # agent/zh_tts.py
         speech = BilingualTTS(voices, default="en")
         # the first clause of an answer is spoken while the rest is synthesised
         tts = lk_tts.StreamAdapter(tts=speech, sentence_tokenizer=ClauseTokenizer())

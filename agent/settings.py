@@ -29,6 +29,7 @@ class AgentSettings(BaseSettings):
     whisper_window: str = "utterance"  # "utterance": encode the utterance + 1 s; "full": Whisper's 30 s window
     languages: str = "en,zh"  # languages a caller may speak (detection picks among these)
     piper_voice: str = "piper/en_US-joe-medium.onnx"
+    zh_voice: str = "zh-baker"  # Mandarin voice folder (agent/zh_tts.py); "espeak": espeak-ng's Mandarin
     vad_model: str = "silero/silero_vad.onnx"
     min_silence: float = 0.25  # VAD silence (s) after which the end-of-turn model is asked
     min_speech: float = 0.05  # VAD speech (s) that starts an utterance

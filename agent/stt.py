@@ -30,6 +30,8 @@ from livekit import rtc
 from livekit.agents import stt, utils
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions, NotGivenOr
 
+from .language import settle_transcript  # noqa: E402  (mandarin hook, agent/language.py)
+
 logger = logging.getLogger("agent.stt")
 
 SAMPLE_RATE = 16000
@@ -220,6 +222,7 @@ class WhisperSTT(stt.STT):
         lang = (language if isinstance(language, str) and language else None) or self._language
         loop = asyncio.get_running_loop()
         res = await loop.run_in_executor(self.engine.pool, self.engine.transcribe, audio, lang, self._languages)
+        res = await settle_transcript(self, audio, res, lang)  # mandarin: the call's language kept; zh simplified
         logger.info("transcribed %.2f s of audio in %.2f s [%s]%s: %r", len(audio) / SAMPLE_RATE, res.seconds,
                     res.language, " (loop cut)" if res.truncated else "", res.text,
                     extra={"asr_seconds": round(res.seconds, 3), "audio_seconds": round(len(audio) / SAMPLE_RATE, 2)})

