@@ -25,6 +25,7 @@ from .persona import Persona
 from .policy import Policy, PolicyError
 from .templates import OFFER_KEYS, PHRASES, phrase
 from .tools import CORE_TOOL_NAMES, ToolRegistry
+from .understanding import IntentMatch, Understanding
 from .types import Message, ReplyEvent, TextDelta, ToolCall, ToolSpec, TurnRecord
 
 logger = logging.getLogger("dialogue.policy")
@@ -62,7 +63,8 @@ class GroundedPolicy(Policy):
 
     def __init__(self, persona: Persona, index: KnowledgeIndex, *, llm: Any | None = None,
                  registry: ToolRegistry | None = None, on_turn: Callable[[TurnRecord], None] | None = None,
-                 llm_retries: int = 1, llm_core_tools: bool = False) -> None:
+                 llm_retries: int = 1, llm_core_tools: bool = False,
+                 understanding: Understanding | None | bool = True) -> None:
         self.persona = persona
         self.index = index
         self.llm = llm  # an OpenAIPolicy-like object with .stream(payload, tools)
@@ -75,6 +77,9 @@ class GroundedPolicy(Policy):
         self.turns: list[TurnRecord] = []
         self.escalation: dict[str, Any] | None = None
         self._unanswered = 0
+        # Intents and answerability by meaning (True: built on first use from the shared encoder;
+        # False/None: keyword rules and the hybrid index only).
+        self._understanding = understanding
         self.name = "grounded-llm" if llm is not None else "grounded-offline"
 
     @property
@@ -82,6 +87,17 @@ class GroundedPolicy(Policy):
         return getattr(self.llm, "model", "") or "offline"
 
     # ------------------------------------------------------------ helpers
+    @property
+    def understanding(self) -> Understanding | None:
+        """The meaning layer for this call's persona and knowledge (None when unavailable)."""
+        if self._understanding is True:
+            try:
+                self._understanding = Understanding(self.persona, self.index)
+            except Exception as e:  # no encoder: the keyword rules still hold
+                logger.warning("understanding by meaning unavailable: %s", e)
+                self._understanding = None
+        return self._understanding or None
+
     def _say(self, key: str, lang: str, **values: str) -> str:
         p = self.persona
         topics = ("、" if lang == "zh" else ", ").join(p.allowed_topics[:4]) or (
@@ -195,15 +211,22 @@ class GroundedPolicy(Policy):
             yield self._speak(self._say("not_heard", lang), rec)
             return
 
+        und = self.understanding
+        meaning: IntentMatch | None = und.intent(text) if und is not None else None
+        if meaning is not None:
+            logger.info("intent by meaning: %s (%.3f, margin %.3f)", meaning.kind, meaning.score, meaning.margin)
+        kind = meaning.kind if meaning else ""
+
         # 1. The caller's words never rewrite the rules.
-        if is_prompt_injection(text):
+        if is_prompt_injection(text) or kind == "injection":
             rec.decision = "refuse_injection"
             yield self._speak(self._say("injection", lang), rec)
             return
 
         # 2. Handover: asked for a person, an escalation rule, or "yes" to our offer.
-        rule = p.escalation_rule(text)
-        wants_human = bool((_HUMAN_ZH if zh else _HUMAN_EN).search(text) or _HUMAN_EN.search(text))
+        rule = p.escalation_rule(text) or (meaning.target if kind == "escalation" else None)
+        wants_human = bool((_HUMAN_ZH if zh else _HUMAN_EN).search(text) or _HUMAN_EN.search(text)) or (
+            kind == "handoff" and rule is None)
         accepted = self._offered_person(messages) and _short(text) and bool((_YES_ZH if zh else _YES_EN).search(text))
         if wants_human or rule or accepted:
             rec.decision = "escalate"
@@ -218,12 +241,12 @@ class GroundedPolicy(Policy):
             return
 
         # 3. Goodbye and follow-up tickets.
-        if (_BYE_ZH if zh else _BYE_EN).search(text) and not re.search(r"[?？]", text):
+        if ((_BYE_ZH if zh else _BYE_EN).search(text) or kind == "end_call") and not re.search(r"[?？]", text):
             rec.decision = "end_call"
             yield self._speak(self._say("goodbye", lang), rec)
             yield self._call("end_call", {"reason": "caller said goodbye"}, rec)
             return
-        if (_TICKET_ZH if zh else _TICKET_EN).search(text):
+        if (_TICKET_ZH if zh else _TICKET_EN).search(text) or kind == "ticket":
             rec.decision = "ticket"
             yield self._call("create_ticket", {"subject": redact(text)[:120], "details": self._summary(messages)}, rec)
             return
@@ -237,7 +260,7 @@ class GroundedPolicy(Policy):
                 return
 
         # 5. Out of scope for this persona.
-        topic = p.forbidden_topic(text, lang)
+        topic = p.forbidden_topic(text, lang) or (meaning.target if kind == "forbidden" else None)
         if topic:
             rec.decision = "refuse_scope"
             yield self._speak(topic.reply.get(lang) or topic.reply.get("en") or self._say("no_answer", lang), rec)
@@ -256,7 +279,21 @@ class GroundedPolicy(Policy):
             return
 
         # 7. Grounded answer or an honest "I don't know".
-        hits = [h for h in self.index.search(text, k=3, language=lang) if h.relevant]
+        answer_text = ""
+        if und is not None:
+            # The knowledge sentence closest in meaning answers, if it is close enough (calibrated);
+            # a follow-up ("and on saturdays?") is read together with the previous question.
+            previous = next((m.content for m in reversed(messages[:-1]) if m.role == "user" and m.content.strip()), "")
+            found, answerable = und.passages(text, lang, previous=previous)
+            if found and not answerable:
+                # Below the threshold, the passage still answers when the keyword/MiniLM index,
+                # ranking on its own, finds the very same passage relevant: two rankers agree.
+                old = self.index.search(text, k=1, language=lang)
+                answerable = bool(old) and old[0].relevant and old[0].chunk.id == self.index.chunks[found[0].chunk_index].id
+            hits = [Hit(self.index.chunks[f.chunk_index], f.score, f.score, 0.0, True) for f in found[:1]] if answerable else []
+            answer_text = found[0].text if answerable else ""
+        else:
+            hits = [h for h in self.index.search(text, k=3, language=lang) if h.relevant]
         rec.citations = [h.citation() for h in hits]
         if self.llm is not None and (hits or tool is not None):
             rec.decision = "answer" if hits else "tool"
@@ -264,7 +301,7 @@ class GroundedPolicy(Policy):
             def fallback() -> list[ReplyEvent]:
                 if hits:
                     rec.decision = "answer"
-                    return [self._speak(_extract_answer(hits[0], text, lang), rec)]
+                    return [self._speak(answer_text or _extract_answer(hits[0], text, lang), rec)]
                 args = tool.extract(text) if tool and tool.extract else {}
                 if args is None:
                     return [self._speak(tool.missing_args.get(lang) or self._say("not_heard", lang), rec)]
@@ -284,7 +321,7 @@ class GroundedPolicy(Policy):
             return
         self._unanswered = 0
         rec.decision = "answer"
-        yield self._speak(_extract_answer(hits[0], text, lang), rec)
+        yield self._speak(answer_text or _extract_answer(hits[0], text, lang), rec)
 
     # ------------------------------------------------------------ the LLM path
     def _payload(self, messages: list[Message], lang: str, hits: list[Hit]) -> list[dict]:

@@ -24,6 +24,8 @@ class Topic(BaseModel):
 
     name: str
     keywords: dict[str, list[str]] = Field(default_factory=dict)  # per language
+    # What a caller might say about it, per language: matched by meaning (dialogue.understanding).
+    examples: dict[str, list[str]] = Field(default_factory=dict)
     reply: Localized = Field(default_factory=dict)
 
 
@@ -32,6 +34,8 @@ class EscalationRule(BaseModel):
 
     reason: str
     keywords: dict[str, list[str]] = Field(default_factory=dict)
+    # What a caller might say when this rule applies, per language: matched by meaning.
+    examples: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class Persona(BaseModel):
@@ -47,6 +51,9 @@ class Persona(BaseModel):
     allowed_topics: list[str] = Field(default_factory=list)
     forbidden_topics: list[Topic] = Field(default_factory=list)
     escalation: list[EscalationRule] = Field(default_factory=list)
+    # Caller intents recognised by meaning (handoff, end_call, ticket, injection, none): example
+    # utterances per language added to the built-in ones (dialogue/data/intents.yaml).
+    intents: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     # After this many turns in a row with no approved answer, a person is offered firmly.
     max_unanswered: int = 2
     # Knowledge sources (files or folders) relative to the persona file; the index may
