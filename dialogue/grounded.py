@@ -10,6 +10,8 @@ LLM. No passage, no answer: the agent says so and offers a person.
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import logging
 import re
@@ -212,7 +214,8 @@ class GroundedPolicy(Policy):
             return
 
         und = self.understanding
-        meaning: IntentMatch | None = und.intent(text) if und is not None else None
+        # embeddings run in a worker thread: the call's event loop keeps moving audio meanwhile
+        meaning: IntentMatch | None = await asyncio.to_thread(und.intent, text) if und is not None else None
         if meaning is not None:
             logger.info("intent by meaning: %s (%.3f, margin %.3f)", meaning.kind, meaning.score, meaning.margin)
         kind = meaning.kind if meaning else ""
@@ -284,16 +287,16 @@ class GroundedPolicy(Policy):
             # The knowledge sentence closest in meaning answers, if it is close enough (calibrated);
             # a follow-up ("and on saturdays?") is read together with the previous question.
             previous = next((m.content for m in reversed(messages[:-1]) if m.role == "user" and m.content.strip()), "")
-            found, answerable = und.passages(text, lang, previous=previous)
+            found, answerable = await asyncio.to_thread(und.passages, text, lang, previous=previous)
             if found and not answerable:
                 # Below the threshold, the passage still answers when the keyword/MiniLM index,
                 # ranking on its own, finds the very same passage relevant: two rankers agree.
-                old = self.index.search(text, k=1, language=lang)
+                old = await asyncio.to_thread(self.index.search, text, k=1, language=lang)
                 answerable = bool(old) and old[0].relevant and old[0].chunk.id == self.index.chunks[found[0].chunk_index].id
             hits = [Hit(self.index.chunks[f.chunk_index], f.score, f.score, 0.0, True) for f in found[:1]] if answerable else []
             answer_text = found[0].text if answerable else ""
         else:
-            hits = [h for h in self.index.search(text, k=3, language=lang) if h.relevant]
+            hits = [h for h in await asyncio.to_thread(self.index.search, text, k=3, language=lang) if h.relevant]
         rec.citations = [h.citation() for h in hits]
         if self.llm is not None and (hits or tool is not None):
             rec.decision = "answer" if hits else "tool"
