@@ -176,7 +176,10 @@ def build_server(settings: AgentSettings | None = None) -> AgentServer:
         # the load LiveKit balances on: calls in progress against what this machine holds
         load_fnc=lambda srv: min(1.0, len(srv.active_jobs) / max(1, s.max_calls)),
         load_threshold=0.99,
-        num_idle_processes=1,
+        # Idle job threads, ready with the shared models: a call starts without waiting for one, and
+        # the framework's load estimate for a call being accepted is threshold / idle threads
+        # (with one, a second caller arriving during the first one's start-up found the worker "full").
+        num_idle_processes=max(2, s.max_calls),
         initialize_process_timeout=60.0,
         port=s.http_port,
     )

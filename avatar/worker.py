@@ -197,7 +197,10 @@ def build_server(settings: AvatarSettings | None = None) -> AgentServer:
         job_executor_type=JobExecutorType.THREAD,
         load_fnc=lambda srv: min(1.0, len(srv.active_jobs) / max(1, s.max_calls)),
         load_threshold=0.99,
-        num_idle_processes=0,
+        # Idle job threads, ready with the shared models: a call starts without waiting for one, and
+        # the framework's load estimate for a call being accepted is threshold / idle threads
+        # (with one, a second caller arriving during the first one's start-up found the worker "full").
+        num_idle_processes=max(2, s.max_calls),
         port=s.http_port,
     )
 

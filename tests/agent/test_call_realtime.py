@@ -34,6 +34,8 @@ async def joined(url: str, **kw) -> ScriptedCaller:
     await caller.join()
     assert await caller.wait_video(timeout=60), "the avatar's video track never arrived"
     await caller.wait_greeting()
+    await asyncio.sleep(0.5)
+    await caller.wait_quiet(quiet_for=1.5)  # a greeting's second sentence can follow a gap on a busy machine
     return caller
 
 
@@ -65,7 +67,8 @@ async def test_a_pause_in_mid_sentence_is_not_the_end_of_the_turn(stack, say, wh
         await caller.leave()
     # nothing was said in the pause, or before the caller had finished
     early = caller.loud_since(pause_from)
-    assert early is not None and early >= end, f"the agent spoke {early - pause_from:.2f} s into the pause"
+    said = [(round(t["t"] + caller.t0 - start, 2), t["from"][:12], t["text"][:60]) for t in caller.transcripts]
+    assert early is not None and early >= end, f"the agent spoke {early - pause_from:.2f} s into the pause: {said}"
     heard = transcribe(whisper, caller.audio_between(answer - 0.3, answer_end + 0.3))
     assert "monday" in heard, heard
     # one answer: the agent answered the whole question once, not its first half
@@ -129,9 +132,11 @@ async def test_two_callers_at_once_share_one_set_of_models(stack, say, whisper):
     recs = log_records(stack, "agent")
     # the models were loaded once for the worker, not once per call
     assert sum("call models loaded" in r.get("message", "") for r in recs) == 1
-    # every call's job started without loading anything
-    inits = [r["elapsed_time"] for r in recs if r.get("message") == "job runner initialized" and "elapsed_time" in r]
-    assert len(inits) >= 3 and all(e < 1.0 for e in inits[1:]), inits
+    # once calls were coming in, every new job thread started without loading anything
+    first_job = next(i for i, r in enumerate(recs) if r.get("message") == "received job request")
+    inits = [r["elapsed_time"] for r in recs[first_job:]
+             if r.get("message") == "job runner initialized" and "elapsed_time" in r]
+    assert inits and all(e < 1.0 for e in inits), inits
     # and two callers' utterances never ran two Whisper decodes at once
     done = [(datetime.fromisoformat(r["timestamp"]).timestamp(), r["asr_seconds"]) for r in recs if "asr_seconds" in r]
     spans = sorted((t - secs, t) for t, secs in done)

@@ -22,6 +22,8 @@ def test_trim_repetition_cuts_loops_and_keeps_speech():
     sentence = [708, 366, 428, 5193, 2496, 30]
     assert trim_repetition(sentence * 2) == (sentence, True)
     assert trim_repetition(sentence * 5 + [708, 366]) == (sentence, True)
+    # starting over, cut short by the length bound
+    assert trim_repetition(sentence + [1, 2] + sentence[:4]) == (sentence + [1, 2], True)
     assert trim_repetition([1, 2, 3, 4, 5, 6]) == ([1, 2, 3, 4, 5, 6], False)
     # "no, no" and a doubled short word stay; "ha ha ha ha ha" does not
     assert trim_repetition([7, 8, 9, 9, 10]) == ([7, 8, 9, 9, 10], False)
