@@ -10,11 +10,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from admin.api.main import api_router
 from admin.api.routes import health
 from admin.core.config import get_settings
+from admin.core.limits import BodyLimitMiddleware, default_rules
 from admin.core.ratelimit import RateLimiter
 
 logger = logging.getLogger("admin")
@@ -31,6 +32,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         logger.warning("database unavailable: %s", exc.__class__.__name__)
         return JSONResponse({"detail": "The database is unavailable; try again shortly."}, status_code=503,
                             headers={"Retry-After": "2"})
+    if isinstance(exc, DataError):  # the database refused a value (too long, out of range): the request's fault
+        logger.error("database refused a value on %s %s: %s", request.method, request.url.path,
+                     str(exc.orig).splitlines()[0] if exc.orig else exc.__class__.__name__)
+        return JSONResponse({"detail": "A value is too long or out of range for its field; shorten or correct it."},
+                            status_code=422)
+    if isinstance(exc, IntegrityError):  # a concurrent request wrote the same thing first
+        logger.warning("integrity conflict on %s %s: %s", request.method, request.url.path,
+                       str(exc.orig).splitlines()[0] if exc.orig else exc.__class__.__name__)
+        return JSONResponse({"detail": "The change conflicts with existing data (a concurrent change?); "
+                                       "reload and try again."}, status_code=409)
     logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal error; it has been logged."}, status_code=500)
 
@@ -55,6 +66,12 @@ def create_app(static_dir: Path | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.include_router(health.router)
     app.include_router(api_router, prefix=s.api_prefix)
+    # Outermost: body limits hold before any other middleware or route reads the request.
+    app.add_middleware(
+        BodyLimitMiddleware, default=s.max_body_bytes,
+        rules=default_rules(s.api_prefix, max_document_bytes=s.max_document_bytes,
+                            max_portrait_bytes=s.max_portrait_bytes, max_public_body_bytes=s.max_public_body_bytes),
+    )
     static_dir = static_dir or STATIC_DIR
     if static_dir.is_dir():  # the web widget / dashboard, mounted last so the API wins
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="static")
