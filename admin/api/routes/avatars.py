@@ -17,7 +17,7 @@ from admin.core import audit
 from admin.core.config import get_settings
 from admin.images import PortraitError, load_portrait
 from admin.models import Avatar, JobStatus, Persona, Role
-from admin.schemas import AvatarIn, AvatarOut, AvatarUpdate
+from admin.schemas import AvatarIn, AvatarOut, AvatarUpdate, Limit, Offset
 from admin.worker import enqueue, prepare_avatar_task, queue_for_engine
 
 router = APIRouter(prefix="/avatars", tags=["avatars"])
@@ -26,9 +26,9 @@ REPREPARE_FIELDS = {"engine", "width", "height", "fps"}
 
 
 @router.get("", response_model=list[AvatarOut])
-def list_avatars(db: SessionDep, principal: AvatarReaders, limit: int = 100, offset: int = 0) -> list[Avatar]:
+def list_avatars(db: SessionDep, principal: AvatarReaders, limit: Limit = 100, offset: Offset = 0) -> list[Avatar]:
     """Avatars of the organisation."""
-    return crud.list_owned(db, Avatar, principal.tenant_id, limit=min(limit, 500), offset=offset)
+    return crud.list_owned(db, Avatar, principal.tenant_id, limit=limit, offset=offset)
 
 
 @router.post("", response_model=AvatarOut, status_code=201)
