@@ -59,6 +59,14 @@ def create_app(static_dir: Path | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.rate_limiter = RateLimiter(s.rate_limit_redis_url)
+    # Body limits (admin.core.limits): added first, so they wrap the routes directly (a 413 raised while
+    # a route reads reaches FastAPI as an HTTPException, not from the metrics middleware's task group);
+    # no middleware reads a body, so the Content-Length check still comes before any byte is read.
+    app.add_middleware(
+        BodyLimitMiddleware, default=s.max_body_bytes,
+        rules=default_rules(s.api_prefix, max_document_bytes=s.max_document_bytes,
+                            max_portrait_bytes=s.max_portrait_bytes, max_public_body_bytes=s.max_public_body_bytes),
+    )
     if s.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], allow_credentials=False)
@@ -66,12 +74,6 @@ def create_app(static_dir: Path | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.include_router(health.router)
     app.include_router(api_router, prefix=s.api_prefix)
-    # Outermost: body limits hold before any other middleware or route reads the request.
-    app.add_middleware(
-        BodyLimitMiddleware, default=s.max_body_bytes,
-        rules=default_rules(s.api_prefix, max_document_bytes=s.max_document_bytes,
-                            max_portrait_bytes=s.max_portrait_bytes, max_public_body_bytes=s.max_public_body_bytes),
-    )
     static_dir = static_dir or STATIC_DIR
     if static_dir.is_dir():  # the web widget / dashboard, mounted last so the API wins
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="static")

@@ -120,10 +120,24 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except BodyTooLarge as exc:  # read by code that does not turn HTTPExceptions into responses
-            if started:
+        except Exception as exc:  # read by code that does not turn HTTPExceptions into responses
+            too_large = _find_too_large(exc)
+            if too_large is None or started:
                 raise
-            await _reject(send, 413, exc.detail, close=True)
+            await _reject(send, 413, too_large.detail, close=True)
+
+
+def _find_too_large(exc: BaseException) -> BodyTooLarge | None:
+    """The BodyTooLarge in ``exc``, also inside exception groups (a BaseHTTPMiddleware reads the
+    body in a task group of its own)."""
+    if isinstance(exc, BodyTooLarge):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_too_large(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def _reject(send: Send, status: int, detail: str, *, close: bool = False) -> None:
