@@ -120,7 +120,7 @@ def test_single_line_text_chunks_in_linear_time():
     small, large = b"word " * 200_000, b"word " * 800_000  # 1 MB and 4 MB on one line
     for fn in (lambda b: simple_chunks(b.decode()), lambda b: ingest_document(b, "text/plain", name="a.txt")):
         t_small = min(_timed(fn, small) for _ in range(2))
-        t_large = _timed(fn, large)
+        t_large = min(_timed(fn, large) for _ in range(2))  # best of two: the machine may be busy
         # 4x the input: linear is ~4x the time; the old splitter and chunker were ~16x (quadratic).
         assert t_large < 8 * t_small + 0.5, (t_small, t_large)
 
