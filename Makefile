@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup venv system models livekit face llm browser widget services demo test test-fast clean
+.PHONY: help setup venv system models livekit face llm browser widget console services demo test test-fast clean
 
 help:
 	@echo "make demo   - set everything up, then run a scripted call (out/demo.mp4, out/transcript.json)"
@@ -34,6 +34,10 @@ browser: venv
 # Only needed after changing widget/src: the built bundle is committed.
 widget:
 	@bash scripts/setup_widget.sh
+
+# Only needed after changing console/: the built bundle (admin/static/console) is committed.
+console:
+	@cd console && ([ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund) && npx tsc --noEmit -p . && node build.mjs
 
 services:
 	@bash scripts/services.sh install

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from admin import crud
 from admin.core import audit
+from admin.core.config import InsecureConfigurationError
 from admin.core.config import get_settings
 from admin.core.db import session_scope
-from admin.core.security import hash_password, new_api_key, sha256_hex
+from admin.core.security import hash_password, new_api_key, sha256_hex, verify_password
 from admin.models import ApiKey, Avatar, Role, Tenant, User
 
 
@@ -41,7 +43,11 @@ def create_admin(email: str, password: str, tenant_slug: str, superuser: bool = 
             user = User(tenant_id=tenant.id, email=email, hashed_password="", role=Role.admin.value)
             db.add(user)
             action = "create"
-        user.hashed_password = hash_password(password)
+        if action == "create" or not verify_password(password, user.hashed_password):
+            user.hashed_password = hash_password(password)
+            if action == "update":
+                db.flush()
+                crud.revoke_user_tokens(db, user.id)  # a reset password ends the sessions signed in with the old one
         user.role, user.is_active, user.is_superuser = Role.admin.value, True, superuser
         db.flush()
         audit.record(db, tenant_id=user.tenant_id, actor=audit.Actor("system", None), action=action,
@@ -151,6 +157,12 @@ def show_last_session(url: str, key: str) -> int:
     return 0
 
 
+def uvicorn_options() -> dict:
+    """Uvicorn settings of ``serve``: its own X-Forwarded-For handling is off (by default it trusts
+    127.0.0.1); the app reads the header itself, only from ``ADMIN_TRUSTED_PROXIES``."""
+    return {"proxy_headers": False, "server_header": False}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     s = get_settings()
@@ -195,13 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "serve":
         import uvicorn
 
+        try:
+            s.check_production()
+        except InsecureConfigurationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if not args.no_migrate:
             from admin.migrate import upgrade
 
             upgrade()
         if s.first_admin_email and s.first_admin_password:
             create_admin(s.first_admin_email, s.first_admin_password, s.first_tenant)
-        uvicorn.run("admin.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+        uvicorn.run("admin.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                    **uvicorn_options())
     elif args.cmd == "worker":
         from admin.worker import celery_app
 

@@ -6,6 +6,9 @@ tenants' data cannot be probed.
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, status
@@ -16,6 +19,7 @@ from admin.core import audit
 from admin.core.audit import Actor
 
 T = TypeVar("T")
+logger = logging.getLogger("admin.crud")
 
 
 def get_owned(db: Session, model: type[T], obj_id: str, tenant_id: str, *, what: str | None = None) -> T:
@@ -79,3 +83,40 @@ def delete(db: Session, actor: Actor, obj: Any, *, resource: str) -> None:
     )
     db.delete(obj)
     db.commit()
+
+
+def revoke_user_tokens(db: Session, user_id: str) -> int:
+    """Revoke every live bearer token of a user (after a password change); returns how many."""
+    from admin.models import AuthToken, utcnow
+
+    now = utcnow()
+    tokens = list(db.scalars(select(AuthToken).where(AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None))))
+    for t in tokens:
+        t.revoked_at = now
+    return len(tokens)
+
+
+def remove_media(*paths: str | Path | None) -> None:
+    """Delete files or folders of a deleted row, but only inside ``media_dir`` (never follows a
+    path stored elsewhere); call after the commit, so a failed delete leaves the files."""
+    from admin.core.config import get_settings
+
+    root = get_settings().media_dir.resolve()
+    for p in paths:
+        if not p:
+            continue
+        path = Path(p)
+        try:
+            resolved = path.resolve()
+        except OSError:
+            continue
+        if resolved == root or not resolved.is_relative_to(root):
+            logger.warning("not removing %s: outside the media folder", path)
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        except OSError:
+            logger.exception("could not remove %s", path)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from admin.api.main import api_router
 from admin.api.routes import health
 from admin.core.config import get_settings
+from admin.core.headers import SecurityHeaders
 from admin.core.limits import BodyLimitMiddleware, default_rules
 from admin.core.ratelimit import RateLimiter
 
@@ -49,6 +50,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 def create_app(static_dir: Path | None = None) -> FastAPI:
     """Build the app from the current settings; ``static_dir`` (default admin/static) is served at ``/``."""
     s = get_settings()
+    s.check_production()  # ADMIN_ENV=production: refuse default or short secrets, with one clear error
     app = FastAPI(
         title="dh-agent admin",
         version="1",
@@ -71,6 +73,7 @@ def create_app(static_dir: Path | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], allow_credentials=False)
     app.middleware("http")(health.metrics_middleware)
+    app.add_middleware(SecurityHeaders, settings=s)
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.include_router(health.router)
     app.include_router(api_router, prefix=s.api_prefix)

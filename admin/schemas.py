@@ -10,6 +10,7 @@ from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from admin.models import Role
+from admin.persona_settings import PersonaSettings, SettingsField
 
 
 class Out(BaseModel):
@@ -31,6 +32,8 @@ def check_storable(value: Any) -> Any:
         elif isinstance(v, float):
             if not math.isfinite(v):
                 raise ValueError("must be a finite number")
+        elif isinstance(v, BaseModel):  # a nested model (e.g. persona settings), its extra keys too
+            stack.append(dict(v))
         elif isinstance(v, dict):
             for k, item in v.items():
                 stack.append(k)
@@ -173,7 +176,7 @@ class PersonaIn(In):
     greeting: str | None = Field(default=None, max_length=20_000)
     disclosure: str | None = Field(default=None, max_length=20_000)
     knowledge_base_id: Id | None = None
-    settings: dict[str, Any] = {}
+    settings: SettingsField = PersonaSettings()
 
 
 class PersonaUpdate(In):
@@ -185,12 +188,13 @@ class PersonaUpdate(In):
     greeting: str | None = Field(default=None, max_length=20_000)
     disclosure: str | None = Field(default=None, max_length=20_000)
     knowledge_base_id: Id | None = None
-    settings: dict[str, Any] = Field(default=None)
+    settings: SettingsField = Field(default=None)
 
 
 class PersonaOut(PersonaIn, Out):
     """A persona."""
 
+    settings: dict[str, Any] = {}
     id: str
     tenant_id: str
     created_at: datetime
@@ -381,6 +385,8 @@ class Event(BaseModel):
     event_id: str = Field(min_length=8, max_length=36)
     type: Literal["session_start", "turn", "session_end"]
     payload: dict[str, Any]
+    # The call's session grant (dispatch metadata ``session_grant``); required with an agent key.
+    grant: str | None = Field(default=None, max_length=512)
 
 
 class EventBatch(BaseModel):

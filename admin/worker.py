@@ -25,9 +25,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from admin.core.config import get_settings
 from admin.core.db import session_scope
-from admin.core.redaction import redact
 from admin.ingest import IngestLimitError, build_index, plain_ingestor, simple_chunks  # noqa: F401  (simple_chunks re-exported)
 from admin.models import Avatar, CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Turn, utcnow
+from dialogue.guardrails import find_pii, redact
 
 logger = logging.getLogger("admin.worker")
 
@@ -224,10 +224,10 @@ def postprocess_session_job(session_id: str) -> str:
         turns = list(db.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.seq)))
         findings = 0
         for t in turns:
-            clean, n = redact(t.text)
+            n = len(find_pii(t.text))
             if n:  # something slipped through redaction at ingest (e.g. a newer rule): fix it now
                 findings += n
-                t.text = clean
+                t.text = redact(t.text)
         users = [t for t in turns if t.speaker == "user"]
         first = users[0].text[:160] if users else ""
         parts = [f"{len(turns)} turns ({len(users)} from the caller)"]

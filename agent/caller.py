@@ -72,7 +72,16 @@ class Turn:
 
 
 class Mp4Recorder:
-    """Writes received video (variable frame times) and audio to an MP4 in a background thread."""
+    """Writes received video and audio to an MP4, each at the time the caller got it.
+
+    Video frames carry the receiver's render time (``VideoFrameEvent.timestamp_us``, set
+    by WebRTC's jitter buffer), so their timestamps do not depend on when this Python
+    process got round to reading them. Audio has no such stamp: it is kept in memory
+    (32 kB/s) and laid out at the end, each frame at ``arrival - audio before it``, using
+    the earliest such estimate from that frame on (a busy moment here only makes frames
+    look late, and they catch up; frames that really went missing leave a gap that stays).
+    The file therefore shows exactly the sync the caller experienced.
+    """
 
     def __init__(self, path: Path, t0: float, width: int, height: int) -> None:
         import av
@@ -89,39 +98,38 @@ class Mp4Recorder:
         self._t0 = t0
         self._q: queue.Queue = queue.Queue(maxsize=400)
         self._last_pts = -1
-        self._audio_samples = 0
+        self._audio: list[tuple[np.ndarray, float]] = []
         self._thread = threading.Thread(target=self._run, name="mp4", daemon=True)
         self._thread.start()
 
     def video(self, rgb: np.ndarray, t: float) -> None:
+        """A frame the caller got (to show) at ``t`` (time.time() clock)."""
         self._q.put(("v", rgb, t))
 
-    def audio(self, pcm: np.ndarray) -> None:
-        self._q.put(("a", pcm, 0.0))
+    def audio(self, pcm: np.ndarray, t: float) -> None:
+        """``pcm`` (int16 mono, 16 kHz) whose last sample arrived at ``t``."""
+        self._audio.append((pcm, t))
 
     def _run(self) -> None:
         import av
 
         while (item := self._q.get()) is not None:
-            kind, data, t = item
-            if kind == "v":
-                pts = int(1000 * (t - self._t0))
-                if pts <= self._last_pts:
-                    pts = self._last_pts + 1
-                self._last_pts = pts
-                frame = av.VideoFrame.from_ndarray(data, format="rgb24")
-                frame.pts, frame.time_base = pts, self._v.codec_context.time_base
-                for pkt in self._v.encode(frame):
-                    self._c.mux(pkt)
-            else:
-                frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
-                frame.sample_rate = RATE
-                frame.pts = self._audio_samples
-                self._audio_samples += data.size
-                for pkt in self._a.encode(frame):
-                    self._c.mux(pkt)
+            _kind, data, t = item
+            pts = int(1000 * (t - self._t0))
+            if pts <= self._last_pts:
+                pts = self._last_pts + 1
+            self._last_pts = pts
+            frame = av.VideoFrame.from_ndarray(data, format="rgb24")
+            frame.pts, frame.time_base = pts, self._v.codec_context.time_base
+            for pkt in self._v.encode(frame):
+                self._c.mux(pkt)
         for pkt in self._v.encode(None):
             self._c.mux(pkt)
+        for start, pcm in audio_timeline(self._audio, self._t0):
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = RATE, start
+            for pkt in self._a.encode(frame):
+                self._c.mux(pkt)
         for pkt in self._a.encode(None):
             self._c.mux(pkt)
         self._c.close()
@@ -129,6 +137,37 @@ class Mp4Recorder:
     def close(self) -> None:
         self._q.put(None)
         self._thread.join(60)
+
+
+def audio_timeline(frames: list[tuple[np.ndarray, float]], t0: float) -> list[tuple[int, np.ndarray]]:
+    """(first sample index on the ``t0`` timeline, samples) for received (pcm, arrival of its end) pairs.
+
+    A frame's own estimate of where it starts is ``arrival - duration - audio before it``;
+    the best estimate for it is the smallest from it on (suffix minimum). Where that
+    jumps past the audio already laid out by more than 20 ms, the gap is filled with
+    silence; otherwise frames follow each other.
+    """
+    if not frames:
+        return []
+    est, cum = [], 0
+    for pcm, t in frames:
+        est.append(int(round((t - t0) * RATE)) - pcm.size - cum)
+        cum += pcm.size
+    best = list(est)
+    for i in range(len(best) - 2, -1, -1):
+        best[i] = min(best[i], best[i + 1])
+    out, pos, cum = [], None, 0
+    for (pcm, _t), shift in zip(frames, best):
+        start = shift + cum
+        if pos is None:
+            pos = max(0, start)
+        elif start - pos > RATE // 50:
+            out.append((pos, np.zeros(start - pos, np.int16)))
+            pos = start
+        out.append((pos, pcm))
+        pos += pcm.size
+        cum += pcm.size
+    return out
 
 
 @dataclass
@@ -146,6 +185,7 @@ class ScriptedCaller:
     turns: list[Turn] = field(default_factory=list)
     mouth_box: tuple[int, int, int, int] | None = None
     avatar_identity: str | None = None
+    render_lag: list[float] = field(default_factory=list)  # per frame: arrival here - WebRTC render time
 
     def __post_init__(self) -> None:
         self._mic = rtc.AudioSource(RATE, 1, queue_size_ms=200)
@@ -222,7 +262,7 @@ class ScriptedCaller:
             buf[0].append((time.time(), rms))
             buf[1].append(pcm)
             if identity == self.avatar_identity and self._recorder is not None:
-                self._recorder.audio(pcm)
+                self._recorder.audio(pcm, buf[0][-1][0])
 
     def _primary(self) -> tuple[list[tuple[float, float]], list[np.ndarray]]:
         if self.avatar_identity and self.avatar_identity in self._tracks:
@@ -245,6 +285,10 @@ class ScriptedCaller:
         prev: np.ndarray | None = None
         async for ev in stream:
             now = time.time()
+            # WebRTC's render time for the frame (monotonic clock), unaffected by this loop's delays
+            shown = ev.timestamp_us / 1e6 + (now - time.monotonic()) if ev.timestamp_us else now
+            if not (now - 1.0 < shown <= now + 0.5):
+                shown = now
             f = ev.frame
             rgb = np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3)
             motion = None
@@ -255,10 +299,11 @@ class ScriptedCaller:
                     motion = float(np.abs(mouth - prev).mean())
                 prev = mouth
             self.video.append(VideoSample(now, motion))
+            self.render_lag.append(now - shown)
             if self.record_path is not None:
                 if self._recorder is None:
                     self._recorder = Mp4Recorder(self.record_path, self.t0, f.width, f.height)
-                self._recorder.video(rgb.copy(), now)
+                self._recorder.video(rgb.copy(), shown)
             self._video_track_ready.set()
 
     # ---------------------------------------------------------------- script

@@ -16,13 +16,15 @@ import logging
 import os
 import statistics
 import time
-import uuid
 from pathlib import Path
 
+import numpy as np
+
+from .avsync import measure as measure_av_offset
+from .avsync import offset_of
 from .caller import ScriptedCaller, synthesize
 from .devstack import Stack, free_port
 from .settings import AgentSettings
-from .token import caller_token
 
 QUESTIONS = [
     "What are your opening hours?",
@@ -68,12 +70,76 @@ def print_session(d: dict) -> None:
         print(f"  #{t['seq']:<2} {t['speaker']:<9} {t['text'][:48]!r:<50} {lat}")
 
 
-async def run_call(url: str, out: Path, questions: list[str], metadata: dict | None = None) -> dict:
+def admin_caller_token(admin: dict[str, str]) -> tuple[str, str]:
+    """A caller's token for the demo avatar, minted by the admin API (it dispatches the agent
+    with the call's signed session grant): (room, token)."""
+    import httpx
+
+    r = httpx.post(admin["DH_ADMIN_URL"].rstrip("/") + "/api/v1/tokens/livekit",
+                   headers={"X-API-Key": admin["DH_ADMIN_API_KEY"]},
+                   json={"avatar_id": admin["DH_AVATAR_ID"], "name": "demo caller"}, timeout=10)
+    r.raise_for_status()
+    body = r.json()
+    return body["room"], body["token"]
+
+
+STAGES = [  # (label, turn, metric): the admin's per-turn figures, in the order they happen
+    ("ASR done (VAD end + Whisper)", "user", "transcription_delay"),
+    ("end of turn decided", "user", "end_of_turn_delay"),
+    ("policy first text", "assistant", "llm_node_ttft"),
+    ("TTS first audio", "assistant", "tts_node_ttfb"),
+    ("avatar playing (after 1st audio)", "assistant", "playback_latency"),
+    ("agent: speech end -> playing", "assistant", "e2e_latency"),
+]
+
+
+def print_waterfall(recorded: dict | None, turns: list[dict], whisper: list[float]) -> None:
+    """Per-stage figures of each answered turn, from the admin record and the caller's clock."""
+    if not recorded:
+        return
+    pairs: list[tuple[dict, dict]] = []
+    user = None
+    for t in recorded["turns"]:
+        if t["speaker"] in ("user", "caller"):
+            user = t
+        elif t["speaker"] in ("assistant", "agent") and user is not None:
+            pairs.append((user, t))
+            user = None
+    print("\nPer-stage waterfall (ms from the end of the caller's speech; 'avatar playing' is its own step)")
+    head = f"{'stage':<34}" + "".join(f"{'#' + str(i + 1):>8}" for i in range(len(pairs))) + f"{'median':>8}"
+    print(head)
+    rows = [(label, [(u if who == "user" else a)["latency"].get(key) for u, a in pairs]) for label, who, key in STAGES]
+    rows.insert(1, ("  of which Whisper compute", whisper[: len(pairs)]))
+    at_caller = [t["to_first_audio_ms"] / 1000 if t["to_first_audio_ms"] is not None else None for t in turns]
+    rows.append(("first audio at the caller", at_caller[: len(pairs)]))
+    net = [c - a["latency"]["e2e_latency"] if c is not None and a["latency"].get("e2e_latency") is not None else None
+           for c, (_, a) in zip(at_caller, pairs)]
+    rows.append(("  network + playout (caller - agent)", net))
+    video = [t["to_first_video_ms"] / 1000 if t["to_first_video_ms"] is not None else None for t in turns]
+    rows.append(("first speaking video frame", video[: len(pairs)]))
+    for label, vals in rows:
+        got = [v for v in vals if isinstance(v, (int, float))]
+        cells = "".join(f"{1000 * v:8.0f}" if isinstance(v, (int, float)) else f"{'-':>8}" for v in vals)
+        med = f"{1000 * statistics.median(got):8.0f}" if got else f"{'-':>8}"
+        print(f"{label:<34}{cells}{med}")
+
+
+def whisper_seconds(log: Path) -> list[float]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"asr_seconds"' in line:
+            try:
+                out.append(float(json.loads(line)["asr_seconds"]))
+            except (ValueError, KeyError):
+                pass
+    return out
+
+
+async def run_call(url: str, out: Path, questions: list[str], room: str, token: str) -> dict:
     settings = AgentSettings()
     voice = settings.model_path(settings.piper_voice)
     speech = [synthesize(q, voice) for q in questions]
-    room = f"demo-{uuid.uuid4().hex[:6]}"
-    caller = ScriptedCaller(url, caller_token(room, "caller", metadata=metadata), record_path=out / "demo.mp4")
+    caller = ScriptedCaller(url, token, record_path=out / "demo.mp4")
     await caller.join()
     t_join = time.time()
     has_video = await caller.wait_video(timeout=60)
@@ -95,7 +161,15 @@ async def run_call(url: str, out: Path, questions: list[str], metadata: dict | N
         "audio_rms": [(round(t - caller.t0, 3), round(r)) for t, r in caller.audio_rms],
     }
     (out / "av_trace.json").write_text(json.dumps(trace))
-    return {"room": room, "turns": turns, "transcripts": caller.transcripts}
+    if caller.render_lag:
+        print(f"video frames read {1000 * float(np.median(caller.render_lag)):.0f} ms (median) after WebRTC's render time")
+    mt, ar = caller.mouth_motion(0, time.time()), caller.audio_rms
+    live = None
+    if len(mt) > 50 and len(ar) > 200:
+        live = offset_of(np.array([t for t, _ in mt]), np.array([d for _, d in mt]),
+                         np.array([t for t, _ in ar]), np.array([r for _, r in ar]))
+    return {"room": room, "turns": turns, "transcripts": caller.transcripts, "mouth_box": caller.mouth_box,
+            "av_offset_live_ms": None if live is None else round(1000 * live.offset_s)}
 
 
 def main() -> None:
@@ -113,18 +187,26 @@ def main() -> None:
         admin = stack.start_admin(out / "admin")
         stack.start_all()
         print(f"stack up in {time.perf_counter() - t0:.1f} s (admin at {admin['DH_ADMIN_URL']}); calling ...", flush=True)
-        result = asyncio.run(run_call(stack.url, out, QUESTIONS, metadata={"avatar_id": admin["DH_AVATAR_ID"]}))
+        room, token = admin_caller_token(admin)
+        result = asyncio.run(run_call(stack.url, out, QUESTIONS, room, token))
         recorded = fetch_session(admin, result["room"])
     finally:
         stack.stop()
     result["recorded_session"] = recorded
-    (out / "transcript.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print_table(result["turns"])
+    print_waterfall(recorded, result["turns"], whisper_seconds(out / "logs" / "agent.log"))
     if recorded:
         print_session(recorded)
     else:
         print("\nthe admin API has no record of the call (see out/logs/agent.log)")
-    print(f"\nwrote {out / 'demo.mp4'} and {out / 'transcript.json'}")
+    if result["mouth_box"] and (out / "demo.mp4").exists():
+        off = measure_av_offset(out / "demo.mp4", tuple(result["mouth_box"]))
+        result["av_offset_ms"] = round(1000 * off.offset_s)
+        print(f"\n{out / 'demo.mp4'}: {off}")
+        if result.get("av_offset_live_ms") is not None:
+            print(f"as the call arrived (the caller's own trace): A/V offset {result['av_offset_live_ms']:+d} ms")
+    (out / "transcript.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"wrote {out / 'demo.mp4'} and {out / 'transcript.json'}")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,8 @@ class Stack:
         """Start ``python -m <module> start``; wait until it has registered and, for the agent,
         until its first job process has loaded the models (so the first call is not kept waiting)."""
         proc = self.spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
-        markers = ("registered worker", "process initialized") if module == "agent" else ("registered worker",)
+        # the agent's first job thread has loaded the shared models once it says "job runner initialized"
+        markers = ("registered worker", "job runner initialized") if module == "agent" else ("registered worker",)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.popen.poll() is not None:

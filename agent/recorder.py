@@ -19,6 +19,11 @@ process exits are sent by the next recorder opened on the same ``spool_dir``.
                  latency={"transcription_delay": 0.21, "end_of_turn_delay": 0.4})
     rec.end_session(sid, outcome="completed")
     await rec.aclose(timeout=10)
+
+Where events go, and with which key, comes only from the agent's own settings (``DH_ADMIN_URL``,
+``DH_ADMIN_API_KEY``), never from the dispatch metadata a caller's token carries. Each call's
+events carry that call's ``session_grant`` (minted by the admin with the token), so the admin
+records them in the call's own organisation and session only: :func:`recorder_for_call`.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class SessionRecorder:
         self._transport = transport
         self._q: queue.Queue[Any] = queue.Queue()
         self._seq: dict[str, int] = {}
+        self._grants: dict[str, str] = {}  # session id -> its session grant
         self._seq_lock = threading.Lock()
         self._unsent = 0  # rows in the spool, maintained by the thread
         self._delivered = 0
@@ -112,9 +118,15 @@ class SessionRecorder:
         caller_identity: str | None = None,
         started_at: datetime | float | None = None,
         meta: dict[str, Any] | None = None,
+        grant: str | None = None,
     ) -> str:
-        """Record the start of a call; returns its session id (``session_id`` from the dispatch metadata, or new)."""
+        """Record the start of a call; returns its session id (``session_id`` from the dispatch metadata, or new).
+
+        ``grant`` is the call's ``session_grant`` from the dispatch metadata (or given before with
+        :meth:`grant_session`); every event of the session carries it."""
         sid = session_id or str(uuid.uuid4())
+        if grant:
+            self.grant_session(sid, grant)
         self._put("session_start", {
             "session_id": sid, "avatar_id": avatar_id, "persona_id": persona_id, "room": room,
             "caller_identity": caller_identity, "started_at": _iso(started_at) or _now(), "meta": meta or {},
@@ -167,11 +179,20 @@ class SessionRecorder:
             "escalation_reason": escalation_reason, "ended_at": _iso(ended_at) or _now(), "meta": meta or {},
         })
 
+    def grant_session(self, session_id: str, grant: str) -> None:
+        """Attach the call's session grant to every event of ``session_id`` recorded from now on."""
+        with self._seq_lock:
+            self._grants[session_id] = grant
+
     def _put(self, kind: str, payload: dict[str, Any], event_id: str | None = None) -> str:
         if self._closed:
             raise RuntimeError("SessionRecorder is closed")
         eid = event_id or str(uuid.uuid4())
-        self._q.put({"event_id": eid, "type": kind, "payload": payload})
+        event = {"event_id": eid, "type": kind, "payload": payload}
+        grant = self._grants.get(payload["session_id"])
+        if grant:
+            event["grant"] = grant
+        self._q.put(event)
         return eid
 
     # --- state and shutdown ---------------------------------------------------------------
@@ -332,3 +353,34 @@ class SessionRecorder:
             return False
         self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         return True
+
+
+# --- one recorder per process, configured by the agent only -------------------------------------
+_process_recorder: SessionRecorder | None = None
+_process_lock = threading.Lock()
+
+
+def recorder_for_call(settings: Any, meta: dict[str, Any]) -> SessionRecorder | None:
+    """The process's recorder, set up for one call; None when no admin backend is configured.
+
+    ``settings`` is the agent's (``admin_url`` = ``DH_ADMIN_URL``, ``admin_api_key`` =
+    ``DH_ADMIN_API_KEY``, ``spool_dir``). The dispatch metadata ``meta`` comes from the caller's
+    token: only its ``session_id`` and ``session_grant`` are used (the grant goes with every event of
+    that session); any URL in it is ignored, so no caller can send the key or the transcript elsewhere.
+    """
+    global _process_recorder
+    url, key = (settings.admin_url or "").strip(), (settings.admin_api_key or "").strip()
+    if not (url and key):
+        if meta.get("admin_url"):
+            logger.warning("ignoring admin_url from the dispatch metadata; set DH_ADMIN_URL to record calls")
+        return None
+    with _process_lock:
+        if _process_recorder is None or _process_recorder._closed:
+            _process_recorder = SessionRecorder(url, key, settings.spool_dir)
+        rec = _process_recorder
+    sid, grant = meta.get("session_id"), meta.get("session_grant")
+    if isinstance(sid, str) and isinstance(grant, str) and sid and grant:
+        rec.grant_session(sid, grant)
+    else:
+        logger.warning("the dispatch metadata has no session grant: the admin will refuse this call's events")
+    return rec

@@ -25,17 +25,30 @@ class AgentSettings(BaseSettings):
     whisper_model: str = "whisper-base"  # folder under models_dir, or an absolute path
     whisper_compute_type: str = "int8"
     whisper_threads: int = 2
-    whisper_language: str = ""  # empty = detect
+    whisper_language: str = ""  # empty = detect (among `languages`)
+    whisper_window: str = "utterance"  # "utterance": encode the utterance + 1 s; "full": Whisper's 30 s window
+    languages: str = "en,zh"  # languages a caller may speak (detection picks among these)
     piper_voice: str = "piper/en_US-joe-medium.onnx"
     vad_model: str = "silero/silero_vad.onnx"
-    min_silence: float = 0.45  # seconds of silence that end the caller's turn (no turn model offline)
-    max_calls: int = 4  # calls one worker process accepts at once
+    min_silence: float = 0.25  # VAD silence (s) after which the end-of-turn model is asked
+    min_speech: float = 0.05  # VAD speech (s) that starts an utterance
+    turn_model: str = "smart-turn/smart-turn-v3.2-cpu.onnx"  # empty: commit turns on VAD silence alone
+    turn_threshold: float = 0.5  # end-of-turn probability below which the agent waits for more
+    endpointing_min_delay: float = 0.3  # s after the caller's last word before a complete turn is answered
+    endpointing_max_delay: float = 1.6  # s the agent waits when the turn sounds unfinished
+    interrupt_min_duration: float = 0.25  # s of caller speech over the answer that interrupt it (shorter: a cough)
+    preemptive_generation: bool = True  # start the answer on the final transcript, before the turn is committed
+    max_calls: int = 4  # calls one worker process accepts at once (see the README's capacity figures)
     greet: bool = True
     http_port: int = 8081  # the worker's health-check port
     # Session logging to the admin backend (empty URL: calls are only logged locally).
     admin_url: str = Field(default="", validation_alias="DH_ADMIN_URL")
     admin_api_key: str = Field(default="", validation_alias="DH_ADMIN_API_KEY")
     spool_dir: Path = Path.home() / ".cache" / "dh-agent" / "spool"
+
+    @property
+    def language_list(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in self.languages.split(",") if x.strip())
 
     def model_path(self, rel: str) -> Path:
         p = Path(rel)

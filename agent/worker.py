@@ -2,7 +2,7 @@
 
 Registered with an agent name, so it joins only rooms it is explicitly
 dispatched to (a caller token with a room configuration, or the dispatch API).
-Models load once per job process in ``prewarm``; all model compute runs in
+Calls are threads of one process and share its models (`agent.models`); all model compute runs in
 threads so the event loop only moves media.
 """
 
@@ -14,63 +14,31 @@ import logging
 import time
 from typing import Any
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli, room_io
-from livekit.plugins import silero
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobExecutorType, JobProcess, cli, room_io
 
 from dialogue import DialogueSettings, TurnRecord, load_knowledge
 from dialogue.guardrails import install_log_redaction, redact
 
 from .avatar_link import AvatarLink
-from .language import build_bilingual_tts
-from .recorder import SessionRecorder
+from .models import shared_models
+from .recorder import SessionRecorder, recorder_for_call
 from .settings import AgentSettings, require
 from .tools import prepare_call
-from .stt import WhisperSTT
-from .tts import PiperTTS
 
 logger = logging.getLogger("agent.worker")
 
 
 
-def load_models(settings: AgentSettings) -> dict[str, Any]:
-    """Load VAD, STT and TTS from the local models folder (clear error if one is missing)."""
-    s = settings
-    piper = PiperTTS(require(s.model_path(s.piper_voice), "Piper voice"))
-    return {
-        "vad": silero.VAD.load(
-            onnx_file_path=require(s.model_path(s.vad_model), "Silero VAD model"),
-            min_silence_duration=s.min_silence,
-        ),
-        "stt": WhisperSTT(
-            require(s.model_path(s.whisper_model), "Whisper model folder"),
-            compute_type=s.whisper_compute_type,
-            cpu_threads=s.whisper_threads,
-            language=s.whisper_language,
-        ),
-        # Piper speaks English; espeak-ng speaks Mandarin (the policy answers in the caller's language).
-        "tts": build_bilingual_tts(piper),
-    }
-
-
 def prewarm(proc: JobProcess) -> None:
-    """Once per job process, before any call: models, the knowledge index, log redaction."""
+    """Before any call (once per process: later calls find everything loaded)."""
     install_log_redaction()  # no caller's card number or e-mail ever reaches a log line
-    proc.userdata.update(load_models(AgentSettings()))
+    shared_models(AgentSettings())
     load_knowledge(DialogueSettings())  # embeddings + index, shared by this process's calls
-
-
-_recorder: SessionRecorder | None = None
 
 
 def get_recorder(settings: AgentSettings, meta: dict[str, Any]) -> SessionRecorder | None:
     """The process's durable session recorder, when an admin backend is configured."""
-    global _recorder
-    url = settings.admin_url or meta.get("admin_url") or ""
-    if not (url and settings.admin_api_key):
-        return None
-    if _recorder is None:
-        _recorder = SessionRecorder(url, settings.admin_api_key, settings.spool_dir)
-    return _recorder
+    return recorder_for_call(settings, meta)  # URL and key from settings only; the call's grant from meta
 
 
 class CallLog:
@@ -110,6 +78,21 @@ class CallLog:
         )
 
 
+def turn_handling(settings: AgentSettings, detector: Any) -> dict[str, Any]:
+    """When the caller's turn ends and when they interrupt (see the README's settings)."""
+    s = settings
+    return {
+        # Smart Turn judges the end of the turn from the voice; without it, VAD silence alone
+        "turn_detection": detector if detector is not None else "vad",
+        "endpointing": {"min_delay": s.endpointing_min_delay if detector is not None else max(s.endpointing_min_delay, 0.45),
+                        "max_delay": s.endpointing_max_delay},
+        # pause/resume is not supported through the avatar's data stream
+        "interruption": {"enabled": True, "mode": "vad", "min_duration": s.interrupt_min_duration,
+                         "resume_false_interruption": False},
+        "preemptive_generation": {"enabled": s.preemptive_generation, "preemptive_tts": True},
+    }
+
+
 async def entrypoint(ctx: JobContext) -> None:
     """One call."""
     settings = AgentSettings()
@@ -118,9 +101,8 @@ async def entrypoint(ctx: JobContext) -> None:
     t_start = time.perf_counter()
     loop = asyncio.get_running_loop()
 
-    models = ctx.proc.userdata
-    if "stt" not in models:  # a failed prewarm: load off the loop
-        models.update(await loop.run_in_executor(None, load_models, settings))
+    # the process's shared models (loaded by prewarm; off the loop if a prewarm failed)
+    models = (await loop.run_in_executor(None, shared_models, settings)).for_call()
     dsettings = DialogueSettings()
     recorder = get_recorder(settings, meta)
     call_log: CallLog | None = None
@@ -132,16 +114,11 @@ async def entrypoint(ctx: JobContext) -> None:
     # One policy per call: it holds this call's turns and escalation state.
     setup = await loop.run_in_executor(None, lambda: prepare_call(dsettings, on_turn=_on_turn))
     session: AgentSession = AgentSession(
-        vad=models["vad"],
-        stt=models["stt"],
+        vad=models.vad,
+        stt=models.stt,
         llm=setup.llm,
-        tts=models["tts"],
-        turn_handling={
-            "turn_detection": "vad",
-            "endpointing": {"min_delay": 0.2, "max_delay": 3.0},
-            # pause/resume is not supported through the avatar's data stream
-            "interruption": {"enabled": True, "mode": "vad", "min_duration": 0.4, "resume_false_interruption": False},
-        },
+        tts=models.tts,
+        turn_handling=turn_handling(settings, models.turn_detector),
     )
     session_id = None
     if recorder is not None:
@@ -189,10 +166,11 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 def build_server(settings: AgentSettings | None = None) -> AgentServer:
-    """The call agent's AgentServer: one process per call, capacity-based load."""
+    """The call agent's AgentServer: calls are threads of one process that share its models."""
     s = settings or AgentSettings()
     server = AgentServer(
-        # jobs run in their own processes: count them where the load is reported, in the server
+        job_executor_type=JobExecutorType.THREAD,
+        # the load LiveKit balances on: calls in progress against what this machine holds
         load_fnc=lambda srv: min(1.0, len(srv.active_jobs) / max(1, s.max_calls)),
         load_threshold=0.99,
         num_idle_processes=1,
@@ -207,6 +185,8 @@ def build_server(settings: AgentSettings | None = None) -> AgentServer:
 def main() -> None:
     settings = AgentSettings()
     for rel, what in ((settings.whisper_model, "Whisper model folder"), (settings.piper_voice, "Piper voice"),
-                      (settings.vad_model, "Silero VAD model")):
+                      (settings.vad_model, "Silero VAD model"), (settings.turn_model, "Smart Turn model")):
+        if not rel:
+            continue
         require(settings.model_path(rel), what)  # fail before registering, with the set-up command
     cli.run_app(build_server(settings))

@@ -79,14 +79,14 @@ _NA = r"(?![0-9A-Za-z])"
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")),
     ("iban", re.compile(_NB + r"[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?" + _NA)),
-    ("card", re.compile(_NB + r"\d(?:[ -]?\d){12,18}" + _NA)),
+    ("card", re.compile(_NB + r"\d(?:[ .-]?\d){12,18}" + _NA)),  # 4111 1111…, 4111-1111…, 4111.1111…
     ("cn_id", re.compile(_NB + r"\d{17}[\dXx]" + _NA)),
     ("ssn", re.compile(_NB + r"\d{3}-\d{2}-\d{4}" + _NA)),
     ("uk_nino", re.compile(_NB + r"[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]" + _NA)),
     ("it_cf", re.compile(_NB + r"[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]" + _NA)),
     ("es_dni", re.compile(_NB + r"[XYZ]?\d{7,8}-?[A-Z]" + _NA)),
     # Card-length digit groups that fail the Luhn check: still private (account numbers).
-    ("number", re.compile(r"(?<![0-9A-Za-z+])\d(?:[ -]?\d){11,}" + _NA)),
+    ("number", re.compile(r"(?<![0-9A-Za-z+])\d(?:[ .-]?\d){11,}" + _NA)),
     ("phone", re.compile(r"(?<![0-9A-Za-z+])\+?\d[\d\s().-]{5,18}\d" + _NA)),
     # Any other long digit run: account, customer and passport numbers are private too.
     ("number", re.compile(_NB + r"\d{9,}" + _NA)),
@@ -149,8 +149,8 @@ def redact_obj(obj):
     """:func:`redact` applied to every string inside dicts, lists and tuples (tool arguments, JSON)."""
     if isinstance(obj, str):
         return redact(obj)
-    if isinstance(obj, dict):
-        return {k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # keys too: a client may key a map by phone number
+        return {(redact(k) if isinstance(k, str) else k): redact_obj(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(redact_obj(v) for v in obj)
     return obj

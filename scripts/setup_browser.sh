@@ -9,6 +9,12 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 fi
+# A Chinese font, so the console's Chinese UI renders (and its screenshots are readable).
+if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+  echo "[browser] installing a Chinese font (fonts-wqy-microhei)..."
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fonts-wqy-microhei >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fonts-wqy-microhei >/dev/null; }
+fi
 if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import playwright' 2>/dev/null; then
   echo "[browser] installing the playwright driver into .venv (no browser download)..."
   .venv/bin/pip install --progress-bar off -q -e ".[widget]"

@@ -65,13 +65,43 @@ def silero(dest: Path) -> None:
     _copy(_pkg_dir("livekit.plugins.silero") / "resources" / "silero_vad.onnx", out / "silero_vad.onnx")
 
 
+SMART_TURN_WHEEL = "pipecat-ai==1.14.0"
+SMART_TURN_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+
+
+def smart_turn(dest: Path) -> None:
+    """Smart Turn v3.2 (BSD-2-Clause), shipped inside the pipecat-ai wheel: take the one file."""
+    import subprocess
+    import zipfile
+
+    out = dest / "smart-turn"
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "smart-turn-v3.2-cpu.onnx"
+    if target.exists() and target.stat().st_size > 8_000_000:
+        return
+    cache = Path(os.environ.get("DH_CACHE") or Path.home() / ".cache" / "dh-agent") / "wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("pipecat_ai-1.14.0-*.whl"))
+    if not wheels:
+        print(f"  smart-turn: downloading {SMART_TURN_WHEEL} (no dependencies) from the package index", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", SMART_TURN_WHEEL, "-d", str(cache)],
+                       check=True)
+        wheels = sorted(cache.glob("pipecat_ai-1.14.0-*.whl"))
+    with zipfile.ZipFile(wheels[-1]) as z, z.open(SMART_TURN_FILE) as src:
+        tmp = target.with_suffix(".part")
+        with open(tmp, "wb") as f:
+            shutil.copyfileobj(src, f)
+        tmp.replace(target)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     default = os.environ.get("DH_MODELS_DIR") or str(Path.home() / ".cache" / "dh-agent" / "models")
     ap.add_argument("--dest", default=default)
     args = ap.parse_args()
     dest = Path(args.dest).expanduser()
-    steps = [("ASR: Whisper base (CTranslate2)", whisper), ("TTS: Piper en_US joe", piper), ("VAD: Silero", silero)]
+    steps = [("ASR: Whisper base (CTranslate2)", whisper), ("TTS: Piper en_US joe", piper), ("VAD: Silero", silero),
+             ("End of turn: Smart Turn v3.2", smart_turn)]
     for i, (label, fn) in enumerate(steps, 1):
         print(f"[models {i}/{len(steps)}] {label}", flush=True)
         fn(dest)

@@ -6,6 +6,7 @@ table to make sure), so no route is reachable without an explicit role list.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -14,7 +15,9 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from admin.api import browser_session
 from admin.core.audit import Actor
+from admin.core.config import get_settings
 from admin.core.db import new_session
 from admin.core.security import API_KEY_PREFIX, TOKEN_PREFIX, sha256_hex
 from admin.models import ApiKey, AuthToken, Role, Tenant, User, utcnow
@@ -56,9 +59,43 @@ _UNAUTHORIZED = HTTPException(
 )
 
 
+def _networks(entries: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for e in entries:
+        try:
+            nets.append(ipaddress.ip_network(e.strip(), strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def _trusted(addr: str, nets: list) -> bool:  # noqa: ANN001
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in n for n in nets)
+
+
 def client_ip(request: Request) -> str | None:
-    """The caller's address (the direct peer; put a trusted proxy in front for X-Forwarded-For)."""
-    return request.client.host if request.client else None
+    """The caller's address: the direct peer, unless the peer is one of ``ADMIN_TRUSTED_PROXIES``.
+
+    Behind a trusted proxy the address is the right-most entry of ``X-Forwarded-For`` that is not
+    itself a trusted proxy (entries further left were written by the client and prove nothing).
+    With no trusted proxies configured (the default) the header is ignored.
+    """
+    peer = request.client.host if request.client else None
+    nets = _networks(get_settings().trusted_proxies)
+    if peer is None or not nets or not _trusted(peer, nets):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, nets):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage from the proxy chain: fall back to the proxy itself
+    return peer
 
 
 def get_principal(
@@ -73,6 +110,8 @@ def get_principal(
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             secret = value.strip()
+    if not secret:  # a browser session of the console (CSRF-checked there)
+        secret = browser_session.cookie_token(request, db)
     if not secret:
         raise _UNAUTHORIZED
     now = utcnow()

@@ -1,24 +1,35 @@
 """The append-only, hash-chained audit log.
 
 Each tenant has its own chain: entry ``seq`` stores the hash of entry
-``seq - 1``, and its own hash covers its content and that link. Database
-triggers (see the migration) refuse UPDATE and DELETE on the table, and
-:func:`verify_chain` detects rows edited or removed behind the API's back.
+``seq - 1``, and its own hash covers its content and that link. The hash is an
+HMAC keyed with ``ADMIN_AUDIT_KEY``, a secret kept outside the database, so
+someone who can write the table cannot re-chain edited history. After every
+commit the head of each changed chain (seq and hash, signed with the same key)
+is written to ``ADMIN_AUDIT_ANCHOR_DIR`` outside the database; verification
+checks the chain against it, so removing the newest entries or emptying the
+table is detected too. Database triggers (see the migrations) refuse UPDATE,
+DELETE and TRUNCATE on the table.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import hmac
 import json
+import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from admin.models import AuditEntry, utcnow
 
+logger = logging.getLogger("admin.audit")
 GENESIS = "0" * 64
 # Never copied into the audit log.
 SECRET_FIELDS = {"password", "hashed_password", "key_hash", "token_hash", "api_key", "secret"}
@@ -61,7 +72,64 @@ def entry_hash(e: AuditEntry) -> str:
         "prev_hash": e.prev_hash,
     }
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(data.encode()).hexdigest()
+    return hmac.new(_key(), data.encode(), hashlib.sha256).hexdigest()
+
+
+def _key() -> bytes:
+    from admin.core.config import get_settings
+    from admin.core.security import derived_key
+
+    s = get_settings()
+    return s.audit_key.encode() if s.audit_key else derived_key("audit-chain")
+
+
+# --- the anchor: signed chain heads outside the database -------------------------------------
+def _anchor_path(tenant_id: str) -> Path:
+    from admin.core.config import get_settings
+
+    return get_settings().anchor_dir / f"{tenant_id}.json"
+
+
+def _anchor_mac(tenant_id: str, seq: int, head: str) -> str:
+    return hmac.new(_key(), f"anchor|{tenant_id}|{seq}|{head}".encode(), hashlib.sha256).hexdigest()
+
+
+def write_anchor(tenant_id: str, seq: int, head: str) -> None:
+    """Record (seq, head) as the tenant's newest known entry, unless a newer one is already there."""
+    path = _anchor_path(tenant_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = read_anchor(tenant_id)
+        if current is not None and current.get("seq", 0) >= seq:
+            return
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"tenant_id": tenant_id, "seq": seq, "hash": head,
+                                   "at": datetime.now(UTC).isoformat(), "mac": _anchor_mac(tenant_id, seq, head)}))
+        os.replace(tmp, path)
+
+
+def read_anchor(tenant_id: str) -> dict[str, Any] | None:
+    """The stored anchor of a tenant's chain, or None."""
+    try:
+        return json.loads(_anchor_path(tenant_id).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+@event.listens_for(Session, "after_commit")
+def _anchor_after_commit(db: Session) -> None:
+    heads = db.info.pop("audit_heads", None)
+    for tenant_id, (seq, head) in (heads or {}).items():
+        try:
+            write_anchor(tenant_id, seq, head)
+        except OSError:
+            logger.exception("could not write the audit anchor of tenant %s", tenant_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_heads(db: Session) -> None:
+    db.info.pop("audit_heads", None)
 
 
 def record(
@@ -105,19 +173,33 @@ def record(
     e.hash = entry_hash(e)
     db.add(e)
     db.flush()
+    db.info.setdefault("audit_heads", {})[tenant_id] = (e.seq, e.hash)  # anchored once committed
     return e
 
 
 def verify_chain(db: Session, tenant_id: str) -> dict[str, Any]:
-    """Recompute a tenant's chain; report the first broken entry if any."""
-    prev, expected_seq, count = GENESIS, 1, 0
+    """Recompute a tenant's chain and check it reaches its anchor; report the first break if any."""
+    anchor = read_anchor(tenant_id)  # before the rows: an anchor never runs ahead of committed entries
+    anchor_seq = anchor.get("seq") if isinstance(anchor, dict) else None
+    if anchor is not None and (not isinstance(anchor_seq, int) or not hmac.compare_digest(
+            str(anchor.get("mac", "")), _anchor_mac(tenant_id, anchor_seq, str(anchor.get("hash", ""))))):
+        return {"ok": False, "entries": None, "broken_at_seq": None, "reason": "anchor signature invalid"}
+    prev, expected_seq, count, anchored_hash = GENESIS, 1, 0, None
     rows = db.scalars(select(AuditEntry).where(AuditEntry.tenant_id == tenant_id).order_by(AuditEntry.seq))
     for e in rows:
         count += 1
         if e.seq != expected_seq:
             return {"ok": False, "entries": count, "broken_at_seq": expected_seq, "reason": "missing entry"}
-        if e.prev_hash != prev or entry_hash(e) != e.hash:
+        if e.prev_hash != prev or not hmac.compare_digest(entry_hash(e), e.hash):
             return {"ok": False, "entries": count, "broken_at_seq": e.seq, "reason": "content or link altered"}
+        if e.seq == anchor_seq:
+            anchored_hash = e.hash
         prev, expected_seq = e.hash, expected_seq + 1
+    if anchor_seq is not None:
+        if anchor_seq >= expected_seq:
+            return {"ok": False, "entries": count, "broken_at_seq": expected_seq,
+                    "reason": f"entries up to {anchor_seq} were anchored but are missing"}
+        if anchored_hash != anchor.get("hash"):
+            return {"ok": False, "entries": count, "broken_at_seq": anchor_seq, "reason": "anchored entry altered"}
     total = db.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.tenant_id == tenant_id))
-    return {"ok": True, "entries": total, "head": prev}
+    return {"ok": True, "entries": total, "head": prev, "anchored_seq": anchor_seq}

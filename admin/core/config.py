@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+DEFAULT_SECRET_KEY = "change-me-in-production"
+# Values shipped as examples or dev defaults: production refuses them.
+KNOWN_WEAK_SECRETS = {DEFAULT_SECRET_KEY, "devkey", "secret", "changeme", "change-me", "password", "admin"}
+MIN_SECRET_LENGTH = 32
+
+
+class InsecureConfigurationError(RuntimeError):
+    """Production mode with a default or short secret."""
 
 
 def _default_data_dir() -> Path:
@@ -26,10 +37,17 @@ class Settings(BaseSettings):
     database_url: str = ""  # empty -> sqlite under data_dir/admin.db
     broker_url: str = ""  # empty -> sqla+sqlite under data_dir/broker.db; redis://... in deployment
     celery_eager: bool = False  # run tasks inline (tests, single-process demos)
-    secret_key: str = "change-me-in-production"
+    secret_key: str = DEFAULT_SECRET_KEY  # signs session grants; production refuses the default
+    env: Literal["development", "production"] = "development"  # production refuses weak secrets at start
+    audit_key: str = ""  # HMAC key of the audit chain (outside the DB); empty: derived from secret_key
+    audit_anchor_dir: Path | None = None  # signed chain heads; default data_dir/audit-anchors
+    session_grant_ttl_seconds: int = 24 * 3600  # how long a call may deliver its recording
+    trusted_proxies: list[str] = []  # addresses/CIDRs whose X-Forwarded-For is believed; none by default
+    metrics_token: str = ""  # bearer token for /metrics; empty: /metrics answers 404
+    frame_ancestors: str = "'none'"  # CSP frame-ancestors of the HTML pages (kiosk in an iframe: list origins)
 
     api_prefix: str = "/api/v1"
-    public_url: str | None = None  # how the agent reaches this API; goes into dispatch metadata
+    public_url: str | None = None  # this API's own URL for CLI output (never sent to the agent)
     cors_origins: list[str] = []
 
     token_ttl_minutes: int = 12 * 60
@@ -82,6 +100,41 @@ class Settings(BaseSettings):
             return self.broker_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+    @property
+    def anchor_dir(self) -> Path:
+        """Where the signed heads of the audit chains are written."""
+        return self.audit_anchor_dir or self.data_dir / "audit-anchors"
+
+    def insecure_settings(self) -> list[str]:
+        """Why these settings must not run in production (empty when they may)."""
+        problems = []
+        for name, value, env_name in (
+            ("secret_key", self.secret_key, "ADMIN_SECRET_KEY"),
+            ("audit_key", self.audit_key, "ADMIN_AUDIT_KEY"),
+            ("livekit_api_secret", self.livekit_api_secret, "LIVEKIT_API_SECRET"),
+        ):
+            if not value or value.lower() in KNOWN_WEAK_SECRETS or len(value) < MIN_SECRET_LENGTH:
+                why = "unset" if not value else f"a known default or shorter than {MIN_SECRET_LENGTH} characters"
+                problems.append(f"{env_name} is {why}")
+        if self.livekit_api_key.lower() in KNOWN_WEAK_SECRETS:
+            problems.append("LIVEKIT_API_KEY is the development default 'devkey'")
+        if self.audit_key and self.audit_key == self.secret_key:
+            problems.append("ADMIN_AUDIT_KEY must differ from ADMIN_SECRET_KEY")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            problems.append("ADMIN_METRICS_TOKEN is shorter than 16 characters")
+        return problems
+
+    def check_production(self) -> None:
+        """In production mode, refuse to start with default or short secrets (one error naming them all)."""
+        if self.env != "production":
+            return
+        problems = self.insecure_settings()
+        if problems:
+            raise InsecureConfigurationError(
+                "Refusing to start in production (ADMIN_ENV=production): " + "; ".join(problems)
+                + ". Generate secrets with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
     @property
     def media_dir(self) -> Path:

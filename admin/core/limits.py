@@ -52,13 +52,14 @@ class BodyTooLarge(HTTPException):
 def default_rules(api_prefix: str, *, max_document_bytes: int, max_portrait_bytes: int,
                   max_public_body_bytes: int) -> list[tuple[str | None, re.Pattern[str], int]]:
     """The per-route caps: uploads get their file limit plus the multipart envelope; routes
-    without authentication (widget, login) get a small cap."""
+    without authentication (widget, login, console sign-in) get a small cap."""
     p = re.escape(api_prefix.rstrip("/"))
     return [
         ("POST", re.compile(rf"^{p}/knowledge-bases/[^/]+/documents/?$"), max_document_bytes + MULTIPART_OVERHEAD),
         ("POST", re.compile(rf"^{p}/avatars/[^/]+/portrait/?$"), max_portrait_bytes + MULTIPART_OVERHEAD),
         (None, re.compile(rf"^{p}/widget/"), max_public_body_bytes),
         (None, re.compile(rf"^{p}/login/"), max_public_body_bytes),
+        ("POST", re.compile(rf"^{p}/console/login/?$"), max_public_body_bytes),
     ]
 
 

@@ -21,7 +21,7 @@ def test_changes_are_logged_with_actor_and_chain_verifies(client, tenant):
     assert "hashed_password" not in str(log[2]["changes"]) and "long enough" not in str(log)
     assert [e["seq"] for e in log] == [1, 2, 3] and log[1]["prev_hash"] == log[0]["hash"]
     assert client.get(f"{API}/audit/verify", headers=tenant.headers["admin"]).json() == {
-        "ok": True, "entries": 3, "head": log[2]["hash"]}
+        "ok": True, "entries": 3, "head": log[2]["hash"], "anchored_seq": 3}
 
 
 def test_database_refuses_update_and_delete(tenant, client):

@@ -11,9 +11,12 @@ def test_readyz_reports_schema_at_head(client):
     assert r.json()["status"] == "ready"
 
 
-def test_metrics_counts_requests(client):
+def test_metrics_counts_requests(client, monkeypatch):
+    from admin.core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "metrics_token", "scrape-token-0123456789")
     client.get("/healthz")
-    body = client.get("/metrics").text
+    body = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"}).text
     assert "admin_http_requests_total" in body
     assert 'route="/healthz"' in body
 

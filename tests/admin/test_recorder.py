@@ -26,6 +26,16 @@ from .conftest import PG_URL, make_tenant, requires_pg
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _grant(t) -> dict:
+    """A new session id with the grant its call's token would carry (as the agent gets them)."""
+    import uuid
+
+    from admin.core.security import mint_session_grant
+
+    sid = str(uuid.uuid4())
+    return {"session_id": sid, "grant": mint_session_grant(t.id, sid, 3600)}
+
+
 class FlakyBackend:
     """An httpx transport that fails, or loses the response after applying, on chosen calls."""
 
@@ -128,7 +138,7 @@ async def test_backend_restart_mid_call_loses_no_turn_and_duplicates_none(tmp_pa
     rec = SessionRecorder(f"http://127.0.0.1:{backend.port}", t.headers["agent"]["X-API-Key"], tmp_path / "spool",
                           max_backoff=0.3, request_timeout=2)
     try:
-        sid = rec.start_session(room="restart-test")
+        sid = rec.start_session(room="restart-test", **_grant(t))
         for i in range(10):
             rec.add_turn(sid, "user" if i % 2 == 0 else "assistant", f"before {i}", latency={"e2e_latency": 0.8})
         assert await rec.aflush(timeout=15)
@@ -169,7 +179,7 @@ async def test_database_restart_mid_call_loses_no_turn(tmp_path):
                           max_backoff=0.3, request_timeout=2)
     services = str(ROOT / "scripts" / "services.sh")
     try:
-        sid = rec.start_session(room="db-restart")
+        sid = rec.start_session(room="db-restart", **_grant(t))
         for i in range(5):
             rec.add_turn(sid, "user", f"before {i}")
         assert await rec.aflush(timeout=15)

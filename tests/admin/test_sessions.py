@@ -24,6 +24,12 @@ def _events(sid: str, n_turns: int = 3, **end):
 
 
 def _post(client, t, events, role="agent"):
+    """Post as the agent does: each event carries the session grant its call's token minted
+    (for tenant ``t``); tests/security/test_tenant_recording.py covers events without one."""
+    from admin.core.security import mint_session_grant
+
+    if role == "agent":
+        events = [{"grant": mint_session_grant(t.id, e["payload"].get("session_id", ""), 3600), **e} for e in events]
     return client.post(f"{API}/agent/events", json={"events": events}, headers=t.headers[role])
 
 

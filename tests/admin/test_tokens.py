@@ -27,10 +27,14 @@ def test_token_is_room_scoped_and_dispatches_the_agent(client, tenant):
     dispatch = claims.room_config.agents[0]
     assert dispatch.agent_name == "dh-agent"
     meta = json.loads(dispatch.metadata)
-    assert meta == {
+    grant = meta.pop("session_grant")
+    assert meta == {  # no URL: the agent reaches the admin through its own DH_ADMIN_URL
         "avatar_id": av["id"], "engine": "simple", "avatar_dir": None, "persona_id": None,
-        "tenant_id": tenant.id, "session_id": out["session_id"], "admin_url": "http://testserver",
+        "session_id": out["session_id"],
     }
+    from admin.core.security import verify_session_grant
+
+    assert verify_session_grant(grant, out["session_id"]) == tenant.id
 
 
 def test_ttl_is_capped_at_15_minutes(client, tenant):

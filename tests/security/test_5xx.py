@@ -20,7 +20,7 @@ import pytest
 
 from agent.recorder import SessionRecorder
 
-from .conftest import API, make_tenant
+from .conftest import API, dispatch_metadata, make_tenant
 
 
 def _persona(client, t) -> dict:
@@ -137,9 +137,15 @@ def test_recorder_events_with_nul_or_overlong_fields_are_dropped_and_recording_g
     from admin.models import CallSession, Turn
 
     t = make_tenant()
+    with httpx.Client(base_url=live_server.url, timeout=60) as http:  # a real call: its session id and grant
+        av = http.post(f"{API}/avatars", json={"name": "A", "engine": "simple"}, headers=t.headers["operator"]).json()
+        tok = http.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"]}, headers=t.headers["operator"])
+        assert tok.status_code == 201, tok.text
+    meta = dispatch_metadata(tok.json()["token"])
     rec = SessionRecorder(live_server.url, t.headers["agent"]["X-API-Key"], tmp_path, max_backoff=0.2)
     try:
-        sid = rec.start_session(room="r" * 300)  # over the column: this event is refused, the session still forms
+        # over the column: this event is refused, the session still forms
+        sid = rec.start_session(session_id=meta["session_id"], grant=meta["session_grant"], room="r" * 300)
         rec.add_turn(sid, "user", "hello")
         rec.add_turn(sid, "user", "nul \x00 here")  # refused inside a good batch (remembered, not retried)
         rec.add_turn(sid, "user", "bad id", turn_id="x" * 40)  # breaks the batch's schema: 422 for the batch

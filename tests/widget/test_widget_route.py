@@ -66,7 +66,9 @@ def test_avatars_not_enabled_look_missing(client, avatar_id, monkeypatch):
     assert client.get(f"{API}/avatars/nope").status_code == 404
     monkeypatch.setenv("ADMIN_WIDGET_AVATARS", "")
     assert client.post(f"{API}/token", json={"avatar_id": avatar_id}).status_code == 404
-    monkeypatch.setenv("ADMIN_WIDGET_AVATARS", "*")
+    monkeypatch.setenv("ADMIN_WIDGET_AVATARS", "*")  # no longer "every avatar of every organisation"
+    assert client.post(f"{API}/token", json={"avatar_id": avatar_id}).status_code == 404
+    monkeypatch.setenv("ADMIN_WIDGET_AVATARS", "widget-test:*")  # every avatar of one organisation
     assert client.post(f"{API}/token", json={"avatar_id": avatar_id}).status_code == 201
 
 
@@ -79,6 +81,9 @@ def test_token_rate_limit_per_address(client, avatar_id, monkeypatch):
 
 
 def test_avatar_info_and_cors(client, avatar_id, monkeypatch):
+    r = client.get(f"{API}/avatars/{avatar_id}", headers={"Origin": "https://bank.example"})
+    assert r.status_code == 200 and "Access-Control-Allow-Origin" not in r.headers  # none configured
+    monkeypatch.setenv("ADMIN_WIDGET_ORIGINS", "https://bank.example")
     r = client.get(f"{API}/avatars/{avatar_id}", headers={"Origin": "https://bank.example"})
     assert r.status_code == 200 and r.json()["name"] == "Ava" and r.json()["portrait_url"] is None
     assert r.headers["Access-Control-Allow-Origin"] == "https://bank.example"

@@ -2,7 +2,8 @@
 //
 //   <script src="https://HOST/widget/dh-widget.js" data-avatar="AVATAR_ID" async></script>
 //
-// Options (data-* attributes of the script tag; the kiosk page also reads its query string):
+// Options (data-* attributes of the script tag; the kiosk page also reads its query string,
+// except the backend URL):
 //   data-url            the deployment (admin backend) base URL; default: where this script came from
 //   data-avatar         the avatar id (required)
 //   data-mode           "button" (floating button, default) | "kiosk" (full screen, idle screen)
@@ -743,7 +744,9 @@ function readConfig(script) {
   const fromScript = script && script.src ? new URL(script.src, window.location.href) : new URL(window.location.href);
   const q = (k) => (mode === 'kiosk' ? params.get(k) : null);
   const num = (v, d) => (v != null && v !== '' && !Number.isNaN(Number(v)) ? Number(v) : d);
-  const url = (q('url') || ds.url || fromScript.origin).replace(/\/+$/, '');
+  // The backend is the page's data-url or where this script came from, never the query string:
+  // a link to kiosk.html?url=https://evil must not send the kiosk's calls elsewhere.
+  const url = (ds.url || fromScript.origin).replace(/\/+$/, '');
   const widgetBase = new URL('.', fromScript).href;
   return {
     mode,

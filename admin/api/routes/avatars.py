@@ -65,9 +65,12 @@ def update_avatar(avatar_id: str, body: AvatarUpdate, db: SessionDep, principal:
 
 @router.delete("/{avatar_id}", status_code=204)
 def delete_avatar(avatar_id: str, db: SessionDep, principal: Editors) -> None:
-    """Delete an avatar (its past sessions stay, without the link)."""
-    crud.delete(db, principal.actor, crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar"),
-                resource="avatar")
+    """Delete an avatar and its files (its past sessions stay, without the link)."""
+    obj = crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+    folder = get_settings().media_dir / obj.tenant_id / "avatars" / obj.id
+    files = (obj.portrait_path, obj.assets_dir, folder)
+    crud.delete(db, principal.actor, obj, resource="avatar")
+    crud.remove_media(*files)
 
 
 @router.post("/{avatar_id}/portrait", response_model=AvatarOut, status_code=202,

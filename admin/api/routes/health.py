@@ -1,14 +1,17 @@
-"""Liveness, readiness and Prometheus metrics (unversioned, no auth: for probes and scrapers)."""
+"""Liveness, readiness (unversioned, no auth: for probes) and Prometheus metrics (bearer token
+``ADMIN_METRICS_TOKEN``; without one configured ``/metrics`` answers 404)."""
 
 from __future__ import annotations
 
+import hmac
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 
+from admin.core.config import get_settings
 from admin.core.db import get_engine
 
 router = APIRouter(tags=["health"])
@@ -57,6 +60,13 @@ def readyz() -> Response:
 
 
 @router.get("/metrics")
-def metrics() -> Response:
-    """Prometheus metrics of this process."""
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process (``Authorization: Bearer $ADMIN_METRICS_TOKEN``)."""
+    expected = get_settings().metrics_token
+    if not expected:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Send 'Authorization: Bearer <ADMIN_METRICS_TOKEN>'.",
+                            headers={"WWW-Authenticate": "Bearer"})
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -61,7 +61,10 @@ def update_kb(kb_id: str, body: KnowledgeBaseUpdate, db: SessionDep, principal: 
 def delete_kb(kb_id: str, db: SessionDep, principal: Editors) -> None:
     """Delete a knowledge base and its documents."""
     obj = crud.get_owned(db, KnowledgeBase, kb_id, principal.tenant_id, what="knowledge base")
+    files = [d.path for d in db.scalars(select(Document).where(Document.knowledge_base_id == kb_id))]
+    files += [obj.index_dir, get_settings().media_dir / obj.tenant_id / "knowledge" / obj.id]
     crud.delete(db, principal.actor, obj, resource="knowledge_base")
+    crud.remove_media(*files)
 
 
 @router.get("/knowledge-bases/{kb_id}/documents", response_model=list[DocumentOut])
@@ -146,6 +149,8 @@ def reingest(doc_id: str, db: SessionDep, principal: Editors) -> Document:
 def delete_document(doc_id: str, db: SessionDep, principal: Editors) -> None:
     """Delete a document and its passages; the knowledge base's index is rebuilt without them."""
     doc = crud.get_owned(db, Document, doc_id, principal.tenant_id, what="document")
-    kb_id = doc.knowledge_base_id
+    kb_id, path = doc.knowledge_base_id, doc.path
     crud.delete(db, principal.actor, doc, resource="document")
+    if not db.scalar(select(Document.id).where(Document.path == path).limit(1)):  # the same upload twice shares it
+        crud.remove_media(path)
     enqueue(rebuild_kb_index_task, kb_id)

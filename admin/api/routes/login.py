@@ -29,8 +29,10 @@ def login(
     settings = get_settings()
     email = username.strip().lower()
     limiter = request.app.state.rate_limiter
-    limiter.hit(f"login:ip:{client_ip(request)}", settings.login_rate_limit)
-    limiter.hit(f"login:email:{email}", settings.login_rate_limit)
+    ip = client_ip(request)
+    limiter.hit(f"login:ip:{ip}", settings.login_rate_limit)
+    # Per (account, address), never per account alone: failures from other addresses cannot lock a user out.
+    limiter.hit(f"login:email:{email}:ip:{ip}", settings.login_rate_limit)
     user = db.scalar(select(User).where(func.lower(User.email) == email))
     if not verify_password(password, user.hashed_password if user else None) or user is None or not user.is_active:
         if user is not None:  # failed attempts on a real account are part of the record

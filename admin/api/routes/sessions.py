@@ -21,8 +21,8 @@ from admin import crud
 from admin.api.deps import Principal, Readers, SessionDep, require
 from admin.api.routes.health import EVENTS
 from admin.core import audit
-from admin.core.redaction import redact_text
-from admin.models import Avatar, CallSession, IngestedEvent, Persona, Role, Turn, utcnow
+from admin.core.security import GrantError, verify_session_grant
+from admin.models import Avatar, CallSession, IngestedEvent, Persona, Role, Tenant, Turn, utcnow
 from admin.schemas import (
     EventBatch,
     EventResult,
@@ -36,6 +36,7 @@ from admin.schemas import (
     UtcDatetime,
 )
 from admin.worker import enqueue, postprocess_session_task
+from dialogue.guardrails import redact, redact_obj
 
 logger = logging.getLogger("admin.sessions")
 router = APIRouter(tags=["sessions"])
@@ -67,7 +68,7 @@ class SessionFilters:
         if self.escalated is not None:
             q = q.where(CallSession.escalated == self.escalated)
         if self.room:
-            q = q.where(CallSession.room == self.room)
+            q = q.where(CallSession.room == redact(self.room))  # rooms are stored redacted
         if self.since:
             q = q.where(CallSession.started_at >= self.since)
         if self.until:
@@ -117,14 +118,14 @@ def export_sessions(
         w.writerow(EXPORT_FIELDS)
         for s in sessions:
             for t in s.turns or [None]:
-                w.writerow([
-                    s.id, s.room, s.avatar_id, s.started_at.isoformat(), s.ended_at.isoformat() if s.ended_at else "",
-                    s.outcome or "", s.escalated,
+                w.writerow([_csv_safe(v) for v in [
+                    s.id, s.room or "", s.avatar_id or "", s.started_at.isoformat(),
+                    s.ended_at.isoformat() if s.ended_at else "", s.outcome or "", s.escalated,
                     *(["", "", "", "", "", "", ""] if t is None else [
-                        t.seq, t.speaker, t.language or "", _csv_safe(t.text), t.interrupted,
+                        t.seq, t.speaker, t.language or "", t.text, t.interrupted,
                         json.dumps(t.citations, ensure_ascii=False), json.dumps(t.latency),
                     ]),
-                ])
+                ]])
                 yield buf.getvalue()
                 buf.seek(0)
                 buf.truncate()
@@ -135,9 +136,12 @@ def export_sessions(
                              headers={"Content-Disposition": 'attachment; filename="sessions.csv"'})
 
 
-def _csv_safe(text: str) -> str:
-    # A cell starting with = + - @ is a formula in spreadsheet apps (CSV injection).
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+def _csv_safe(value: Any) -> Any:
+    """A cell a spreadsheet will not run: text starting with = + - @ tab or CR gets a leading quote
+    (CSV injection). Applied to every text cell, whatever column it is in."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 @router.get("/sessions/stats")
@@ -192,16 +196,18 @@ def read_session(session_id: str, db: SessionDep, principal: Readers) -> CallSes
 def ingest_events(batch: EventBatch, db: SessionDep, principal: Recorders) -> EventResult:
     """Apply recorder events exactly once: each ``event_id`` is remembered, a redelivery is a no-op.
 
-    Events that can never be applied (malformed, another organisation's session) are
-    remembered too and reported, so the recorder does not retry them forever.
+    An agent key records an event only with the call's ``grant`` (minted with its LiveKit token),
+    and only into the organisation and session the grant names. Events that can never be applied
+    (malformed, no or a wrong grant, another organisation's session) are remembered too, so the
+    recorder does not retry them forever.
     """
     for attempt in range(3):
         try:
-            result, ended, touched = _apply(db, principal.tenant_id, batch)
-            if result.applied:
-                audit.record(db, tenant_id=principal.tenant_id, actor=principal.actor, action="record",
-                             resource="session", resource_id=touched[0] if len(touched) == 1 else None,
-                             changes={"sessions": touched, "applied": result.applied,
+            result, ended, touched = _apply(db, principal, batch)
+            for tenant_id, sessions in touched.items():
+                audit.record(db, tenant_id=tenant_id, actor=principal.actor, action="record",
+                             resource="session", resource_id=sessions[0] if len(sessions) == 1 else None,
+                             changes={"sessions": sessions, "applied": result.applied,
                                       "event_ids": [e.event_id for e in batch.events]})
             db.commit()
             break
@@ -215,17 +221,39 @@ def ingest_events(batch: EventBatch, db: SessionDep, principal: Recorders) -> Ev
     return result
 
 
-def _apply(db: Session, tenant_id: str, batch: EventBatch) -> tuple[EventResult, list[str], list[str]]:
+def _event_tenant(db: Session, principal: Principal, grant: str | None, session_id: Any) -> str:
+    """The organisation an event is recorded in: the one its grant names (agent keys must send one)."""
+    if not isinstance(session_id, str):
+        raise _Rejected("no session id")
+    if grant is None:
+        if principal.role == Role.agent:
+            raise _Rejected("no session grant (agent keys record a call only with its grant)")
+        return principal.tenant_id
+    try:
+        tenant_id = verify_session_grant(grant, session_id)
+    except GrantError as exc:
+        raise _Rejected(str(exc)) from None
+    if principal.role != Role.agent and tenant_id != principal.tenant_id:
+        raise _Rejected("session grant of another organisation")
+    tenant = db.get(Tenant, tenant_id)
+    if tenant is None or not tenant.is_active:
+        raise _Rejected("session grant of an inactive organisation")
+    return tenant_id
+
+
+def _apply(db: Session, principal: Principal, batch: EventBatch) -> tuple[EventResult, list[str], dict[str, list[str]]]:
     applied = duplicates = 0
     ended: list[str] = []
-    touched: list[str] = []
+    touched: dict[str, list[str]] = {}
     seen: set[str] = set()
     for ev in batch.events:
         if ev.event_id in seen or db.get(IngestedEvent, ev.event_id) is not None:
             duplicates += 1
             continue
         seen.add(ev.event_id)
+        tenant_id = principal.tenant_id
         try:
+            tenant_id = _event_tenant(db, principal, ev.grant, ev.payload.get("session_id"))
             if ev.type == "session_start":
                 _start(db, tenant_id, SessionStart.model_validate(ev.payload))
             elif ev.type == "turn":
@@ -235,10 +263,14 @@ def _apply(db: Session, tenant_id: str, batch: EventBatch) -> tuple[EventResult,
                 if _end(db, tenant_id, end):
                     ended.append(end.session_id)
             applied += 1
-            sid = ev.payload.get("session_id")
-            if sid not in touched:
-                touched.append(sid)
-        except (ValidationError, _Rejected) as exc:
+            sessions = touched.setdefault(tenant_id, [])
+            if ev.payload["session_id"] not in sessions:
+                sessions.append(ev.payload["session_id"])
+        except ValidationError as exc:
+            # Never the message: pydantic's text echoes the input (a card number in a turn).
+            fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors(include_input=False))
+            logger.warning("rejected recorder event %s (%s): invalid %s", ev.event_id, ev.type, fields)
+        except _Rejected as exc:
             logger.warning("rejected recorder event %s (%s): %s", ev.event_id, ev.type, exc)
         db.add(IngestedEvent(id=ev.event_id, tenant_id=tenant_id, kind=ev.type))
         db.flush()
@@ -274,11 +306,11 @@ def _start(db: Session, tenant_id: str, p: SessionStart) -> None:
     assert s is not None
     s.avatar_id = _owned_or_none(db, Avatar, p.avatar_id, tenant_id) or s.avatar_id
     s.persona_id = _owned_or_none(db, Persona, p.persona_id, tenant_id) or s.persona_id
-    s.room = p.room or s.room
-    s.caller_identity = p.caller_identity or s.caller_identity
+    s.room = redact(p.room) if p.room else s.room
+    s.caller_identity = redact(p.caller_identity) if p.caller_identity else s.caller_identity
     if p.started_at:
         s.started_at = p.started_at
-    s.meta = {**(s.meta or {}), **p.meta}
+    s.meta = redact_obj({**(s.meta or {}), **p.meta})
 
 
 def _turn(db: Session, tenant_id: str, p: TurnIn, event_id: str) -> None:
@@ -289,22 +321,10 @@ def _turn(db: Session, tenant_id: str, p: TurnIn, event_id: str) -> None:
         return  # the same turn sent under another event id: keep the first
     db.add(Turn(
         id=turn_id, tenant_id=tenant_id, session_id=s.id, seq=p.seq, speaker=p.speaker,
-        text=redact_text(p.text), language=p.language, interrupted=p.interrupted,
-        citations=_redact_citations(p.citations), latency={k: v for k, v in p.latency.items() if v is not None},
+        text=redact(p.text), language=redact(p.language) if p.language else None, interrupted=p.interrupted,
+        citations=redact_obj(p.citations), latency={k: v for k, v in p.latency.items() if v is not None},
         started_at=p.started_at, ended_at=p.ended_at,
     ))
-
-
-def _redact_citations(citations: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for c in citations:
-        if isinstance(c, str):
-            out.append(redact_text(c))
-        elif isinstance(c, dict):
-            out.append({k: redact_text(v) if isinstance(v, str) else v for k, v in c.items()})
-        else:
-            out.append(c)
-    return out
 
 
 def _end(db: Session, tenant_id: str, p: SessionEnd) -> bool:
@@ -313,7 +333,7 @@ def _end(db: Session, tenant_id: str, p: SessionEnd) -> bool:
     s.ended_at = p.ended_at or utcnow()
     s.outcome = "escalated" if p.escalated and p.outcome in (None, "completed") else p.outcome
     s.escalated = p.escalated
-    s.escalation_reason = redact_text(p.escalation_reason) if p.escalation_reason else None
-    s.meta = {**(s.meta or {}), **p.meta}
+    s.escalation_reason = redact(p.escalation_reason) if p.escalation_reason else None
+    s.meta = redact_obj({**(s.meta or {}), **p.meta})
     s.post_status = "pending"
     return True

@@ -1,4 +1,12 @@
-"""LiveKit access tokens for a caller: one room, at most 15 minutes, dispatching the agent."""
+"""LiveKit access tokens for a caller: one room, at most 15 minutes, dispatching the agent.
+
+Rooms and identities are scoped: a custom ``room`` must lie in the caller's tenant's namespace
+(:func:`admin.core.security.room_prefix`), so nobody obtains a token for another tenant's call;
+identities starting with a reserved prefix (``agent-``, ``avatar-``, ``caller-``) are never issued
+on request, so nobody can pose as the agent, the avatar or a caller (and kick them out).
+The dispatch metadata names no URL: the agent reaches the admin API through its own
+configuration (``DH_ADMIN_URL``) and records the call with the per-call ``session_grant``.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +22,29 @@ from admin import crud
 from admin.api.deps import Principal, SessionDep, require
 from admin.core import audit
 from admin.core.config import get_settings
+from admin.core.security import mint_session_grant, room_prefix
 from admin.models import Avatar, JobStatus, Role, utcnow
 from admin.schemas import CallTokenOut, CallTokenRequest
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]
+# LiveKit identities the platform's own participants use, or that the server gives callers.
+RESERVED_IDENTITY_PREFIXES = ("agent-", "avatar-", "caller-")
+
+
+def _check_identity(identity: str) -> None:
+    if identity.strip().lower().startswith(RESERVED_IDENTITY_PREFIXES) or not identity.strip():
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"Identities starting with {', '.join(RESERVED_IDENTITY_PREFIXES)} are reserved; "
+                            "choose another or leave it out.")
+
+
+def _check_room(room: str, tenant_id: str) -> None:
+    prefix = room_prefix(tenant_id) + "-"
+    if not room.startswith(prefix) or len(room) == len(prefix):
+        # 404, like every other tenant's resource: whether the room exists is not revealed
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"No room {room} in your organisation (its rooms start with '{prefix}').")
 
 
 @router.post("/livekit", response_model=CallTokenOut, status_code=201)
@@ -30,18 +56,21 @@ def livekit_token(body: CallTokenRequest, request: Request, db: SessionDep, prin
     if avatar.status == JobStatus.failed:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"Avatar '{avatar.name}' failed preparation: {avatar.status_detail or 'see its status'}")
+    if body.room is not None:
+        _check_room(body.room, principal.tenant_id)
+    if body.identity is not None:
+        _check_identity(body.identity)
     ttl = min(body.ttl_seconds, s.max_token_ttl_seconds)
     session_id = str(uuid.uuid4())
-    room = body.room or f"dh-{avatar.id[:8]}-{session_id[:8]}"
+    room = body.room or f"{room_prefix(avatar.tenant_id)}-{avatar.id[:8]}-{session_id[:8]}"
     identity = body.identity or f"caller-{session_id[:8]}"
     metadata = {
         "avatar_id": avatar.id,
         "engine": avatar.engine,
         "avatar_dir": avatar.assets_dir if avatar.status == JobStatus.ready else None,
         "persona_id": avatar.persona_id,
-        "tenant_id": avatar.tenant_id,
         "session_id": session_id,
-        "admin_url": s.public_url or str(request.base_url).rstrip("/"),
+        "session_grant": mint_session_grant(avatar.tenant_id, session_id, s.session_grant_ttl_seconds),
     }
     token = (
         lk.AccessToken(s.livekit_api_key, s.livekit_api_secret)

@@ -6,12 +6,20 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 
 from admin import crud
-from admin.api.deps import Admins, Readers, SessionDep
+from admin.api.deps import Admins, Principal, Readers, SessionDep
 from admin.core.security import hash_password
 from admin.models import User
 from admin.schemas import Limit, Offset, UserCreate, UserOut, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+
+def _guard_superuser(user: User, principal: Principal) -> None:
+    """Only a platform administrator changes or removes a platform administrator (no tenant admin
+    can take over the platform by resetting its password)."""
+    if user.is_superuser and not principal.is_superuser:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "Only a platform administrator may change a platform administrator's account.")
 
 
 @router.get("/me", response_model=UserOut)
@@ -49,6 +57,7 @@ def read_user(user_id: str, db: SessionDep, principal: Admins) -> User:
 def update_user(user_id: str, body: UserUpdate, db: SessionDep, principal: Admins) -> User:
     """Change a user's name, role, status or password."""
     user = crud.get_owned(db, User, user_id, principal.tenant_id, what="user")
+    _guard_superuser(user, principal)
     data = body.model_dump(exclude_unset=True)
     if user.id == principal.id and (data.get("role") not in (None, "admin") or data.get("is_active") is False):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "You cannot demote or deactivate yourself.")
@@ -56,6 +65,8 @@ def update_user(user_id: str, body: UserUpdate, db: SessionDep, principal: Admin
         pw = data.pop("password")
         if pw:
             data["hashed_password"] = hash_password(pw)
+            # A reset password ends every session signed in with the old one.
+            crud.revoke_user_tokens(db, user.id)
     return crud.update(db, principal.actor, user, data, resource="user")
 
 
@@ -63,6 +74,7 @@ def update_user(user_id: str, body: UserUpdate, db: SessionDep, principal: Admin
 def delete_user(user_id: str, db: SessionDep, principal: Admins) -> None:
     """Remove a user."""
     user = crud.get_owned(db, User, user_id, principal.tenant_id, what="user")
+    _guard_superuser(user, principal)
     if user.id == principal.id:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "You cannot delete yourself.")
     crud.delete(db, principal.actor, user, resource="user")

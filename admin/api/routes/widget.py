@@ -2,22 +2,26 @@
 
 A page that embeds the widget holds no secret: it names an avatar id, and this
 router mints a LiveKit token for a new room with that avatar, through the same
-code as ``POST /tokens/livekit``. Only avatars listed in ``ADMIN_WIDGET_AVATARS``
-(comma-separated ids, or ``*`` for every avatar) answer; the rest look missing.
+code as ``POST /tokens/livekit``. Only avatars enabled in ``ADMIN_WIDGET_AVATARS``
+of active organisations answer; the rest look missing.
 
 Settings (environment, read at each request so tests can change them):
 
-* ``ADMIN_WIDGET_AVATARS``      ``""`` (widget off) | ``*`` | ``id1,id2``
+* ``ADMIN_WIDGET_AVATARS``      ``""`` (widget off) | ``id1,id2`` (those avatars) | ``slug:*`` (every
+  avatar of the organisation with that slug); entries combine. A bare ``*`` enables nothing:
+  one entry never spans organisations.
 * ``ADMIN_WIDGET_RATE_LIMIT``   ``"6/60"``: tokens per client address per window (seconds)
 * ``ADMIN_WIDGET_AVATAR_RATE_LIMIT`` ``"120/60"``: tokens per avatar per window (all callers)
-* ``ADMIN_WIDGET_ORIGINS``      ``"*"``: origins allowed to call these routes from a browser
-  (comma-separated); the widget script itself is a static file and loads anywhere.
+* ``ADMIN_WIDGET_ORIGINS``      ``""``: origins (exact, comma-separated) allowed to call these routes
+  from a browser on another origin; empty: same origin only. The widget script itself is a static
+  file and loads anywhere.
 * ``ADMIN_WIDGET_TOKEN_TTL_SECONDS`` ``"600"``: lifetime of a widget token (capped like every token)
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -26,8 +30,8 @@ from pydantic import BaseModel, Field
 
 from admin.api.deps import Principal, SessionDep, client_ip
 from admin.api.routes import tokens
-from admin.models import Avatar, JobStatus, Role
-from admin.schemas import CallTokenOut, CallTokenRequest, In
+from admin.models import Avatar, JobStatus, Role, Tenant
+from admin.schemas import CallTokenRequest, In
 
 router = APIRouter(prefix="/widget", tags=["widget"])
 
@@ -38,10 +42,11 @@ def _env(name: str, default: str) -> str:
 
 def _enabled_avatar(db, avatar_id: str) -> Avatar:
     """The avatar if the widget may use it; 404 (as if missing) otherwise."""
-    allowed = _env("AVATARS", "")
-    ids = {a.strip() for a in allowed.split(",") if a.strip()}
+    entries = {a.strip() for a in _env("AVATARS", "").split(",") if a.strip()}
     avatar = db.get(Avatar, avatar_id) if avatar_id else None
-    if avatar is None or not ("*" in ids or avatar_id in ids):
+    tenant = db.get(Tenant, avatar.tenant_id) if avatar is not None else None
+    enabled = tenant is not None and tenant.is_active and (avatar.id in entries or f"{tenant.slug}:*" in entries)
+    if not enabled:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "This assistant is not available on the web.")
     return avatar
 
@@ -50,8 +55,8 @@ def _cors(request: Request, response: Response) -> None:
     origin = request.headers.get("origin")
     if not origin:
         return
-    allowed = {o.strip() for o in _env("ORIGINS", "*").split(",") if o.strip()}
-    if "*" in allowed or origin in allowed:
+    allowed = {o.strip().rstrip("/") for o in _env("ORIGINS", "").split(",") if o.strip()}
+    if origin in allowed:  # exact origins only: never a reflected or wildcard answer
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
@@ -65,6 +70,16 @@ class WidgetTokenRequest(In):
 
     avatar_id: str = Field(max_length=64)
     name: str | None = Field(default=None, max_length=64)
+
+
+class WidgetTokenOut(BaseModel):
+    """What the browser needs to join its call, and nothing else."""
+
+    server_url: str
+    token: str
+    room: str
+    identity: str
+    expires_at: datetime
 
 
 class WidgetAvatarOut(BaseModel):
@@ -107,8 +122,8 @@ def widget_portrait(avatar_id: str, request: Request, db: SessionDep) -> FileRes
     return response
 
 
-@router.post("/token", response_model=CallTokenOut, status_code=201)
-def widget_token(body: WidgetTokenRequest, request: Request, response: Response, db: SessionDep) -> CallTokenOut:
+@router.post("/token", response_model=WidgetTokenOut, status_code=201)
+def widget_token(body: WidgetTokenRequest, request: Request, response: Response, db: SessionDep) -> WidgetTokenOut:
     """A token for one new call with an avatar enabled for the widget (public, rate limited).
 
     The room and identity are chosen here, never by the page, so a caller cannot join
@@ -127,4 +142,6 @@ def widget_token(body: WidgetTokenRequest, request: Request, response: Response,
         avatar_id=avatar.id, name=(body.name or "Caller").strip()[:64] or "Caller",
         ttl_seconds=max(30, int(_env("TOKEN_TTL_SECONDS", "600") or 600)),
     )
-    return tokens.livekit_token(request_body, request, db, principal)
+    out = tokens.livekit_token(request_body, request, db, principal)
+    return WidgetTokenOut(server_url=out.server_url, token=out.token, room=out.room, identity=out.identity,
+                          expires_at=out.expires_at)

@@ -1,0 +1,218 @@
+"""Routes the web console (console/, served at /console/) needs beyond the resource routes:
+cookie sign-in and sign-out, the current session, a knowledge-base search ("try a question")
+and daily insights. The cookie session itself is :mod:`admin.api.browser_session`."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from admin import crud
+from admin.api import browser_session
+from admin.api.deps import READERS, Principal, Readers, SessionDep, require
+from admin.api.routes import login as login_routes
+from admin.core import audit
+from admin.models import CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Role, Turn, User, utcnow
+from admin.schemas import In, UserOut, UtcDatetime
+
+router = APIRouter(tags=["console"])
+KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
+
+
+class ConsoleSession(BaseModel):
+    """The signed-in person as the console sees them."""
+
+    user: UserOut
+    is_superuser: bool
+    csrf_token: str
+    idle_timeout_seconds: int
+
+
+@router.post("/console/login", response_model=ConsoleSession)
+def console_login(
+    request: Request, response: Response, db: SessionDep,
+    username: Annotated[str, Form()], password: Annotated[str, Form()],
+) -> ConsoleSession:
+    """Sign in with e-mail and password; sets the HttpOnly session cookie and the CSRF cookie.
+
+    Same checks, audit entries and failed-login throttle as ``POST /login/access-token``.
+    """
+    browser_session.refuse_cross_site(request)  # no login CSRF from another site's page
+    issued = login_routes.login(request, db, username, password)
+    csrf, _ = browser_session.start(request, response, db, issued.access_token)
+    user = db.scalar(select(User).where(func.lower(User.email) == username.strip().lower()))
+    return ConsoleSession(user=UserOut.model_validate(user), is_superuser=user.is_superuser, csrf_token=csrf,
+                          idle_timeout_seconds=round(browser_session.idle_minutes() * 60))
+
+
+@router.get("/console/session", response_model=ConsoleSession)
+def console_session(request: Request, db: SessionDep, principal: Readers) -> ConsoleSession:
+    """Who is signed in (401 when the session is over)."""
+    user = db.get(User, principal.id) if principal.kind == "user" else None
+    if user is None:
+        raise HTTPException(404, "API keys have no console session.")
+    token = request.cookies.get(browser_session.SESSION_COOKIE) or ""
+    return ConsoleSession(user=UserOut.model_validate(user), is_superuser=user.is_superuser,
+                          csrf_token=browser_session.csrf_for(token) if token else "",
+                          idle_timeout_seconds=round(browser_session.idle_minutes() * 60))
+
+
+@router.post("/console/logout", status_code=204)
+def console_logout(request: Request, db: SessionDep, principal: Readers) -> Response:
+    """Sign out: the session token is revoked and both cookies cleared (CSRF-checked like every write)."""
+    response = Response(status_code=204)
+    if browser_session.end(request, response, db):
+        audit.record(db, tenant_id=principal.tenant_id, actor=principal.actor, action="logout",
+                     resource="user", resource_id=principal.id)
+    db.commit()
+    return response
+
+
+# --- try a question --------------------------------------------------------------------------
+class SearchIn(In):
+    """A question to try against a knowledge base."""
+
+    query: str = Field(min_length=1, max_length=1000)
+    k: int = Field(default=3, ge=1, le=10)
+
+
+class SearchHit(BaseModel):
+    """One passage retrieval returned."""
+
+    text: str
+    title: str = ""
+    source: str = ""
+    score: float
+    relevant: bool
+
+
+class SearchOut(BaseModel):
+    """What retrieval returns for the question, as the agent would see it."""
+
+    method: str  # "hybrid" (the agent's index: embeddings + BM25) or "keywords" (stored chunks only)
+    hits: list[SearchHit]
+
+
+_index_cache: dict[str, tuple[float, Any]] = {}
+_index_lock = threading.Lock()
+
+
+def _load_index(folder: str) -> Any:
+    from dialogue.knowledge import KnowledgeIndex
+
+    mtime = (Path(folder) / "chunks.jsonl").stat().st_mtime
+    with _index_lock:
+        cached = _index_cache.get(folder)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        index = KnowledgeIndex.load(folder)
+        _index_cache[folder] = (mtime, index)
+        return index
+
+
+def _terms(text: str) -> set[str]:
+    try:
+        from dialogue.knowledge import keywords
+
+        return set(keywords(text))
+    except ImportError:
+        return {w for w in re.findall(r"\w+", text.lower()) if len(w) > 2}
+
+
+@router.post("/knowledge-bases/{kb_id}/search", response_model=SearchOut)
+def search_kb(kb_id: str, body: SearchIn, db: SessionDep, principal: KbReaders) -> SearchOut:
+    """The passages retrieval finds for a question: the knowledge base's index when it has one
+    (what the agent loads), else a keyword match over the stored chunks."""
+    kb = crud.get_owned(db, KnowledgeBase, kb_id, principal.tenant_id, what="knowledge base")
+    if kb.index_dir and (Path(kb.index_dir) / "chunks.jsonl").is_file():
+        try:
+            index = _load_index(kb.index_dir)
+        except ImportError:
+            index = None
+        if index is not None:
+            hits = index.search(body.query, k=body.k)
+            return SearchOut(method="hybrid", hits=[
+                SearchHit(text=h.chunk.text, title=h.chunk.title, source=h.chunk.source, score=round(h.score, 4),
+                          relevant=h.relevant) for h in hits])
+    q = _terms(body.query)
+    rows = db.execute(
+        select(DocumentChunk.text, DocumentChunk.meta, Document.filename)
+        .join(Document, Document.id == DocumentChunk.document_id)
+        .where(Document.knowledge_base_id == kb.id, Document.status == JobStatus.ready.value)
+        .limit(20_000)
+    ).all()
+    scored = []
+    for text, meta, filename in rows:
+        cover = len(q & _terms(text)) / len(q) if q else 0.0
+        if cover > 0:
+            scored.append((cover, text, (meta or {}).get("title", ""), filename))
+    scored.sort(key=lambda s: -s[0])
+    return SearchOut(method="keywords", hits=[
+        SearchHit(text=t, title=title or "", source=src, score=round(c, 4), relevant=c >= 0.5)
+        for c, t, title, src in scored[: body.k]])
+
+
+# --- insights ----------------------------------------------------------------------------------
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(p * (len(values) - 1))))]
+
+
+@router.get("/console/insights")
+def insights(
+    db: SessionDep, principal: Readers,
+    days: Annotated[int, Query(ge=1, le=366)] = 14,
+    until: Annotated[UtcDatetime | None, Query(description="end of the window (default now)")] = None,
+) -> dict[str, Any]:
+    """Per day (UTC) over the window: calls, escalated calls, and p50/p95 of each latency stage (seconds)."""
+    end = (until or utcnow()).astimezone(UTC)
+    try:
+        first_day = (end - timedelta(days=days - 1)).date()
+    except OverflowError:  # a window reaching before year 1: the request's fault, not a 500
+        raise HTTPException(422, "The window starts before year 1; choose a later 'until' or fewer days.") from None
+    start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    labels = [(first_day + timedelta(days=i)).isoformat() for i in range(days)]
+    sessions = db.execute(
+        select(CallSession.id, CallSession.started_at, CallSession.escalated)
+        .where(CallSession.tenant_id == principal.tenant_id, CallSession.started_at >= start,
+               CallSession.started_at <= end)
+    ).all()
+    calls = dict.fromkeys(labels, 0)
+    escalated = dict.fromkeys(labels, 0)
+    day_of: dict[str, str] = {}
+    for s in sessions:
+        day = s.started_at.astimezone(UTC).date().isoformat()
+        if day in calls:
+            calls[day] += 1
+            escalated[day] += int(bool(s.escalated))
+            day_of[s.id] = day
+    per_stage: dict[str, dict[str, list[float]]] = {}
+    if day_of:
+        rows = db.execute(
+            select(Turn.session_id, Turn.latency)
+            .join(CallSession, CallSession.id == Turn.session_id)
+            .where(Turn.tenant_id == principal.tenant_id, CallSession.started_at >= start,
+                   CallSession.started_at <= end)
+            .limit(100_000)
+        ).all()
+        for sid, lat in rows:
+            day = day_of.get(sid)
+            for stage, v in (lat or {}).items():
+                if day and isinstance(v, (int, float)):
+                    per_stage.setdefault(stage, {}).setdefault(day, []).append(float(v))
+    latency = {
+        stage: {"p50": [_pct(by_day.get(d, []), 0.5) for d in labels],
+                "p95": [_pct(by_day.get(d, []), 0.95) for d in labels]}
+        for stage, by_day in sorted(per_stage.items())
+    }
+    return {"days": labels, "calls": [calls[d] for d in labels], "escalated": [escalated[d] for d in labels],
+            "latency": latency}

@@ -1,0 +1,56 @@
+"""The demo's recording shows the sync the caller got (agent.caller.audio_timeline, agent.avsync)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.avsync import offset_of
+from agent.caller import RATE, audio_timeline
+
+
+def _frames(n: int, t_first_end: float, stall_at: int | None = None, stall: float = 0.0,
+            drop_at: int | None = None, drop: float = 0.0):
+    """10 ms frames ending every 10 ms from ``t_first_end``; a stall delays reading (then catches up),
+    a drop is a real gap in the stream."""
+    out, t_gap = [], 0.0
+    for i in range(n):
+        if drop_at is not None and i == drop_at:
+            t_gap += drop
+        t = t_first_end + i * 0.01 + t_gap
+        if stall_at is not None and stall_at <= i < stall_at + int(stall / 0.01):
+            t = t_first_end + (stall_at + int(stall / 0.01)) * 0.01 + t_gap  # read in one burst
+        out.append((np.full(160, i % 100 + 1, np.int16), t))
+    return out
+
+
+def test_a_busy_reader_does_not_push_the_audio_later():
+    lay = audio_timeline(_frames(300, 2.01, stall_at=100, stall=0.3), t0=0.0)
+    starts = [s for s, _ in lay]
+    assert starts[0] == 2 * RATE  # the first frame starts at 2.00 s
+    assert all(pcm.any() for _, pcm in lay) and len(lay) == 300  # no silence inserted
+    assert starts[-1] == 2 * RATE + 299 * 160  # the last frame where it belongs
+
+
+def test_a_real_gap_stays_a_gap():
+    lay = audio_timeline(_frames(300, 2.01, drop_at=150, drop=0.5), t0=0.0)
+    gaps = [(s, len(p)) for s, p in lay if not p.any() and len(p) > 160]
+    assert len(gaps) == 1 and abs(gaps[0][1] - 0.5 * RATE) <= 1
+    assert lay[-1][0] == 2 * RATE + 299 * 160 + int(0.5 * RATE)
+
+
+def test_offset_of_finds_a_known_shift():
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 30, 0.01)
+    # syllable-rate loudness: bursts of 150-400 ms with pauses
+    loud = np.zeros_like(t)
+    i = 0
+    while i < len(t):
+        n = rng.integers(15, 40)
+        loud[i : i + n] = rng.uniform(0.3, 1.0)
+        i += n + rng.integers(5, 30)
+    for shift in (-0.12, 0.0, 0.08):
+        tv = np.arange(0, 30, 0.04)  # 25 fps
+        mouth = np.interp(tv - shift, t, loud) + rng.normal(0, 0.05, len(tv))
+        got = offset_of(tv, mouth, t, loud)
+        assert abs(got.offset_s - shift) <= 0.015, (shift, got)
+        assert got.correlation > 0.8

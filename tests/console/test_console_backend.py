@@ -1,0 +1,206 @@
+"""The console's backend parts without a browser: the cookie session (flags, CSRF, idle timeout,
+logout, throttle), the knowledge search route, daily insights and persona settings validation.
+
+Runs on the admin tests' database (PostgreSQL when DH_TEST_DATABASE_URL is set, else SQLite)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.admin.conftest import make_tenant
+
+API = "/api/v1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _db(tmp_path_factory):
+    from tests.console.conftest import configure_admin_env
+
+    with configure_admin_env(tmp_path_factory.mktemp("console-admin")):
+        yield
+
+
+@pytest.fixture
+def client():
+    from admin.main import create_app
+
+    with TestClient(create_app(), base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def tenant():
+    return make_tenant()
+
+
+def _login(client, t, role="operator"):
+    r = client.post(f"{API}/console/login", data={"username": t.emails[role], "password": t.password})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_login_sets_httponly_strict_cookies_and_csrf_guards_writes(client, tenant):
+    r = _login(client, tenant)
+    cookies = {c.split("=", 1)[0]: c for c in r.headers.get_list("set-cookie")}
+    assert "HttpOnly" in cookies["dh_session"] and "SameSite=strict" in cookies["dh_session"]
+    assert "HttpOnly" not in cookies["dh_csrf"] and "SameSite=strict" in cookies["dh_csrf"]
+    assert "Secure" not in cookies["dh_session"]  # plain HTTP here
+    body = r.json()
+    assert body["user"]["role"] == "operator" and body["csrf_token"] == client.cookies["dh_csrf"]
+    # reads need no CSRF token; the cookie alone authenticates
+    assert client.get(f"{API}/personas").status_code == 200
+    # writes without the header, with a wrong one, or with a cookie-only copy are refused
+    assert client.post(f"{API}/personas", json={"name": "p"}).status_code == 403
+    assert client.post(f"{API}/personas", json={"name": "p"}, headers={"X-CSRF-Token": "x" * 64}).status_code == 403
+    ok = client.post(f"{API}/personas", json={"name": "p"}, headers={"X-CSRF-Token": body["csrf_token"]})
+    assert ok.status_code == 201, ok.text
+    # a CSRF value is bound to its session: a planted matching cookie/header pair is useless
+    client.cookies.set("dh_csrf", "a" * 64)
+    assert client.post(f"{API}/personas", json={"name": "p"}, headers={"X-CSRF-Token": "a" * 64}).status_code == 403
+
+
+def test_cross_site_writes_are_refused_even_without_cookies(client, tenant):
+    assert client.post(f"{API}/personas", json={"name": "x"}, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post(f"{API}/console/login", data={"username": tenant.emails["admin"], "password": tenant.password},
+                       headers={"Origin": "https://evil.example"}).status_code == 403
+    r = _login(client, tenant)
+    h = {"X-CSRF-Token": r.json()["csrf_token"]}
+    assert client.post(f"{API}/personas", json={"name": "x"}, headers={**h, "Origin": "https://evil.example"}).status_code == 403
+    assert client.post(f"{API}/personas", json={"name": "x"}, headers={**h, "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.post(f"{API}/personas", json={"name": "x"}, headers={**h, "Origin": "http://testserver"}).status_code == 201
+    # bearer tokens and API keys are not cookies: no CSRF token needed, other origins allowed (CORS decides)
+    client.cookies.clear()
+    assert client.post(f"{API}/personas", json={"name": "y"},
+                       headers={**tenant.headers["operator"], "Origin": "https://app.example"}).status_code == 201
+
+
+def test_secure_cookie_over_https():
+    from admin.main import create_app
+
+    t = make_tenant()
+    with TestClient(create_app(), base_url="https://testserver") as c:
+        r = c.post(f"{API}/console/login", data={"username": t.emails["viewer"], "password": t.password})
+        assert r.status_code == 200
+        assert all("Secure" in v for v in r.headers.get_list("set-cookie"))
+
+
+def test_roles_are_enforced_for_cookie_sessions(client, tenant):
+    r = _login(client, tenant, "viewer")
+    h = {"X-CSRF-Token": r.json()["csrf_token"]}
+    assert client.get(f"{API}/console/session").json()["user"]["role"] == "viewer"
+    assert client.post(f"{API}/personas", json={"name": "v"}, headers=h).status_code == 403
+    assert client.get(f"{API}/audit/verify").json()["ok"] is True
+    assert client.get(f"{API}/users").status_code == 403
+
+
+def test_logout_revokes_the_session(client, tenant):
+    r = _login(client, tenant)
+    token = client.cookies["dh_session"]
+    assert client.post(f"{API}/console/logout").status_code == 403  # logout is CSRF-checked too
+    out = client.post(f"{API}/console/logout", headers={"X-CSRF-Token": r.json()["csrf_token"]})
+    assert out.status_code == 204 and 'dh_session=""' in out.headers.get("set-cookie", "")
+    client.cookies.clear()
+    client.cookies.set("dh_session", token)
+    assert client.get(f"{API}/console/session").status_code == 401
+    log = client.get(f"{API}/audit", headers=tenant.headers["admin"]).json()
+    assert [e["action"] for e in log if e["actor_id"] == tenant.users["operator"]][-2:] == ["login", "logout"]
+
+
+def test_idle_timeout_slides_but_not_for_background_polls(client, tenant, monkeypatch):
+    monkeypatch.setenv("ADMIN_CONSOLE_IDLE_MINUTES", "0.05")  # 3 s
+    r = _login(client, tenant)
+    assert r.json()["idle_timeout_seconds"] == 3
+    for _ in range(3):  # activity keeps it alive past the first 3 s
+        time.sleep(1.2)
+        assert client.get(f"{API}/avatars").status_code == 200
+    for _ in range(3):  # polling marked as background does not
+        time.sleep(1.2)
+        code = client.get(f"{API}/avatars", headers={"X-Console-Background": "1"}).status_code
+    assert code == 401
+
+
+def test_console_login_uses_the_failed_login_throttle(client, tenant, monkeypatch):
+    monkeypatch.setenv("ADMIN_LOGIN_RATE_LIMIT", "3/60")
+    from admin.core.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        codes = [client.post(f"{API}/console/login", data={"username": tenant.emails["admin"], "password": "wrong password"}).status_code
+                 for _ in range(4)]
+        assert codes == [400, 400, 400, 429]
+        right = client.post(f"{API}/console/login", data={"username": tenant.emails["admin"], "password": tenant.password})
+        assert right.status_code == 429
+    finally:
+        get_settings.cache_clear()
+    log = client.get(f"{API}/audit", headers=tenant.headers["admin"]).json()
+    assert sum(e["action"] == "login_failed" for e in log) == 3
+
+
+def test_persona_settings_errors_name_their_field(client, tenant):
+    h = tenant.headers["operator"]
+    p = client.post(f"{API}/personas", json={"name": "Ava"}, headers=h).json()
+    bad = {"settings": {"tone": "x" * 400, "escalation": [{"reason": "", "keywords": {"any": [" "]}}],
+                        "greeting": {"english!": "hi"}}}
+    r = client.patch(f"{API}/personas/{p['id']}", json=bad, headers=h)
+    assert r.status_code == 422
+    locs = {".".join(map(str, e["loc"])) for e in r.json()["detail"]}
+    assert {"body.settings.tone", "body.settings.escalation.0.reason", "body.settings.escalation.0.keywords",
+            "body.settings.greeting"} <= locs
+    good = {"settings": {"tone": "calm", "greeting": {"en": "Hello", "zh": "您好"}, "allowed_topics": ["cards", " "],
+                         "escalation": [{"reason": "complaint", "keywords": {"any": ["complaint", "投诉"]}}], "custom": 1}}
+    r = client.patch(f"{API}/personas/{p['id']}", json=good, headers=h)
+    assert r.status_code == 200, r.text
+    s = r.json()["settings"]
+    assert s == {"tone": "calm", "greeting": {"en": "Hello", "zh": "您好"}, "allowed_topics": ["cards"],
+                 "escalation": [{"reason": "complaint", "keywords": {"any": ["complaint", "投诉"]}}], "custom": 1}
+    from dialogue.persona import Persona  # what the agent builds from it
+
+    assert Persona.model_validate(s).escalation_rule("I want to file a complaint").reason == "complaint"
+
+
+def test_knowledge_search_finds_an_uploaded_document(client, tenant):
+    h = tenant.headers["operator"]
+    kb = client.post(f"{API}/knowledge-bases", json={"name": "FAQ"}, headers=h).json()
+    doc = b"# Hours\n\nThe branch on Harbor Street opens at nine and closes at five.\n\n# Cards\n\nA lost card is blocked at once by phone."
+    r = client.post(f"{API}/knowledge-bases/{kb['id']}/documents", files={"file": ("faq.md", doc, "text/markdown")}, headers=h)
+    assert r.status_code == 202 and client.get(f"{API}/documents/{r.json()['id']}", headers=h).json()["status"] == "ready"
+    out = client.post(f"{API}/knowledge-bases/{kb['id']}/search", json={"query": "When does the Harbor Street branch open?"},
+                      headers=tenant.headers["viewer"]).json()
+    assert out["hits"] and "Harbor Street" in out["hits"][0]["text"] and out["hits"][0]["relevant"]
+    nothing = client.post(f"{API}/knowledge-bases/{kb['id']}/search", json={"query": "zebra giraffe"}, headers=h).json()
+    assert not any(hit["relevant"] for hit in nothing["hits"])
+    assert client.post(f"{API}/knowledge-bases/{kb['id']}/search", json={"query": "x"},
+                       headers=tenant.headers["worker"]).status_code == 403
+    other = make_tenant()
+    assert client.post(f"{API}/knowledge-bases/{kb['id']}/search", json={"query": "x"},
+                       headers=other.headers["admin"]).status_code == 404
+
+
+def test_insights_count_calls_per_day_and_latency_percentiles(client, tenant):
+    events = []
+    for day, lat in (("2026-03-01", [0.2, 0.4]), ("2026-03-01", [0.6]), ("2026-03-03", [1.0])):
+        sid = str(uuid.uuid4())
+        events.append({"event_id": str(uuid.uuid4()), "type": "session_start",
+                       "payload": {"session_id": sid, "started_at": f"{day}T10:00:00Z"}})
+        for i, v in enumerate(lat):
+            events.append({"event_id": str(uuid.uuid4()), "type": "turn", "payload": {
+                "session_id": sid, "seq": i, "speaker": "assistant", "text": "ok", "latency": {"llm_node_ttft": v}}})
+        events.append({"event_id": str(uuid.uuid4()), "type": "session_end",
+                       "payload": {"session_id": sid, "escalated": day == "2026-03-03"}})
+    from admin.core.security import mint_session_grant
+
+    # as the agent records a call: each event carries its call's session grant
+    events = [{"grant": mint_session_grant(tenant.id, e["payload"]["session_id"], 3600), **e} for e in events]
+    r = client.post(f"{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"])
+    assert r.status_code == 200 and r.json()["applied"] == len(events), r.text
+    out = client.get(f"{API}/console/insights", params={"days": 4, "until": "2026-03-04T00:00:00Z"},
+                     headers=tenant.headers["viewer"]).json()
+    assert out["days"] == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]
+    assert out["calls"] == [2, 0, 1, 0] and out["escalated"] == [0, 0, 1, 0]
+    assert out["latency"]["llm_node_ttft"]["p50"] == [0.4, None, 1.0, None]
+    assert out["latency"]["llm_node_ttft"]["p95"] == [0.6, None, 1.0, None]
+    assert client.get(f"{API}/console/insights", headers=tenant.headers["agent"]).status_code == 403
