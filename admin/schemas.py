@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from fastapi import Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from admin.models import Role
 from admin.persona_settings import PersonaSettings, SettingsField
@@ -15,6 +17,63 @@ class Out(BaseModel):
     """Base of response models read from ORM rows."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+def check_storable(value: Any) -> Any:
+    """``value`` unchanged if every string in it (nested in lists and objects too) is free of NUL
+    characters and every number is finite; ValueError otherwise. No database column stores a NUL
+    (PostgreSQL refuses one), and JSON has no NaN or Infinity."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise ValueError("must not contain NUL characters")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError("must be a finite number")
+        elif isinstance(v, BaseModel):  # a nested model (e.g. persona settings), its extra keys too
+            stack.append(dict(v))
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                stack.append(k)
+                stack.append(item)
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return value
+
+
+class In(BaseModel):
+    """Base of request bodies: every field storable (see :func:`check_storable`).
+
+    Partial-update models declare fields whose column cannot be NULL as ``X = Field(default=None)``
+    (not ``X | None``): omitting them keeps the stored value, an explicit ``null`` is a 422.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return check_storable(value)
+
+
+def _utc(value: datetime) -> datetime:
+    """Timezone-aware UTC (naive means UTC); ValueError when the instant falls outside years 1-9999."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is out of range (years 1 to 9999 in UTC)") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+# Pagination of list routes: bounded, so a huge or negative offset is a 422, never a database error.
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
+Lang = Annotated[str, Field(min_length=2, max_length=16)]
+Id = Annotated[str, Field(max_length=36)]
 
 
 # --- auth ---------------------------------------------------------------------------------
@@ -37,7 +96,7 @@ class TenantOut(Out):
     created_at: datetime
 
 
-class TenantCreate(BaseModel):
+class TenantCreate(In):
     """A new organisation with its first admin."""
 
     name: str = Field(min_length=1, max_length=200)
@@ -46,10 +105,10 @@ class TenantCreate(BaseModel):
     admin_password: str = Field(min_length=10, max_length=200)
 
 
-class TenantUpdate(BaseModel):
+class TenantUpdate(In):
     """Changeable organisation fields."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str = Field(default=None, min_length=1, max_length=200)
 
 
 class UserOut(Out):
@@ -64,25 +123,25 @@ class UserOut(Out):
     created_at: datetime
 
 
-class UserCreate(BaseModel):
+class UserCreate(In):
     """A new user of the caller's organisation."""
 
     email: EmailStr
     password: str = Field(min_length=10, max_length=200)
-    full_name: str | None = None
+    full_name: str | None = Field(default=None, max_length=200)
     role: Literal["admin", "operator", "viewer"] = "viewer"
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(In):
     """Changeable user fields (admins only)."""
 
-    full_name: str | None = None
-    role: Literal["admin", "operator", "viewer"] | None = None
-    is_active: bool | None = None
-    password: str | None = Field(default=None, min_length=10, max_length=200)
+    full_name: str | None = Field(default=None, max_length=200)
+    role: Literal["admin", "operator", "viewer"] = Field(default=None)
+    is_active: bool = Field(default=None)
+    password: str = Field(default=None, min_length=10, max_length=200)
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(In):
     """A new key for a machine client."""
 
     name: str = Field(min_length=1, max_length=200)
@@ -108,28 +167,28 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 # --- personas, avatars --------------------------------------------------------------------
-class PersonaIn(BaseModel):
+class PersonaIn(In):
     """Fields of a persona."""
 
     name: str = Field(min_length=1, max_length=200)
-    language: str = "en"
-    instructions: str = ""
-    greeting: str | None = None
-    disclosure: str | None = None
-    knowledge_base_id: str | None = None
+    language: Lang = "en"
+    instructions: str = Field(default="", max_length=100_000)
+    greeting: str | None = Field(default=None, max_length=20_000)
+    disclosure: str | None = Field(default=None, max_length=20_000)
+    knowledge_base_id: Id | None = None
     settings: SettingsField = PersonaSettings()
 
 
-class PersonaUpdate(BaseModel):
+class PersonaUpdate(In):
     """Partial update of a persona."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    language: str | None = None
-    instructions: str | None = None
-    greeting: str | None = None
-    disclosure: str | None = None
-    knowledge_base_id: str | None = None
-    settings: SettingsField | None = None
+    name: str = Field(default=None, min_length=1, max_length=200)
+    language: Lang = Field(default=None)
+    instructions: str = Field(default=None, max_length=100_000)
+    greeting: str | None = Field(default=None, max_length=20_000)
+    disclosure: str | None = Field(default=None, max_length=20_000)
+    knowledge_base_id: Id | None = None
+    settings: SettingsField = Field(default=None)
 
 
 class PersonaOut(PersonaIn, Out):
@@ -145,30 +204,30 @@ class PersonaOut(PersonaIn, Out):
 Engine = Literal["simple", "portrait", "flashtalk"]
 
 
-class AvatarIn(BaseModel):
+class AvatarIn(In):
     """Fields of an avatar."""
 
     name: str = Field(min_length=1, max_length=200)
-    style: str | None = None
+    style: str | None = Field(default=None, max_length=64)
     engine: Engine = "portrait"
     width: int = Field(default=512, ge=64, le=2048)
     height: int = Field(default=512, ge=64, le=2048)
     fps: int = Field(default=25, ge=1, le=60)
-    voice: str | None = None
-    persona_id: str | None = None
+    voice: str | None = Field(default=None, max_length=128)
+    persona_id: Id | None = None
 
 
-class AvatarUpdate(BaseModel):
+class AvatarUpdate(In):
     """Partial update of an avatar."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    style: str | None = None
-    engine: Engine | None = None
-    width: int | None = Field(default=None, ge=64, le=2048)
-    height: int | None = Field(default=None, ge=64, le=2048)
-    fps: int | None = Field(default=None, ge=1, le=60)
-    voice: str | None = None
-    persona_id: str | None = None
+    name: str = Field(default=None, min_length=1, max_length=200)
+    style: str | None = Field(default=None, max_length=64)
+    engine: Engine = Field(default=None)
+    width: int = Field(default=None, ge=64, le=2048)
+    height: int = Field(default=None, ge=64, le=2048)
+    fps: int = Field(default=None, ge=1, le=60)
+    voice: str | None = Field(default=None, max_length=128)
+    persona_id: Id | None = None
 
 
 class AvatarOut(AvatarIn, Out):
@@ -187,20 +246,20 @@ class AvatarOut(AvatarIn, Out):
 
 
 # --- knowledge ----------------------------------------------------------------------------
-class KnowledgeBaseIn(BaseModel):
+class KnowledgeBaseIn(In):
     """Fields of a knowledge base."""
 
     name: str = Field(min_length=1, max_length=200)
-    description: str | None = None
-    language: str = "en"
+    description: str | None = Field(default=None, max_length=20_000)
+    language: Lang = "en"
 
 
-class KnowledgeBaseUpdate(BaseModel):
+class KnowledgeBaseUpdate(In):
     """Partial update of a knowledge base."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
-    language: str | None = None
+    name: str = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=20_000)
+    language: Lang = Field(default=None)
 
 
 class KnowledgeBaseOut(KnowledgeBaseIn, Out):
@@ -281,42 +340,42 @@ class SessionPage(BaseModel):
     offset: int
 
 
-class SessionStart(BaseModel):
+class SessionStart(In):
     """Payload of a ``session_start`` event."""
 
     session_id: str = Field(min_length=8, max_length=36)
-    avatar_id: str | None = None
-    persona_id: str | None = None
-    room: str | None = None
-    caller_identity: str | None = None
-    started_at: datetime | None = None
+    avatar_id: Id | None = None
+    persona_id: Id | None = None
+    room: str | None = Field(default=None, max_length=256)
+    caller_identity: str | None = Field(default=None, max_length=256)
+    started_at: UtcDatetime | None = None
     meta: dict[str, Any] = {}
 
 
-class TurnIn(BaseModel):
+class TurnIn(In):
     """Payload of a ``turn`` event."""
 
-    session_id: str
-    turn_id: str | None = None
-    seq: int = 0
+    session_id: str = Field(min_length=8, max_length=36)
+    turn_id: str | None = Field(default=None, min_length=8, max_length=36)
+    seq: int = Field(default=0, ge=0, le=2**31 - 1)
     speaker: Literal["user", "assistant", "system", "human_agent"]
     text: str = Field(max_length=20_000)
-    language: str | None = None
+    language: str | None = Field(default=None, max_length=16)
     interrupted: bool = False
     citations: list[Any] = []
     latency: dict[str, float | int | None] = {}
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: UtcDatetime | None = None
+    ended_at: UtcDatetime | None = None
 
 
-class SessionEnd(BaseModel):
+class SessionEnd(In):
     """Payload of a ``session_end`` event."""
 
-    session_id: str
-    ended_at: datetime | None = None
+    session_id: str = Field(min_length=8, max_length=36)
+    ended_at: UtcDatetime | None = None
     outcome: Literal["completed", "abandoned", "escalated", "failed"] | None = "completed"
     escalated: bool = False
-    escalation_reason: str | None = None
+    escalation_reason: str | None = Field(default=None, max_length=20_000)
     meta: dict[str, Any] = {}
 
 
@@ -344,10 +403,10 @@ class EventResult(BaseModel):
 
 
 # --- LiveKit ------------------------------------------------------------------------------
-class CallTokenRequest(BaseModel):
+class CallTokenRequest(In):
     """Ask for a token for one caller to talk to one avatar."""
 
-    avatar_id: str
+    avatar_id: str = Field(max_length=64)
     identity: str | None = Field(default=None, max_length=128)
     name: str | None = Field(default=None, max_length=128)
     room: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from admin.core.config import get_settings
 from admin.core.db import session_scope
-from admin.ingest import build_index, plain_ingestor, simple_chunks  # noqa: F401  (simple_chunks re-exported)
+from admin.ingest import IngestLimitError, build_index, plain_ingestor, simple_chunks  # noqa: F401  (simple_chunks re-exported)
 from admin.models import Avatar, CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Turn, utcnow
 from dialogue.guardrails import find_pii, redact
 
@@ -157,11 +157,19 @@ def ingest_document_job(document_id: str, language: str = "en") -> str:
         doc.status, doc.progress, doc.status_detail = JobStatus.running.value, 0.1, None
         path, ctype, filename, tenant_id = Path(doc.path), doc.content_type, doc.filename, doc.tenant_id
         sha, kb_id = doc.sha256, doc.knowledge_base_id
+    max_chunks = get_settings().max_document_chunks
     try:
         chunks = load_ingestor()(path, document_id=document_id, filename=filename, content_type=ctype,
                                  language=language)
+        if len(chunks) > max_chunks:  # whatever the ingestor, a document never floods the index
+            raise IngestLimitError(f"The document makes {len(chunks)} passages, more than the limit of {max_chunks}; "
+                                   "split it into smaller documents.")
     except TRANSIENT:
         raise
+    except IngestLimitError as exc:  # a bound of ingestion: the sentence says which and what to do
+        logger.warning("ingestion of %s stopped: %s", document_id, exc)
+        _set(Document, document_id, status=JobStatus.failed.value, progress=1.0, status_detail=str(exc))
+        return "failed"
     except Exception as exc:  # a document the ingestor cannot read is the user's to fix, not ours to retry
         logger.exception("ingestion of %s failed", document_id)
         _set(Document, document_id, status=JobStatus.failed.value, progress=1.0,

@@ -45,8 +45,16 @@ import httpx
 logger = logging.getLogger("agent.recorder")
 
 _STOP = object()
-# Answers that will never change on retry: the batch is parked in the dead-letter table.
-_PERMANENT = {400, 404, 405, 413, 422}
+# 4xx answers that may change without the events changing (a key being fixed, a rate limit, a
+# concurrent write): retried with back-off like 5xx and network errors. Every other 4xx is
+# permanent: a single event so refused is dropped (kept in the dead-letter table, with a log line).
+_RETRY_4XX = {401, 403, 408, 409, 425, 429}
+# 5xx answers that mean "not now" (proxy, overload, database down) rather than "this batch breaks me".
+_UNAVAILABLE = {502, 503, 504}
+
+
+def _permanent(status: int) -> bool:
+    return 400 <= status < 500 and status not in _RETRY_4XX
 
 
 def _now() -> str:
@@ -91,6 +99,8 @@ class SessionRecorder:
         self._unsent = 0  # rows in the spool, maintained by the thread
         self._delivered = 0
         self._deadline: float | None = None
+        self._isolate_through: int | None = None  # spool seq up to which events are sent one by one
+        self._dropped = 0
         self._closed = False
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="session-recorder", daemon=True)
@@ -196,6 +206,11 @@ class SessionRecorder:
         """Events acknowledged by the API since this recorder started."""
         return self._delivered
 
+    @property
+    def dropped(self) -> int:
+        """Events the API refused for good since this recorder started (kept in the dead-letter table)."""
+        return self._dropped
+
     async def aflush(self, timeout: float = 10.0) -> bool:
         """Wait until every recorded event is acknowledged; False on timeout (they stay spooled)."""
         end = time.monotonic() + timeout
@@ -295,9 +310,14 @@ class SessionRecorder:
         self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def _send_batch(self, db: sqlite3.Connection, client: httpx.Client) -> bool:
-        rows = db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (self._batch_size,)).fetchall()
-        if not rows:
+        first = db.execute("SELECT min(seq) FROM outbox").fetchone()[0]
+        if first is None:
             return True
+        isolating = self._isolate_through is not None and first <= self._isolate_through
+        if self._isolate_through is not None and not isolating:
+            self._isolate_through = None
+        limit = 1 if isolating else self._batch_size
+        rows = db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         body = '{"events":[' + ",".join(r[1] for r in rows) + "]}"
         try:
             resp = client.post(self._url, content=body, headers={"Content-Type": "application/json"})
@@ -305,22 +325,31 @@ class SessionRecorder:
             logger.info("admin API unreachable (%s); %d events wait in the spool", exc.__class__.__name__, self._unsent)
             return False
         last = rows[-1][0]
-        if resp.status_code in _PERMANENT:
-            logger.error("admin API refused %d events (%d): %s; parked in dead_letter", len(rows), resp.status_code,
-                         resp.text[:300])
+        status = resp.status_code
+        if len(rows) > 1 and (_permanent(status) or (status >= 500 and status not in _UNAVAILABLE)):
+            # One bad event (or a batch too large) must not sink the others: send this batch's events
+            # one by one, so only an event that is itself refused is dropped.
+            self._isolate_through = rows[-1][0]
+            logger.warning("admin API answered %d to a batch of %d events; sending them one by one", status, len(rows))
+            return True
+        if _permanent(status):
+            event_id = json.loads(rows[0][1])["event_id"]
+            logger.error("admin API refused event %s for good (%d): %s; dropped (kept in dead_letter)",
+                         event_id, status, resp.text[:300])
             db.execute("BEGIN")
             for seq, raw in rows:
                 db.execute(
                     "INSERT OR REPLACE INTO dead_letter (event_id, body, status, reason, created_at) VALUES (?,?,?,?,?)",
-                    (json.loads(raw)["event_id"], raw, resp.status_code, resp.text[:1000], time.time()),
+                    (json.loads(raw)["event_id"], raw, status, resp.text[:1000], time.time()),
                 )
             db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
             db.execute("COMMIT")
+            self._dropped += len(rows)
         elif resp.is_success:
             db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
             self._delivered += len(rows)
         else:
-            logger.info("admin API answered %d; retrying %d events later", resp.status_code, len(rows))
+            logger.info("admin API answered %d; retrying %d events later", status, len(rows))
             return False
         self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         return True

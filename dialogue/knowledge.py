@@ -70,6 +70,14 @@ class IngestError(ValueError):
     """A document could not be read (unknown type, broken file)."""
 
 
+class TooManyChunks(IngestError):
+    """A document would make more passages than the caller's limit."""
+
+
+class TooMuchText(IngestError):
+    """A document holds more text than the caller's limit."""
+
+
 # ---------------------------------------------------------------- parsing
 _MIME_BY_SUFFIX = {
     ".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain", ".text": "text/plain",
@@ -88,63 +96,190 @@ def _plain(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _html_to_markdown(raw: bytes | str) -> tuple[str, str]:
-    from bs4 import BeautifulSoup
+# Elements whose text is never content, and those that end a paragraph.
+_HTML_SKIP = {"script", "style", "nav", "header", "footer", "noscript", "form", "template", "svg", "head",
+              "textarea", "select", "iframe", "object"}
+_HTML_RAW = {"script", "style", "title", "textarea"}  # content is text up to the closing tag, never markup
+_HTML_BLOCKS = {"p", "li", "td", "th", "dt", "dd", "pre", "div", "section", "article", "main", "aside", "ul", "ol",
+                "dl", "table", "tr", "blockquote", "br", "hr", "figure", "figcaption", "h5", "h6", "body", "html"}
+_HTML_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4}
+# One tag: every repetition stops at the next "<" or ">", so each match costs at most the distance
+# to the next one and the whole scan is linear (the stdlib HTMLParser of Python 3.11.7 is quadratic
+# on inputs such as ``"<a " * 30000``: minutes for 90 kB).
+_HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*>?")
 
-    soup = BeautifulSoup(raw, "html.parser")
-    for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "form"]):
-        tag.decompose()
-    title = soup.title.get_text(strip=True) if soup.title else ""
+
+def html_to_text(raw: bytes | str) -> tuple[list[str], str]:
+    """Paragraphs (headings as ``#`` lines) and the title of an HTML page, in one linear pass.
+
+    Each text node is emitted once, whatever the nesting (``get_text`` per element repeats a
+    nested element's text for every ancestor: quadratic output on unclosed ``<li>`` lists).
+    An unclosed comment, ``<script>`` or navigation element runs to the end of the page, as
+    in a browser.
+    """
+    import html as htmllib
+
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    n = len(text)
     lines: list[str] = []
-    for el in soup.find_all(["h1", "h2", "h3", "h4", "p", "li", "td", "dt", "dd", "pre"]):
-        text = " ".join(el.get_text(" ", strip=True).split())
-        if not text:
+    words: list[str] = []
+    title = ""
+    heading = 0
+    skip: dict[str, int] = {}
+
+    def flush() -> None:
+        if words:
+            joined = " ".join(words)
+            lines.append("#" * heading + " " + joined if heading else joined)
+            words.clear()
+
+    def data(piece: str) -> None:
+        if piece and not any(skip.values()):
+            words.extend(htmllib.unescape(piece).split())
+
+    pos = 0
+    while pos < n:
+        lt = text.find("<", pos)
+        if lt == -1:
+            data(text[pos:])
+            break
+        data(text[pos:lt])
+        if text.startswith("<!--", lt):
+            end = text.find("-->", lt + 4)
+            pos = n if end == -1 else end + 3
             continue
-        if el.name in ("h1", "h2", "h3", "h4"):
-            lines.append("#" * int(el.name[1]) + " " + text)
-        else:
-            lines.append(text)
+        if text.startswith("<!", lt) or text.startswith("<?", lt):  # doctype, CDATA, processing instruction
+            end = text.find(">", lt + 2)
+            pos = n if end == -1 else end + 1
+            continue
+        m = _HTML_TAG.match(text, lt)
+        if m is None:  # a lone "<" is text
+            data("<")
+            pos = lt + 1
+            continue
+        pos = m.end()
+        closing, tag = m.group(1), m.group(2).lower()
+        if not closing and tag in _HTML_RAW:
+            close = re.compile(r"</" + tag + r"\s*>", re.I).search(text, pos)
+            inner_end, pos = (n, n) if close is None else (close.start(), close.end())
+            if tag == "title" and not title:
+                title = " ".join(htmllib.unescape(text[m.end():min(inner_end, m.end() + 1000)]).split())[:300]
+            continue
+        if tag in _HTML_SKIP:
+            if closing:
+                if skip.get(tag):
+                    skip[tag] -= 1
+            elif not m.group(0).endswith("/>"):
+                skip[tag] = skip.get(tag, 0) + 1
+        elif tag in _HTML_HEADINGS:
+            flush()
+            heading = 0 if closing else _HTML_HEADINGS[tag]
+        elif tag in _HTML_BLOCKS:
+            flush()
+    flush()
+    return lines, title
+
+
+def _html_to_markdown(raw: bytes | str) -> tuple[str, str]:
+    """Markdown-ish text of an HTML page (see :func:`html_to_text`) and its title."""
+    lines, title = html_to_text(raw)
     return "\n\n".join(lines), title
 
 
-def _pdf_to_text(raw: bytes) -> str:
+def _pdf_to_text(raw: bytes, max_chars: int | None = None) -> str:
+    """The text of a PDF's pages; IngestError once it exceeds ``max_chars`` (a few compressed
+    bytes can expand to megabytes of text)."""
     from pypdf import PdfReader
 
+    pages: list[str] = []
+    total = 0
     try:
         reader = PdfReader(io.BytesIO(raw))
-        pages = [(p.extract_text() or "").strip() for p in reader.pages]
+        for page in reader.pages:
+            text = (page.extract_text() or "").strip()
+            total += len(text)
+            if max_chars is not None and total > max_chars:
+                raise TooMuchText(f"the PDF holds more than {max_chars} characters of text; split it into smaller documents")
+            pages.append(text)
+    except IngestError:
+        raise
     except Exception as e:  # pypdf raises many types on broken files
         raise IngestError(f"could not read the PDF: {e}") from e
     return "\n\n".join(p for p in pages if p)
 
 
-def _chunk_markdown(markdown: str, source: str, lang: str | None) -> list[Chunk]:
+# The splitter's cost grows faster than linearly with the length of what it is given (a single
+# 20 MB line took hours), so it gets the document in blocks of at most this many characters, cut
+# at a paragraph, line or word boundary when there is one: linear time overall.
+SPLIT_BLOCK_CHARS = 4000
+
+
+def _blocks(text: str, limit: int = SPLIT_BLOCK_CHARS):
+    """``(offset, piece)`` slices of ``text`` of at most ``limit`` characters, in order, covering it."""
+    start, n = 0, len(text)
+    while start < n:
+        end = start + limit
+        if end >= n:
+            yield start, text[start:]
+            return
+        floor = start + limit // 4
+        cut = -1
+        for sep in ("\n\n", "\n", " "):
+            cut = text.rfind(sep, floor, end)
+            if cut != -1:
+                cut += len(sep)
+                break
+        if cut == -1:
+            cut = end
+        yield start, text[start:cut]
+        start = cut
+
+
+def _chunk_markdown(markdown: str, source: str, lang: str | None, max_chunks: int | None = None) -> list[Chunk]:
+    from bisect import bisect_left, bisect_right
+
     from semantic_text_splitter import MarkdownSplitter
 
-    doc_lang = lang or detect_language(markdown)
+    doc_lang = lang or detect_language(markdown[:20000])
     splitter = MarkdownSplitter(CHUNK_CHARS.get(doc_lang, CHUNK_CHARS["en"]))
-    headings = [(m.start(), m.group(2).strip()) for m in re.finditer(r"^(#{1,6})\s+(.+)$", markdown, re.M)]
-    chunks = []
-    for offset, piece in splitter.chunk_indices(markdown):
-        # The chunk's title: its own first heading, else the last heading before it.
-        inside = [h for pos, h in headings if offset <= pos < offset + len(piece)]
-        before = [h for pos, h in headings if pos < offset]
-        title = inside[0] if inside else (before[-1] if before else "")
-        if not _plain(piece):
-            continue  # a lone heading: its title is carried by the next chunk
-        chunks.append(Chunk(id="", source=source, text=piece.strip(), title=title,
-                            lang=lang or detect_language(piece)))
+    headings = [(m.start(), m.group(2).strip()) for m in re.finditer(r"^(#{1,6})[ \t]+(.+)$", markdown, re.M)]
+    positions = [pos for pos, _ in headings]
+    chunks: list[Chunk] = []
+    for base, block in _blocks(markdown):
+        for rel, piece in splitter.chunk_indices(block):
+            offset = base + rel
+            # The chunk's title: its own first heading, else the last heading before it.
+            first_inside = bisect_left(positions, offset)
+            if first_inside < len(headings) and headings[first_inside][0] < offset + len(piece):
+                title = headings[first_inside][1]
+            else:
+                before = bisect_right(positions, offset - 1)
+                title = headings[before - 1][1] if before else ""
+            if not _plain(piece):
+                continue  # a lone heading: its title is carried by the next chunk
+            chunks.append(Chunk(id="", source=source, text=piece.strip(), title=title,
+                                lang=lang or detect_language(piece)))
+            if max_chunks is not None and len(chunks) > max_chunks:
+                raise TooManyChunks(f"the document makes more than {max_chunks} passages; split it into smaller documents")
     return chunks
 
 
-def _chunk_faq(data: dict, source: str) -> list[Chunk]:
+def _chunk_faq(data: dict, source: str, max_chunks: int | None = None) -> list[Chunk]:
     lang_default = data.get("lang")
+    entries = data.get("faq") or []
+    if not isinstance(entries, list):
+        raise IngestError(f"{source}: 'faq:' must be a list of question/answer pairs")
+    if max_chunks is not None and len(entries) > max_chunks:
+        raise TooManyChunks(f"the FAQ has more than {max_chunks} entries; split it into smaller documents")
     out = []
-    for entry in data.get("faq", []):
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("question"), str) \
+                or not isinstance(entry.get("answer"), str):
+            raise IngestError(f"{source}: FAQ entry {n} needs a 'question' and an 'answer' (text)")
         q, a = entry["question"].strip(), entry["answer"].strip()
-        kws = " ".join(entry.get("keywords", []))
+        kws = " ".join(str(k) for k in entry.get("keywords") or [])
         lang = entry.get("lang") or lang_default or detect_language(q + a)
-        out.append(Chunk(id="", source=source, text=f"{q}\n{a}\n{kws}".strip(), title=q, lang=lang, answer=a))
+        out.append(Chunk(id="", source=source, text=f"{q}\n{a}\n{kws}".strip(), title=q, lang=str(lang), answer=a))
     return out
 
 
@@ -157,7 +292,7 @@ def guess_mime(name: str) -> str:
 
 
 def ingest_document(source: str | Path | bytes, mime: str | None = None, *, name: str | None = None,
-                    lang: str | None = None) -> list[Chunk]:
+                    lang: str | None = None, max_chunks: int | None = None) -> list[Chunk]:
     """Read one approved document into chunks.
 
     ``source`` is a path or the raw bytes (an upload); ``mime`` is one of
@@ -166,7 +301,9 @@ def ingest_document(source: str | Path | bytes, mime: str | None = None, *, name
     file name when omitted. ``name`` is recorded as the chunks' source (the
     admin's document id or file name). ``lang`` forces the language; otherwise
     each chunk's language is detected. Chunk ids are stable hashes of source and
-    text, so re-ingesting the same document gives the same ids.
+    text, so re-ingesting the same document gives the same ids. ``max_chunks``
+    bounds the work: past it, :class:`TooManyChunks` (an IngestError) is raised.
+    Time is linear in the document's size for every type.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -187,16 +324,18 @@ def ingest_document(source: str | Path | bytes, mime: str | None = None, *, name
         mime = guess_mime(name)  # browsers upload .md and .yaml as octet-stream
 
     if mime in ("text/markdown", "text/x-markdown"):
-        chunks = _chunk_markdown(raw.decode("utf-8", errors="replace"), name, lang)
+        chunks = _chunk_markdown(raw.decode("utf-8", errors="replace"), name, lang, max_chunks)
     elif mime == "text/plain":
-        chunks = _chunk_markdown(raw.decode("utf-8", errors="replace"), name, lang)
+        chunks = _chunk_markdown(raw.decode("utf-8", errors="replace"), name, lang, max_chunks)
     elif mime in ("text/html", "application/xhtml+xml"):
         markdown, title = _html_to_markdown(raw)
-        chunks = _chunk_markdown(markdown, name, lang)
+        chunks = _chunk_markdown(markdown, name, lang, max_chunks)
         for c in chunks:
             c.title = c.title or title
     elif mime == "application/pdf":
-        chunks = _chunk_markdown(_pdf_to_text(raw), name, lang)
+        # A passage holds at most CHUNK_CHARS' upper bound: more text than that many passages can hold is refused early.
+        max_chars = max_chunks * CHUNK_CHARS["en"][1] if max_chunks is not None else None
+        chunks = _chunk_markdown(_pdf_to_text(raw, max_chars), name, lang, max_chunks)
     elif mime in ("application/x-faq+yaml", "application/x-yaml", "application/yaml", "text/yaml"):
         try:
             data = yaml.safe_load(raw.decode("utf-8")) or {}
@@ -204,7 +343,7 @@ def ingest_document(source: str | Path | bytes, mime: str | None = None, *, name
             raise IngestError(f"{name}: not valid YAML ({e})") from e
         if not isinstance(data, dict) or "faq" not in data:
             raise IngestError(f"{name}: a YAML knowledge file needs a 'faq:' list of question/answer pairs")
-        chunks = _chunk_faq(data, name)
+        chunks = _chunk_faq(data, name, max_chunks)
     else:
         raise IngestError(f"unsupported document type {mime!r}: use Markdown, text, HTML, PDF or a YAML FAQ")
     for c in chunks:

@@ -146,6 +146,11 @@ def record(
     if db.get_bind().dialect.name == "postgresql":
         # Serialise appends per tenant so two requests cannot take the same seq.
         db.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": tenant_id})
+    elif db.get_bind().dialect.name == "sqlite":
+        # Take SQLite's write lock before reading the head (a write statement opens a write
+        # transaction even when it matches no row): concurrent appends then queue on the
+        # lock instead of reading the same head and colliding on (tenant_id, seq).
+        db.execute(text("UPDATE audit_log SET seq = seq WHERE 0"))
     last = db.execute(
         select(AuditEntry.seq, AuditEntry.hash)
         .where(AuditEntry.tenant_id == tenant_id)

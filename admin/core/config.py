@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     max_portrait_pixels: int = 40_000_000
     min_portrait_side: int = 256
     max_document_bytes: int = 20 * 1024 * 1024
+    max_document_chunks: int = 5000  # passages per document; more fails the document ("split it")
+    ingest_time_limit_seconds: float = 120.0  # parsing one document (a child process, killed after this)
+    ingest_memory_mb: int = 1024  # address-space limit of that child process
+
+    # Request bodies, enforced at the ASGI layer before the app reads them (413 past the limit).
+    max_body_bytes: int = 1024 * 1024  # any route without its own limit
+    max_public_body_bytes: int = 16 * 1024  # routes without authentication (widget, login)
 
     first_admin_email: str | None = None
     first_admin_password: str | None = None

@@ -96,7 +96,7 @@ def test_decompression_bomb_and_size_limits(client, tenant, monkeypatch):
 
     monkeypatch.setattr(get_settings(), "max_portrait_bytes", 1000)
     r = _upload(client, tenant, av["id"], png_bytes(400, 400, color=None) + b"\0" * 2000)
-    assert r.status_code == 422 and "larger than" in r.json()["detail"]
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
 
 
 def test_preparation_error_marks_the_avatar_failed(client, tenant, monkeypatch):

@@ -191,7 +191,12 @@ def test_insights_count_calls_per_day_and_latency_percentiles(client, tenant):
                 "session_id": sid, "seq": i, "speaker": "assistant", "text": "ok", "latency": {"llm_node_ttft": v}}})
         events.append({"event_id": str(uuid.uuid4()), "type": "session_end",
                        "payload": {"session_id": sid, "escalated": day == "2026-03-03"}})
-    assert client.post(f"{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"]).status_code == 200
+    from admin.core.security import mint_session_grant
+
+    # as the agent records a call: each event carries its call's session grant
+    events = [{"grant": mint_session_grant(tenant.id, e["payload"]["session_id"], 3600), **e} for e in events]
+    r = client.post(f"{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"])
+    assert r.status_code == 200 and r.json()["applied"] == len(events), r.text
     out = client.get(f"{API}/console/insights", params={"days": 4, "until": "2026-03-04T00:00:00Z"},
                      headers=tenant.headers["viewer"]).json()
     assert out["days"] == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]

@@ -62,6 +62,10 @@ def seeded(server, tenant):
             "session_id": sid, "outcome": outcome, "escalated": outcome == "escalated",
             "escalation_reason": "caller asked for a person" if outcome == "escalated" else None,
             "ended_at": f"{day}T09:03:30Z"}})
+    from admin.core.security import mint_session_grant
+
+    # as the agent records a call: each event carries its call's session grant (same secret as the server)
+    events = [{"grant": mint_session_grant(tenant.id, e["payload"]["session_id"], 3600), **e} for e in events]
     r = httpx.post(f"{server.url}{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"], timeout=30)
     assert r.status_code == 200 and r.json()["applied"] == len(events), r.text
     return sids

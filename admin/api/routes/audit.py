@@ -19,7 +19,7 @@ Auditors = Annotated[Principal, Depends(require(Role.admin, Role.viewer))]
 @router.get("", response_model=list[AuditOut])
 def list_audit(
     db: SessionDep, principal: Auditors, resource: str | None = None, resource_id: str | None = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditEntry]:
     """Entries of the organisation in order (page with ``after_seq``)."""
     q = select(AuditEntry).where(AuditEntry.tenant_id == principal.tenant_id, AuditEntry.seq > after_seq)

@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
 from admin import crud
 from admin.api.deps import READERS, Editors, Principal, SessionDep, require
+from admin.api.uploads import multipart_file_body, read_upload
 from admin.core import audit
 from admin.core.config import get_settings
 from admin.images import PortraitError, load_portrait
 from admin.models import Avatar, JobStatus, Persona, Role
-from admin.schemas import AvatarIn, AvatarOut, AvatarUpdate
+from admin.schemas import AvatarIn, AvatarOut, AvatarUpdate, Limit, Offset
 from admin.worker import enqueue, prepare_avatar_task, queue_for_engine
 
 router = APIRouter(prefix="/avatars", tags=["avatars"])
@@ -23,9 +26,9 @@ REPREPARE_FIELDS = {"engine", "width", "height", "fps"}
 
 
 @router.get("", response_model=list[AvatarOut])
-def list_avatars(db: SessionDep, principal: AvatarReaders, limit: int = 100, offset: int = 0) -> list[Avatar]:
+def list_avatars(db: SessionDep, principal: AvatarReaders, limit: Limit = 100, offset: Offset = 0) -> list[Avatar]:
     """Avatars of the organisation."""
-    return crud.list_owned(db, Avatar, principal.tenant_id, limit=min(limit, 500), offset=offset)
+    return crud.list_owned(db, Avatar, principal.tenant_id, limit=limit, offset=offset)
 
 
 @router.post("", response_model=AvatarOut, status_code=201)
@@ -70,12 +73,25 @@ def delete_avatar(avatar_id: str, db: SessionDep, principal: Editors) -> None:
     crud.remove_media(*files)
 
 
-@router.post("/{avatar_id}/portrait", response_model=AvatarOut, status_code=202)
-async def upload_portrait(avatar_id: str, file: UploadFile, db: SessionDep, principal: Editors) -> Avatar:
-    """Upload the portrait (JPEG, PNG or WebP); the engine's preparation (face check) then runs as a task."""
+@router.post("/{avatar_id}/portrait", response_model=AvatarOut, status_code=202,
+             openapi_extra=multipart_file_body("A JPEG, PNG or WebP portrait"))
+async def upload_portrait(avatar_id: str, request: Request, db: SessionDep, principal: Editors) -> Avatar:
+    """Upload the portrait (JPEG, PNG or WebP; multipart field ``file``); the engine's preparation
+    (face check) then runs as a task.
+
+    The caller and the avatar are checked before the body is read; decoding the image and (in
+    embedded mode) preparing it run in a worker thread, never on the event loop.
+    """
     s = get_settings()
-    obj = crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
-    data = await file.read(s.max_portrait_bytes + 1)
+    obj = await run_in_threadpool(crud.get_owned, db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+    _, data = await read_upload(
+        request, s.max_portrait_bytes,
+        f"The portrait is larger than {s.max_portrait_bytes // (1024 * 1024)} MB; upload a smaller file.")
+    return await run_in_threadpool(_store_portrait, db, principal, obj, data)
+
+
+def _store_portrait(db: Session, principal: Principal, obj: Avatar, data: bytes) -> Avatar:
+    s = get_settings()
     try:
         portrait = load_portrait(
             data, max_bytes=s.max_portrait_bytes, max_pixels=s.max_portrait_pixels, min_side=s.min_portrait_side

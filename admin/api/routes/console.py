@@ -20,7 +20,7 @@ from admin.api.deps import READERS, Principal, Readers, SessionDep, require
 from admin.api.routes import login as login_routes
 from admin.core import audit
 from admin.models import CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Role, Turn, User, utcnow
-from admin.schemas import UserOut
+from admin.schemas import In, UserOut, UtcDatetime
 
 router = APIRouter(tags=["console"])
 KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
@@ -76,7 +76,7 @@ def console_logout(request: Request, db: SessionDep, principal: Readers) -> Resp
 
 
 # --- try a question --------------------------------------------------------------------------
-class SearchIn(BaseModel):
+class SearchIn(In):
     """A question to try against a knowledge base."""
 
     query: str = Field(min_length=1, max_length=1000)
@@ -171,11 +171,14 @@ def _pct(values: list[float], p: float) -> float | None:
 def insights(
     db: SessionDep, principal: Readers,
     days: Annotated[int, Query(ge=1, le=366)] = 14,
-    until: Annotated[datetime | None, Query(description="end of the window (default now)")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="end of the window (default now)")] = None,
 ) -> dict[str, Any]:
     """Per day (UTC) over the window: calls, escalated calls, and p50/p95 of each latency stage (seconds)."""
     end = (until or utcnow()).astimezone(UTC)
-    first_day = (end - timedelta(days=days - 1)).date()
+    try:
+        first_day = (end - timedelta(days=days - 1)).date()
+    except OverflowError:  # a window reaching before year 1: the request's fault, not a 500
+        raise HTTPException(422, "The window starts before year 1; choose a later 'until' or fewer days.") from None
     start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     labels = [(first_day + timedelta(days=i)).isoformat() for i in range(days)]
     sessions = db.execute(

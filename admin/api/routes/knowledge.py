@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from admin import crud
 from admin.api.deps import READERS, Editors, Principal, SessionDep, require
+from admin.api.uploads import display_name, multipart_file_body, read_upload
 from admin.core import audit
 from admin.core.config import get_settings
 from admin.models import Document, DocumentChunk, JobStatus, KnowledgeBase, Role
@@ -70,20 +74,30 @@ def list_documents(kb_id: str, db: SessionDep, principal: KbReaders) -> list[Doc
     return list(db.scalars(select(Document).where(Document.knowledge_base_id == kb_id).order_by(Document.created_at)))
 
 
-@router.post("/knowledge-bases/{kb_id}/documents", response_model=DocumentOut, status_code=202)
-async def upload_document(kb_id: str, file: UploadFile, db: SessionDep, principal: Editors) -> Document:
-    """Upload a text, Markdown, HTML, PDF or YAML FAQ document; ingestion (chunk + embed) runs as a task."""
+@router.post("/knowledge-bases/{kb_id}/documents", response_model=DocumentOut, status_code=202,
+             openapi_extra=multipart_file_body("A .txt, .md, .html, .pdf or .yaml document"))
+async def upload_document(kb_id: str, request: Request, db: SessionDep, principal: Editors) -> Document:
+    """Upload a text, Markdown, HTML, PDF or YAML FAQ document (multipart field ``file``); ingestion
+    (chunk + embed) runs as a task.
+
+    The caller and the knowledge base are checked before the body is read; storing the file and
+    (in embedded mode) ingesting it run in a worker thread, never on the event loop.
+    """
     s = get_settings()
-    kb = crud.get_owned(db, KnowledgeBase, kb_id, principal.tenant_id, what="knowledge base")
-    name = PurePath(file.filename or "document.txt").name[:200]
-    ctype = ALLOWED_TYPES.get(PurePath(name).suffix.lower())
+    kb = await run_in_threadpool(crud.get_owned, db, KnowledgeBase, kb_id, principal.tenant_id, what="knowledge base")
+    raw_name, data = await read_upload(
+        request, s.max_document_bytes, f"The document is larger than {s.max_document_bytes // (1024 * 1024)} MB; split it.")
+    return await run_in_threadpool(_store_document, db, principal, kb, raw_name, data)
+
+
+def _store_document(db: Session, principal: Principal, kb: KnowledgeBase, raw_name: str | None, data: bytes) -> Document:
+    s = get_settings()
+    name = display_name(raw_name, "document.txt")
+    suffix = PurePath(name).suffix.lower()
+    ctype = ALLOWED_TYPES.get(suffix)
     if ctype is None:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"Upload a {', '.join(sorted(ALLOWED_TYPES))} file; '{name}' is not one.")
-    data = await file.read(s.max_document_bytes + 1)
-    if len(data) > s.max_document_bytes:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"The document is larger than {s.max_document_bytes // (1024 * 1024)} MB; split it.")
     if ctype == "application/pdf":
         if not data.startswith(b"%PDF-"):
             raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"'{name}' is not a PDF file.")
@@ -92,7 +106,8 @@ async def upload_document(kb_id: str, file: UploadFile, db: SessionDep, principa
     sha = hashlib.sha256(data).hexdigest()
     folder = s.media_dir / kb.tenant_id / "knowledge" / kb.id
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{sha[:16]}-{name}"
+    # The caller's file name is only shown, never part of a path: any length, any script, no traversal.
+    path = folder / f"{sha[:16]}-{uuid.uuid4().hex[:8]}{suffix}"
     path.write_bytes(data)
     doc = Document(tenant_id=kb.tenant_id, knowledge_base_id=kb.id, filename=name, content_type=ctype,
                    size_bytes=len(data), sha256=sha, path=str(path))

@@ -9,16 +9,16 @@ from fastapi import APIRouter, Depends
 from admin import crud
 from admin.api.deps import READERS, Editors, Principal, SessionDep, require
 from admin.models import KnowledgeBase, Persona, Role
-from admin.schemas import PersonaIn, PersonaOut, PersonaUpdate
+from admin.schemas import Limit, Offset, PersonaIn, PersonaOut, PersonaUpdate
 
 router = APIRouter(prefix="/personas", tags=["personas"])
 PersonaReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
 
 
 @router.get("", response_model=list[PersonaOut])
-def list_personas(db: SessionDep, principal: PersonaReaders, limit: int = 100, offset: int = 0) -> list[Persona]:
+def list_personas(db: SessionDep, principal: PersonaReaders, limit: Limit = 100, offset: Offset = 0) -> list[Persona]:
     """Personas of the organisation."""
-    return crud.list_owned(db, Persona, principal.tenant_id, limit=min(limit, 500), offset=offset)
+    return crud.list_owned(db, Persona, principal.tenant_id, limit=limit, offset=offset)
 
 
 @router.post("", response_model=PersonaOut, status_code=201)

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -27,12 +26,14 @@ from admin.models import Avatar, CallSession, IngestedEvent, Persona, Role, Tena
 from admin.schemas import (
     EventBatch,
     EventResult,
+    Offset,
     SessionDetail,
     SessionEnd,
     SessionOut,
     SessionPage,
     SessionStart,
     TurnIn,
+    UtcDatetime,
 )
 from admin.worker import enqueue, postprocess_session_task
 from dialogue.guardrails import redact, redact_obj
@@ -51,8 +52,8 @@ class SessionFilters:
         outcome: str | None = None,
         escalated: bool | None = None,
         room: str | None = None,
-        since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
-        until: datetime | None = Query(None, description="started before (ISO 8601)"),
+        since: UtcDatetime | None = Query(None, description="started at or after (ISO 8601)"),
+        until: UtcDatetime | None = Query(None, description="started before (ISO 8601)"),
     ) -> None:
         self.avatar_id, self.outcome, self.escalated = avatar_id, outcome, escalated
         self.room, self.since, self.until = room, since, until
@@ -81,7 +82,7 @@ Filters = Annotated[SessionFilters, Depends()]
 @router.get("/sessions", response_model=SessionPage)
 def list_sessions(
     db: SessionDep, principal: Readers, filters: Filters,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> SessionPage:
     """Calls of the organisation, newest first, with filters."""
     q = filters.apply(select(CallSession), principal.tenant_id)

@@ -9,7 +9,7 @@ from admin import crud
 from admin.api.deps import Admins, Principal, Readers, SessionDep
 from admin.core.security import hash_password
 from admin.models import User
-from admin.schemas import UserCreate, UserOut, UserUpdate
+from admin.schemas import Limit, Offset, UserCreate, UserOut, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -31,9 +31,9 @@ def read_me(db: SessionDep, principal: Readers) -> User:
 
 
 @router.get("", response_model=list[UserOut])
-def list_users(db: SessionDep, principal: Admins, limit: int = 100, offset: int = 0) -> list[User]:
+def list_users(db: SessionDep, principal: Admins, limit: Limit = 100, offset: Offset = 0) -> list[User]:
     """Users of the organisation."""
-    return crud.list_owned(db, User, principal.tenant_id, limit=min(limit, 500), offset=offset)
+    return crud.list_owned(db, User, principal.tenant_id, limit=limit, offset=offset)
 
 
 @router.post("", response_model=UserOut, status_code=201)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from admin.api.deps import Principal, SessionDep, client_ip
 from admin.api.routes import tokens
 from admin.models import Avatar, JobStatus, Role, Tenant
-from admin.schemas import CallTokenRequest
+from admin.schemas import CallTokenRequest, In
 
 router = APIRouter(prefix="/widget", tags=["widget"])
 
@@ -65,7 +65,7 @@ def _cors(request: Request, response: Response) -> None:
         response.headers["Access-Control-Expose-Headers"] = "Retry-After"
 
 
-class WidgetTokenRequest(BaseModel):
+class WidgetTokenRequest(In):
     """What the widget sends: only the avatar it shows."""
 
     avatar_id: str = Field(max_length=64)
