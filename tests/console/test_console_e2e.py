@@ -290,7 +290,8 @@ def test_sessions_list_filters_and_session_page_shows_transcript_and_waterfall(c
     console.shot("08-sessions")
     page.get_by_label("Outcome").select_option("escalated")
     page.get_by_role("button", name="Apply").click()
-    page.wait_for_function("document.querySelector('[data-testid=session-total]')?.textContent === '1 sessions'")
+    # (a locator, not wait_for_function: the console's CSP forbids evaluating strings in the page)
+    page.locator("[data-testid=session-total]", has_text="1 sessions").wait_for()
     assert page.locator("[data-testid=session-list] tbody tr").count() == 1
     page.locator("[data-testid=session-list] tbody a").first.click()
     page.get_by_test_id("transcript").wait_for()
