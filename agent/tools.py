@@ -141,6 +141,9 @@ def prepare_call(settings: DialogueSettings | None = None, *, persona: Persona |
     s = settings or DialogueSettings()
     p = persona if isinstance(persona, Persona) else load_persona(persona if persona is not None else s.persona_file)
     policy = load_policy(s, persona=p, on_turn=on_turn)
+    # the meaning model's persona and knowledge embeddings (cached per process) are built here,
+    # off the call's event loop, not on its first question
+    getattr(policy, "understanding", None)
     state = CallState(on_escalate=on_escalate, on_ticket=on_ticket, end_session=end_session)
     return CallSetup(persona=p, policy=policy, llm=PolicyLLM(policy), tools=build_tools(state, policy.registry), state=state)
 

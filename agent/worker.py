@@ -34,6 +34,7 @@ def prewarm(proc: JobProcess) -> None:
     install_log_redaction()  # no caller's card number or e-mail ever reaches a log line
     shared_models(AgentSettings())
     load_knowledge(DialogueSettings())  # embeddings + index, shared by this process's calls
+    prepare_call(DialogueSettings())  # the meaning model and its persona/knowledge embeddings, cached per process
 
 
 def get_recorder(settings: AgentSettings, meta: dict[str, Any]) -> SessionRecorder | None:
