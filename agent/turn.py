@@ -106,6 +106,7 @@ class SmartTurnStream:
         self._det = detector
         self._buf = np.zeros(WINDOW_S * SAMPLE_RATE, np.int16)
         self._filled = 0
+        self._pos = 0  # next write position in the ring
         self._resampler: rtc.AudioResampler | None = None
         self._in_rate: int | None = None
         self._fut: asyncio.Future[TurnDetectionEvent] | None = None
@@ -154,13 +155,23 @@ class SmartTurnStream:
             self._append(pcm)
 
     def _append(self, pcm: np.ndarray) -> None:
+        # a ring: 10 ms frames arrive 100 times a second per call, so no copying of the 8 s window
         n = len(self._buf)
-        if len(pcm) >= n:
-            self._buf[:] = pcm[-n:]
+        pcm = pcm[-n:]
+        end = self._pos + len(pcm)
+        if end <= n:
+            self._buf[self._pos:end] = pcm
         else:
-            self._buf = np.roll(self._buf, -len(pcm))
-            self._buf[-len(pcm):] = pcm
+            first = n - self._pos
+            self._buf[self._pos:] = pcm[:first]
+            self._buf[: end - n] = pcm[first:]
+        self._pos = end % n
         self._filled = min(n, self._filled + len(pcm))
+
+    def _window(self) -> np.ndarray:
+        """The last ``_filled`` samples, oldest first."""
+        ordered = np.concatenate([self._buf[self._pos:], self._buf[: self._pos]])
+        return ordered[len(ordered) - self._filled:]
 
     # predictions
     def predict(self) -> asyncio.Future[TurnDetectionEvent]:
@@ -171,7 +182,7 @@ class SmartTurnStream:
             fut.set_result(_event(1.0))
             return fut
         self._fut = fut
-        snapshot = self._buf[-self._filled:].copy()
+        snapshot = self._window()
         work = loop.run_in_executor(self._det._model.pool, self._det._run, snapshot)
 
         def _done(w: asyncio.Future[tuple[float, float]]) -> None:
@@ -197,7 +208,7 @@ class SmartTurnStream:
     def flush(self, reason: str | None = None) -> None:
         # the turn is committed: the next turn's prediction must not hear this one
         self._filled = 0
-        self._buf[:] = 0
+        self._pos = 0
         self.cancel_inference()
 
     def end_input(self) -> None:

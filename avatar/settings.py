@@ -21,4 +21,4 @@ class AvatarSettings(BaseSettings):
     engine_options: str = "{}"  # JSON: extra keyword settings for the engine (paths, device...)
     render_threads: int = 2  # threads shared by all calls of this worker for engine compute
     http_port: int = 8082  # the worker's health-check port
-    max_calls: int = 4  # calls one worker process serves at once (it reports load from this)
+    max_calls: int = 2  # calls one worker serves at once (its reported load); 2 on a 2-core box (README, "Benchmarks")

@@ -163,7 +163,7 @@ def main() -> None:
     voice = settings.model_path(settings.piper_voice)
     qs = (QUESTIONS * 3)[: args.questions]
     speech = [(q, synthesize(q, voice)) for q in qs]
-    stack = Stack(log_dir=out / "logs", http_port=free_port(), env={"AGENT_MAX_CALLS": str(max(args.calls))})
+    stack = Stack(log_dir=out / "logs", http_port=free_port(), env={"AGENT_MAX_CALLS": str(max(args.calls)), "AVATAR_MAX_CALLS": str(max(args.calls))})
     print(f"starting livekit-server and workers (logs in {out / 'logs'}); load average "
           f"{os.getloadavg()[0]:.2f} ...", flush=True)
     summaries = []
