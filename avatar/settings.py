@@ -20,5 +20,6 @@ class AvatarSettings(BaseSettings):
     avatar_dir: str = ""  # a prepared avatar folder; empty = the engine's built-in portrait
     engine_options: str = "{}"  # JSON: extra keyword settings for the engine (paths, device...)
     render_threads: int = 2  # threads shared by all calls of this worker for engine compute
+    sync_queue_ms: int = 100  # audio/video queued ahead of the room (60 measured worse: -176 ms, more latency)
     http_port: int = 8082  # the worker's health-check port
     max_calls: int = 2  # calls one worker serves at once (its reported load); 2 on a 2-core box (README, "Benchmarks")

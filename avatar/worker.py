@@ -111,6 +111,9 @@ async def entrypoint(ctx: JobContext) -> None:
     runner = AvatarTrackRunner(
         ctx.room,
         max_bitrate=settings.video_max_bitrate,
+        # audio source and synchroniser queues: what is queued here is latency before the caller
+        # hears the first word; it also sets how far the mouth can lead the voice
+        _queue_size_ms=settings.sync_queue_ms,
         audio_recv=receiver,
         video_gen=gen,
         options=AvatarOptions(
