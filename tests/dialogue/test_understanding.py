@@ -110,3 +110,15 @@ def test_metrics_count_wrong_answers_and_refusals():
     assert m["answer_acc"] == 0.5 and m["wrong"] == pytest.approx(2 / 7)
     assert m["refusal_r"] == 0.5 and m["refusal_p"] == 0.5
     assert m["escal_r"] == 0.5 and m["escal_p"] == 1.0
+
+
+def test_the_eval_on_the_test_split_holds_its_figures():
+    """What `python -m dialogue.eval --split test` prints, end to end; the measured figures are
+    the floor (dialogue/eval/RESULTS.md): a change that loses understanding fails here."""
+    from dialogue.eval import run, table
+
+    outcomes = run("test")
+    assert len(outcomes) == 152 and "ALL" in table(outcomes)
+    m = metrics(outcomes)
+    assert m["answer_acc"] >= 0.58 and m["wrong"] <= 0.05, m
+    assert m["refusal_r"] >= 0.9 and m["escal_r"] >= 0.9, m
