@@ -311,6 +311,13 @@ class ScriptedCaller:
         """Arrival time of the first loud 10 ms of agent audio after ``t``."""
         return next((ts for ts, rms in self.audio_rms if ts > t and rms > self.loud_threshold), None)
 
+    async def wait_loud(self, since: float, timeout: float = 30.0) -> float | None:
+        """Arrival time of the first loud agent audio after ``since``, waiting up to ``timeout``."""
+        deadline = time.time() + timeout
+        while (t := self.loud_since(since)) is None and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        return t
+
     async def wait_quiet(self, quiet_for: float = 1.2, timeout: float = 30.0) -> float:
         """Wait until the agent has been silent for ``quiet_for`` seconds; returns when it went quiet."""
         deadline = time.time() + timeout
@@ -342,10 +349,7 @@ class ScriptedCaller:
         turn = Turn(question)
         self.turns.append(turn)
         turn.speech_start, turn.speech_end = await self.speak(pcm)
-        deadline = time.time() + answer_timeout
-        while time.time() < deadline and turn.first_audio is None:
-            turn.first_audio = self.loud_since(turn.speech_end)
-            await asyncio.sleep(0.05)
+        turn.first_audio = await self.wait_loud(turn.speech_end, answer_timeout)
         if turn.first_audio is None:
             raise TimeoutError(f"no answer within {answer_timeout:.0f} s to {question!r}")
         if wait_answer_end:

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import statistics
-import time
 import uuid
 from pathlib import Path
 
@@ -61,9 +60,7 @@ async def trials(url: str, n: int) -> dict:
             q_start, q_end = await caller.speak(over_q)
             onset = q_start + voiced_start(over_q)
             # the answer to the new question starts after q_end; the old one stopped before that
-            deadline = time.time() + 20
-            while caller.loud_since(q_end + 0.2) is None and time.time() < deadline:
-                await asyncio.sleep(0.05)
+            await caller.wait_loud(q_end + 0.2, 20)
             loud = [t for t, r in caller.audio_rms if turn.first_audio < t <= q_end and r > caller.loud_threshold]
             last = max((t for t in loud if t >= onset - 0.05), default=None)
             if last is None:

@@ -56,11 +56,7 @@ async def test_a_pause_in_mid_sentence_is_not_the_end_of_the_turn(stack, say, wh
     try:
         start, end = await caller.speak(np.concatenate([first, pause, rest]))
         pause_from, pause_to = start + len(first) / RATE, start + (len(first) + len(pause)) / RATE
-        answer = None
-        deadline = time.time() + 30
-        while answer is None and time.time() < deadline:
-            answer = caller.loud_since(end)
-            await asyncio.sleep(0.05)
+        answer = await caller.wait_loud(end)
         assert answer is not None, "no answer"
         answer_end = await caller.wait_quiet()
     finally:
@@ -97,10 +93,7 @@ async def test_barge_in_stops_the_avatar_but_a_short_sound_does_not(stack, say, 
 
         # a real question over the answer stops it, and the new answer follows
         q_start, q_end = await caller.speak(say("What are your opening hours?"))
-        second, deadline = None, time.time() + 30
-        while second is None and time.time() < deadline:
-            second = caller.loud_since(q_end)
-            await asyncio.sleep(0.05)
+        second = await caller.wait_loud(q_end)
         assert second is not None, "no answer to the question asked over the first one"
         answer_end = await caller.wait_quiet()
     finally:
