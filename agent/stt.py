@@ -48,6 +48,16 @@ class Transcript:
 
 
 def trim_repetition(tokens: list[int], *, min_period: int = 4, short_repeats: int = 4) -> tuple[list[int], bool]:
+    """Cut a decoding loop back to its first copy, until nothing repeats (see :func:`_trim_once`)."""
+    cut = False
+    while True:
+        tokens, again = _trim_once(tokens, min_period=min_period, short_repeats=short_repeats)
+        if not again:
+            return tokens, cut
+        cut = True
+
+
+def _trim_once(tokens: list[int], *, min_period: int, short_repeats: int) -> tuple[list[int], bool]:
     """Cut a decoding loop back to its first copy.
 
     A decode that starts its text over ("A B C D. A B C") is cut where it starts again.
@@ -57,6 +67,9 @@ def trim_repetition(tokens: list[int], *, min_period: int = 4, short_repeats: in
     Returns the kept tokens and whether anything was cut.
     """
     n = len(tokens)
+    # the whole text said twice ("Hi. Hi."): a unit of two tokens or more, exactly doubled
+    if n >= 4 and n % 2 == 0 and tokens[: n // 2] == tokens[n // 2:]:
+        return tokens[: n // 2], True
     # the text starting over (often cut short by the length bound): "A B C D. A B C"
     for p in range(min_period, n - min_period + 1):
         if tokens[p:] == tokens[: n - p] and n - p >= min_period:
@@ -88,6 +101,7 @@ class WhisperEngine:
         beam_size: int = 1,
         window: Literal["utterance", "full"] = "utterance",
         tail_pad: float = 1.0,
+        min_window: float = 2.0,
         max_tokens_per_second: float = 12.0,
     ) -> None:
         from faster_whisper import WhisperModel
@@ -101,6 +115,7 @@ class WhisperEngine:
         self._beam = beam_size
         self._window = window
         self._tail_pad = tail_pad
+        self._min_window = min_window  # a word or two alone in 1.4 s was misheard ("Hi" -> "Bye")
         self._tokens_per_second = max_tokens_per_second
         # one at a time: two decodes would only fight for the same cores
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
@@ -130,7 +145,9 @@ class WhisperEngine:
             if feats.shape[1] < MAX_FRAMES:
                 feats = np.pad(feats, ((0, 0), (0, MAX_FRAMES - feats.shape[1])))
         else:
-            padded = np.concatenate([audio, np.zeros(int(self._tail_pad * SAMPLE_RATE), np.float32)])
+            # at least `tail_pad` of silence after the speech, and a window of at least `min_window`
+            pad = max(self._tail_pad, self._min_window - dur)
+            padded = np.concatenate([audio, np.zeros(int(pad * SAMPLE_RATE), np.float32)])
             feats = m.feature_extractor(padded, padding=0)
             n = min(MAX_FRAMES, feats.shape[1] - feats.shape[1] % 2)  # the encoder's stride is 2
             feats = feats[:, :n]

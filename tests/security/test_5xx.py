@@ -183,4 +183,5 @@ def test_recorder_keeps_retrying_5xx_and_drops_a_refused_single_event(tmp_path):
     rec.close()
     assert rec.delivered == 2 and rec.dropped == 1
     # After the batch's 500, its events went one by one; the first kept being retried (never dropped).
-    assert calls[:3] == [3, 1, 1]
+    # (the first batch holds 2 or 3 events: the recorder's sender may start before the third is added)
+    assert calls[0] >= 2 and calls[1:3] == [1, 1], calls

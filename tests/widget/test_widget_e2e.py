@@ -40,7 +40,7 @@ def _room_identities(url: str, room: str) -> list[str]:
 
 
 def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, browser, out_dir):
-    context = browser.new_context(viewport={"width": 1100, "height": 760}, permissions=["microphone"])
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1100, "height": 760}, permissions=["microphone"])
     page = context.new_page()
     logs: list[str] = []
     page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
@@ -145,7 +145,7 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
 
 
 def test_kiosk_idle_screen_and_error_messages(admin, browser, out_dir):
-    context = browser.new_context(viewport={"width": 1080, "height": 1920}, permissions=["microphone"])
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1080, "height": 1920}, permissions=["microphone"])
     page = context.new_page()
     try:
         # Idle screen: the portrait, one big touch target, full screen, no call yet.
@@ -178,7 +178,7 @@ def test_kiosk_idle_screen_and_error_messages(admin, browser, out_dir):
         context.close()
 
     # The microphone refused: a context without the permission, in a browser that asks.
-    denied = browser.new_context(viewport={"width": 1000, "height": 720})
+    denied = browser.new_context(bypass_csp=True, viewport={"width": 1000, "height": 720})
     try:
         page = denied.new_page()
         page.goto(f"{admin.url}/widget/demo.html?avatar={admin.avatar_id}")
@@ -200,7 +200,7 @@ def test_kiosk_idle_screen_and_error_messages(admin, browser, out_dir):
 def test_kiosk_starts_on_voice_and_resets_when_quiet(admin, browser, out_dir):
     """The fake microphone speaks near the idle kiosk: a call starts by itself, the answer comes,
     and after a quiet while the call ends and the idle screen returns."""
-    context = browser.new_context(viewport={"width": 1080, "height": 1920}, permissions=["microphone"])
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1080, "height": 1920}, permissions=["microphone"])
     page = context.new_page()
     try:
         page.goto(f"{admin.url}/kiosk.html?avatar={admin.avatar_id}&idle=8&reset=2")
