@@ -77,7 +77,7 @@ class SmartTurnModel:
 class SmartTurnDetector:
     """A streaming turn detector (the framework's protocol) over a shared :class:`SmartTurnModel`."""
 
-    def __init__(self, model: SmartTurnModel, *, threshold: float = 0.5, prediction_timeout: float = 0.5) -> None:
+    def __init__(self, model: SmartTurnModel, *, threshold: float = 0.5, prediction_timeout: float = 1.0) -> None:
         self._model = model
         self._threshold = threshold
         self._timeout = prediction_timeout

@@ -81,17 +81,17 @@ async def test_a_pause_in_mid_sentence_is_not_the_end_of_the_turn(stack, say, wh
 async def test_barge_in_stops_the_avatar_but_a_short_sound_does_not(stack, say, whisper):
     caller = await joined(stack.url)
     try:
-        # a short "mm" (200 ms) over the long answer: it goes on
+        # a short "mm" (150 ms) over the long answer: it goes on
         turn = await caller.ask("How do I report a lost card?", say("How do I report a lost card?"),
                                 wait_answer_end=False)
         await asyncio.sleep(1.2)
         mm = say("Hmm.")
         loud = np.flatnonzero(np.abs(mm) > 2000)
-        mm = mm[loud[0] : loud[0] + int(0.2 * RATE)]
+        mm = mm[loud[0] : loud[0] + int(0.15 * RATE)]
         _mm_start, mm_end = await caller.speak(mm)
         await asyncio.sleep(1.5)
         kept = [r for t, r in caller.audio_rms if mm_end + 0.5 <= t <= mm_end + 1.5]
-        assert kept and np.mean([r > caller.loud_threshold for r in kept]) > 0.3, "a 200 ms sound stopped the answer"
+        assert kept and np.mean([r > caller.loud_threshold for r in kept]) > 0.3, "a 150 ms sound stopped the answer"
 
         # a real question over the answer stops it, and the new answer follows
         q_start, q_end = await caller.speak(say("What are your opening hours?"))
@@ -105,7 +105,7 @@ async def test_barge_in_stops_the_avatar_but_a_short_sound_does_not(stack, say, 
     assert stopped is not None, "the avatar kept talking over the caller"
     print(f"barge-in: the avatar's audio stopped {1000 * (stopped - q_start):.0f} ms after the caller started")
     assert stopped - q_start < 1.0
-    assert stopped < turn.first_audio + 8.0
+    assert stopped > turn.first_audio  # it was the first answer that stopped
     assert "monday" in transcribe(whisper, caller.audio_between(second - 0.3, answer_end + 0.3))
 
 
