@@ -308,8 +308,11 @@ class ScriptedCaller:
 
     # ---------------------------------------------------------------- script
     def loud_since(self, t: float) -> float | None:
-        """Arrival time of the first loud 10 ms of agent audio after ``t``."""
-        return next((ts for ts, rms in self.audio_rms if ts > t and rms > self.loud_threshold), None)
+        """Arrival time of the first loud 10 ms of agent audio after ``t``, on whichever track carries
+        it (the avatar's, or the agent's own after it fell back to audio only)."""
+        firsts = [next((ts for ts, rms in rows if ts > t and rms > self.loud_threshold), None)
+                  for rows, _ in self._tracks.values()]
+        return min((f for f in firsts if f is not None), default=None)
 
     async def wait_loud(self, since: float, timeout: float = 30.0) -> float | None:
         """Arrival time of the first loud agent audio after ``since``, waiting up to ``timeout``."""

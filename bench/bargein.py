@@ -5,7 +5,7 @@
 One call; each trial asks for a long answer, waits until it has played for 1.5 s, then
 speaks a new question over it. The figure is the time from the first voiced sample of the
 caller's new question (as it left the caller) to the last loud 10 ms of the avatar's
-audio before it went quiet, on the caller's clock. A 200 ms "hmm" is also said over an
+audio before it went quiet, on the caller's clock. A 150 ms "hmm" is also said over an
 answer in each trial: it must not stop it (counted).
 """
 
@@ -41,7 +41,7 @@ async def trials(url: str, n: int) -> dict:
     voice = s.model_path(s.piper_voice)
     long_q, over_q = synthesize(LONG, voice), synthesize(OVER, voice)
     mm = synthesize("Hmm.", voice)
-    mm = mm[np.flatnonzero(np.abs(mm) > 2000)[0]:][: int(0.2 * RATE)]
+    mm = mm[np.flatnonzero(np.abs(mm) > 2000)[0]:][: int(0.15 * RATE)]
     caller = ScriptedCaller(url, caller_token(f"barge-{uuid.uuid4().hex[:6]}", "caller"))
     await caller.join()
     out: dict = {"stop_ms": [], "mm_kept": 0, "mm_trials": 0, "missed": 0}
@@ -92,7 +92,7 @@ def main() -> None:
     print(f"\nbarge-in over {len(stops)} trials: caller's voice -> avatar's audio stops: "
           f"median {statistics.median(stops) if stops else float('nan'):.0f} ms (each: {stops} ms); "
           f"missed {res['missed']}")
-    print(f"a 200 ms 'hmm' over the answer left it playing in {res['mm_kept']} of {res['mm_trials']} trials")
+    print(f"a 150 ms 'hmm' over the answer left it playing in {res['mm_kept']} of {res['mm_trials']} trials")
     (out / "bargein.json").write_text(json.dumps(res, indent=2))
 
 
