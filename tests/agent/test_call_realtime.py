@@ -23,6 +23,23 @@ from agent.token import caller_token
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The stack with room for the calls of this module that may still be ending (a job outlives its
+    caller by a few seconds): the workers' default of 2 calls would refuse the next avatar."""
+    from agent.devstack import Stack, free_port
+
+    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port(),
+              env={"AGENT_MAX_CALLS": "4", "AVATAR_MAX_CALLS": "4"})
+    try:
+        s.start_all()
+    except Exception:
+        s.stop()
+        raise
+    yield s
+    s.stop()
+
+
 def transcribe(whisper, pcm: np.ndarray) -> str:
     segments, _ = whisper.transcribe(pcm.astype(np.float32) / 32768.0, language="en", beam_size=1)
     return " ".join(s.text for s in segments).lower()
