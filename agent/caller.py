@@ -10,6 +10,7 @@ transcriptions both sides publish.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -27,12 +28,18 @@ RATE = 16000  # the caller records and speaks at 16 kHz mono
 HOP = 160  # 10 ms
 
 
-def synthesize(text: str, voice_path: Path) -> np.ndarray:
-    """Speak ``text`` with a local Piper voice; int16 mono at 16 kHz."""
+@functools.lru_cache(maxsize=4)
+def _piper(voice_path: Path):  # noqa: ANN202
     from piper import PiperVoice
+
+    return PiperVoice.load(str(voice_path))
+
+
+def synthesize(text: str, voice_path: Path) -> np.ndarray:
+    """Speak ``text`` with a local Piper voice (loaded once per path); int16 mono at 16 kHz."""
     from scipy.signal import resample_poly
 
-    voice = PiperVoice.load(str(voice_path))
+    voice = _piper(Path(voice_path))
     audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
     sr = voice.config.sample_rate
     from math import gcd

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from livekit.agents import tts as lk_tts
 from livekit.plugins import silero
 
-from .language import BilingualTTS, EspeakTTS, espeak_available
+from .language import BilingualTTS
 from .settings import AgentSettings, require
 from .stt import WhisperEngine, WhisperSTT
 from .tts import ClauseTokenizer, PiperTTS, PiperVoiceModel
@@ -63,7 +63,6 @@ class SharedModels:
         self.smart_turn: SmartTurnModel | None = None
         if s.turn_model:
             self.smart_turn = SmartTurnModel(require(s.model_path(s.turn_model), "Smart Turn model"))
-        self.has_espeak = espeak_available()
         self._warm_up()
         self.load_seconds = time.perf_counter() - t0
         logger.info("call models loaded in %.2f s (shared by every call of this process)", self.load_seconds)

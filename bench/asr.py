@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.caller import synthesize
 from agent.settings import AgentSettings
 from agent.stt import WhisperEngine
+from bench.cer import edit_distance
 
 EN = [
     "What are your opening hours?", "How do I report a lost card?", "Where is the nearest branch?",
@@ -53,24 +55,6 @@ ZH = [
     "有人从我的账户里取了钱", "请马上冻结我的银行卡", "谢谢，再见",
 ]
 RATE = 16000
-
-
-def piper_voice():
-    from agent.tts import PiperVoiceModel
-
-    s = AgentSettings()
-    return PiperVoiceModel(s.model_path(s.piper_voice))
-
-
-def piper_say(model, text: str) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    audio = np.concatenate([c.audio_float_array for c in model.voice.synthesize(text)])
-    sr = model.sample_rate
-    from math import gcd
-
-    g = gcd(sr, RATE)
-    return resample_poly(audio, RATE // g, sr // g).astype(np.float32)
 
 
 def espeak_say(text: str, voice: str) -> np.ndarray:
@@ -108,16 +92,17 @@ def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
 
 def build_set() -> list[dict]:
     rng = np.random.default_rng(7)
-    piper = piper_voice()
+    piper_path = AgentSettings().model_path(AgentSettings().piper_voice)
     items = []
     for i, text in enumerate(EN):
-        voice = "piper" if i % 2 == 0 else "espeak"
-        say = (lambda t: piper_say(piper, t)) if voice == "piper" else (lambda t: espeak_say(t, "en-us"))
+        engine = "piper" if i % 2 == 0 else "espeak"
+        say = (lambda t: synthesize(t, piper_path).astype(np.float32) / 32768.0) if engine == "piper" else (
+            lambda t: espeak_say(t, "en-us"))
         kind = ("clean", "noise", "pause")[i % 3]
         audio = with_pause(say, text) if kind == "pause" and len(text.split()) > 3 else say(text)
         if kind == "noise":
             audio = add_noise(audio, 20, rng)
-        items.append({"lang": "en", "text": text, "voice": voice, "kind": kind, "audio": audio})
+        items.append({"lang": "en", "text": text, "voice": engine, "kind": kind, "audio": audio})
     for i, text in enumerate(ZH):
         kind = ("clean", "noise", "pause")[i % 3]
         say = lambda t: espeak_say(t, "cmn-latn-pinyin")  # noqa: E731
@@ -134,16 +119,6 @@ def _norm_words(text: str) -> list[str]:
 
 def _norm_chars(text: str) -> list[str]:
     return [c for c in text if re.match(r"[\u4e00-\u9fff\w]", c)]
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    d = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, d[0] = d[0], i
-        for j, y in enumerate(b, 1):
-            cur = min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
-            prev, d[j] = d[j], cur
-    return d[-1]
 
 
 def error_rate(refs: list[list[str]], hyps: list[list[str]]) -> float:

@@ -37,7 +37,8 @@ def spoken(text: str) -> str:
     return "".join(c for c in text.lower() if not unicodedata.category(c).startswith(("P", "Z", "S")))
 
 
-def edit_distance(a: str, b: str) -> int:
+def edit_distance(a: str | list[str], b: str | list[str]) -> int:
+    """Levenshtein distance between two sequences (characters, or words)."""
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]

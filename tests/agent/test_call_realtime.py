@@ -19,6 +19,7 @@ import pytest
 from agent.avsync import measure
 from agent.caller import RATE, ScriptedCaller
 from agent.token import caller_token
+from tests.conftest import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -27,17 +28,7 @@ pytestmark = pytest.mark.e2e
 def stack(tmp_path_factory):
     """The stack with room for the calls of this module that may still be ending (a job outlives its
     caller by a few seconds): the workers' default of 2 calls would refuse the next avatar."""
-    from agent.devstack import Stack, free_port
-
-    s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port(),
-              env={"AGENT_MAX_CALLS": "4", "AVATAR_MAX_CALLS": "4"})
-    try:
-        s.start_all()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    s.stop()
+    yield from running_stack(tmp_path_factory, {"AGENT_MAX_CALLS": "4", "AVATAR_MAX_CALLS": "4"})
 
 
 def transcribe(whisper, pcm: np.ndarray) -> str:
@@ -71,7 +62,7 @@ async def test_a_pause_in_mid_sentence_is_not_the_end_of_the_turn(stack, say, wh
     caller = await joined(stack.url, record_path=tmp_path / "call.mp4")
     try:
         start, end = await caller.speak(np.concatenate([first, pause, rest]))
-        pause_from, pause_to = start + len(first) / RATE, start + (len(first) + len(pause)) / RATE
+        pause_from = start + len(first) / RATE
         answer = await caller.wait_loud(end)
         assert answer is not None, "no answer"
         answer_end = await caller.wait_quiet()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from agent.stt import WhisperEngine, WhisperSTT, trim_repetition
+from bench.cer import edit_distance
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +43,6 @@ def _words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
 
 
-def _errors(ref: list[str], hyp: list[str]) -> int:
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[-1]
-
-
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_utterance_window_hears_as_well_as_the_full_window(engine, full, say, question):
     audio = say(question).astype(np.float32) / 32768.0
@@ -58,7 +50,7 @@ def test_utterance_window_hears_as_well_as_the_full_window(engine, full, say, qu
     assert short.language == "en"
     ref = _words(question)
     # no more word errors than Whisper's own 30 s window (bench.asr measures the set: 8.6 % vs 12.5 %)
-    assert _errors(ref, _words(short.text)) <= _errors(ref, _words(long.text)) + 1, (short.text, long.text)
+    assert edit_distance(ref, _words(short.text)) <= edit_distance(ref, _words(long.text)) + 1, (short.text, long.text)
     # and the sentence once: a looping decode is cut back to its first copy
     assert len(_words(short.text)) <= len(ref) + 2, short.text
 
