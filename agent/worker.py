@@ -65,8 +65,9 @@ class CallLog:
             return
         metrics = {k: round(v, 3) for k, v in (item.metrics or {}).items() if isinstance(v, (int, float))}
         text = redact(item.text_content or "")
-        logger.info("turn %s: %r %s", item.role, text[:160], json.dumps(metrics),
-                    extra={"room": self._room, "role": item.role, "metrics": metrics})
+        interrupted = bool(getattr(item, "interrupted", False))
+        logger.info("turn %s: %r %s%s", item.role, text[:160], json.dumps(metrics), " (interrupted)" if interrupted else "",
+                    extra={"room": self._room, "role": item.role, "metrics": metrics, "interrupted": interrupted})
         if self._recorder is None or self.session_id is None or item.role not in ("user", "assistant"):
             return
         last = self.policy_turns[-1] if self.policy_turns else None
@@ -75,7 +76,7 @@ class CallLog:
             language=last.language if last else None,
             citations=(last.citations if last and item.role == "assistant" else None),
             latency={k: v for k, v in metrics.items() if not k.endswith("_at")},
-            interrupted=bool(getattr(item, "interrupted", False)),
+            interrupted=interrupted,
         )
 
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
 
     token_ttl_minutes: int = 12 * 60
-    login_rate_limit: str = "10/60"  # attempts/seconds per client address and e-mail
+    login_rate_limit: str = "10/60"  # failed sign-ins/seconds per client address, and per address and e-mail
     token_rate_limit: str = "30/60"  # LiveKit tokens per principal
     rate_limit_redis_url: str | None = None  # share limits between API processes
 

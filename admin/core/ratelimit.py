@@ -30,6 +30,29 @@ class RateLimiter:
 
             self._redis = redis.Redis.from_url(redis_url)
 
+    def check(self, key: str, rate: str) -> None:
+        """Raise HTTP 429 with Retry-After when ``key`` already used up ``rate``; records nothing
+        (the login throttle checks before a password is tried and counts only failures)."""
+        limit, period = parse_rate(rate)
+        now = int(time.time())
+        window = now // period
+        if self._redis is not None:
+            count = int(self._redis.get(f"dh:rl:{key}:{window}") or 0)
+        else:
+            with self._lock:
+                w, c = self._windows.get(key, (window, 0))
+                count = c if w == window else 0
+        if count >= limit:
+            self._refuse(window, period, now)
+
+    @staticmethod
+    def _refuse(window: int, period: int, now: int) -> None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "Too many attempts; wait a minute and try again.",
+            headers={"Retry-After": str((window + 1) * period - now)},
+        )
+
     def hit(self, key: str, rate: str) -> None:
         """Record one hit for ``key``; raise HTTP 429 with Retry-After when over ``rate``."""
         limit, period = parse_rate(rate)
@@ -49,11 +72,7 @@ class RateLimiter:
                 if len(self._windows) > 100_000:  # bound memory under a flood of distinct keys
                     self._windows = {k: v for k, v in self._windows.items() if v[0] == window}
         if count > limit:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                "Too many attempts; wait a minute and try again.",
-                headers={"Retry-After": str((window + 1) * period - now)},
-            )
+            self._refuse(window, period, now)
 
     def reset(self) -> None:
         """Forget all counters (tests)."""

@@ -244,6 +244,20 @@ def test_login_is_rate_limited(client, tenant, monkeypatch):
     assert codes[:10] == [400] * 10 and codes[10:] == [429, 429]
 
 
+def test_successful_sign_ins_do_not_use_up_the_throttle(client, tenant, monkeypatch):
+    """Colleagues behind one address sign in all morning; only failures count."""
+    from admin.core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "login_rate_limit", "3/86400")
+    good = {"username": tenant.emails["operator"], "password": tenant.password}
+    codes = [client.post(f"{API}/login/access-token", data=good).status_code for _ in range(6)]
+    assert codes == [200] * 6
+    bad = {"username": tenant.emails["operator"], "password": "wrong"}
+    codes = [client.post(f"{API}/login/access-token", data=bad).status_code for _ in range(4)]
+    assert codes == [400, 400, 400, 429]
+    assert client.post(f"{API}/login/access-token", data=good).status_code == 429  # the address is throttled now
+
+
 def test_deactivated_user_and_revoked_key_are_refused(client, tenant):
     ha = tenant.headers["admin"]
     client.patch(f"{API}/users/{tenant.users['viewer']}", json={"is_active": False}, headers=ha)
@@ -274,6 +288,9 @@ def test_rate_limits_are_shared_between_processes_through_redis():
     with pytest.raises(HTTPException) as exc:
         b.hit(key, "3/60")
     assert exc.value.status_code == 429
+    with pytest.raises(HTTPException):
+        a.check(key, "3/60")  # what the other process counted
+    a.check(f"{key}:other", "3/60")
 
 
 def test_admin_renames_own_tenant_and_it_is_audited(client, tenant):

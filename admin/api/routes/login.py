@@ -30,11 +30,16 @@ def login(
     email = username.strip().lower()
     limiter = request.app.state.rate_limiter
     ip = client_ip(request)
-    limiter.hit(f"login:ip:{ip}", settings.login_rate_limit)
-    # Per (account, address), never per account alone: failures from other addresses cannot lock a user out.
-    limiter.hit(f"login:email:{email}:ip:{ip}", settings.login_rate_limit)
+    # Failed attempts are counted, per address and per (account, address) -- never per account alone,
+    # so failures from other addresses cannot lock a user out; colleagues signing in behind one
+    # address are not throttled by each other's successful sign-ins.
+    keys = (f"login:ip:{ip}", f"login:email:{email}:ip:{ip}")
+    for key in keys:
+        limiter.check(key, settings.login_rate_limit)
     user = db.scalar(select(User).where(func.lower(User.email) == email))
     if not verify_password(password, user.hashed_password if user else None) or user is None or not user.is_active:
+        for key in keys:
+            limiter.hit(key, settings.login_rate_limit)
         if user is not None:  # failed attempts on a real account are part of the record
             audit.record(db, tenant_id=user.tenant_id, actor=audit.Actor("user", user.id, client_ip(request)),
                          action="login_failed", resource="user", resource_id=user.id)
