@@ -288,6 +288,24 @@ class Turn(Base):
     session: Mapped[CallSession] = relationship(back_populates="turns", lazy="raise")
 
 
+class CallTicket(Base):
+    """One call as the caller's token names it: an opaque id only (a caller can read its token).
+
+    The agent and the avatar worker exchange it, with their own keys, for the call's session,
+    grant, persona, knowledge and face (``/agent/calls/{id}``); nothing of the organisation is in
+    the token. The persona and knowledge are resolved when the call starts, so an edit made
+    after the token was issued reaches the call.
+    """
+
+    __tablename__ = "call_tickets"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(String(36), unique=True)
+    avatar_id: Mapped[str | None] = mapped_column(ForeignKey("avatars.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class IngestedEvent(Base):
     """Ids of recorder events already applied, so a redelivered event lands exactly once."""
 

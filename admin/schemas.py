@@ -424,6 +424,39 @@ class CallTokenOut(BaseModel):
     expires_at: datetime
 
 
+class CallKnowledgeOut(BaseModel):
+    """The call's knowledge base; ``revision`` is None until its index is built."""
+
+    id: str
+    name: str
+    revision: str | None
+    chunks: int
+
+
+class CallAvatarOut(BaseModel):
+    """The call's avatar; ``revision`` tags its prepared assets (None until prepared)."""
+
+    id: str
+    name: str
+    engine: str
+    status: str
+    revision: str | None
+    voice: str | None
+
+
+class CallConfigOut(BaseModel):
+    """What one call runs with (``GET /agent/calls/{ticket}``)."""
+
+    session_id: str
+    session_grant: str
+    organisation: str
+    persona: dict[str, Any] | None
+    persona_id: str | None
+    knowledge: CallKnowledgeOut | None
+    avatar: CallAvatarOut | None
+    fallbacks: list[str]
+
+
 # --- audit --------------------------------------------------------------------------------
 class AuditOut(Out):
     """One audit entry."""

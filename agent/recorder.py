@@ -97,6 +97,10 @@ class SessionRecorder:
         self._grants: dict[str, str] = {}  # session id -> its session grant
         self._seq_lock = threading.Lock()
         self._unsent = 0  # rows in the spool, maintained by the thread
+        # events handed over and not yet in the spool (counted until committed there, so that
+        # `pending` never reads 0 while the thread holds events between the queue and the spool)
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
         self._delivered = 0
         self._deadline: float | None = None
         self._isolate_through: int | None = None  # spool seq up to which events are sent one by one
@@ -192,6 +196,8 @@ class SessionRecorder:
         grant = self._grants.get(payload["session_id"])
         if grant:
             event["grant"] = grant
+        with self._count_lock:
+            self._in_flight += 1
         self._q.put(event)
         return eid
 
@@ -199,7 +205,7 @@ class SessionRecorder:
     @property
     def pending(self) -> int:
         """Events recorded but not yet acknowledged by the API."""
-        return self._q.qsize() + self._unsent
+        return self._in_flight + self._unsent
 
     @property
     def delivered(self) -> int:
@@ -225,7 +231,7 @@ class SessionRecorder:
             self._deadline = time.monotonic() + timeout
             self._q.put(_STOP)
         await asyncio.to_thread(self._thread.join, timeout + 5)
-        return self._unsent == 0 and self._q.qsize() == 0
+        return self.pending == 0
 
     def close(self, timeout: float = 10.0) -> bool:
         """Blocking variant of :meth:`aclose` for synchronous code."""
@@ -234,7 +240,7 @@ class SessionRecorder:
             self._deadline = time.monotonic() + timeout
             self._q.put(_STOP)
         self._thread.join(timeout + 5)
-        return self._unsent == 0 and self._q.qsize() == 0
+        return self.pending == 0
 
     # --- the recorder thread --------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -308,6 +314,8 @@ class SessionRecorder:
         )
         db.execute("COMMIT")
         self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        with self._count_lock:
+            self._in_flight -= len(events)
 
     def _send_batch(self, db: sqlite3.Connection, client: httpx.Client) -> bool:
         first = db.execute("SELECT min(seq) FROM outbox").fetchone()[0]

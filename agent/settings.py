@@ -46,6 +46,7 @@ class AgentSettings(BaseSettings):
     admin_url: str = Field(default="", validation_alias="DH_ADMIN_URL")
     admin_api_key: str = Field(default="", validation_alias="DH_ADMIN_API_KEY")
     spool_dir: Path = Path.home() / ".cache" / "dh-agent" / "spool"
+    call_cache_dir: Path = Path.home() / ".cache" / "dh-agent" / "calls"  # knowledge indexes fetched from the admin
 
     @property
     def language_list(self) -> tuple[str, ...]:

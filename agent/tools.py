@@ -135,12 +135,17 @@ class CallSetup:
 
 
 def prepare_call(settings: DialogueSettings | None = None, *, persona: Persona | dict | None = None,
-                 on_turn: Callable[[TurnRecord], Any] | None = None, on_escalate: Callback | None = None,
-                 on_ticket: Callback | None = None, end_session: bool = True) -> CallSetup:
-    """Build the policy, tools and state of one call (the knowledge index is shared between calls)."""
+                 index: Any = None, on_turn: Callable[[TurnRecord], Any] | None = None,
+                 on_escalate: Callback | None = None, on_ticket: Callback | None = None,
+                 end_session: bool = True) -> CallSetup:
+    """Build the policy, tools and state of one call.
+
+    ``persona``/``index`` are the call's own (from the admin, :mod:`agent.call_config`); without
+    them the deployment's default persona and knowledge (``DIALOGUE_*``, shared between calls).
+    """
     s = settings or DialogueSettings()
     p = persona if isinstance(persona, Persona) else load_persona(persona if persona is not None else s.persona_file)
-    policy = load_policy(s, persona=p, on_turn=on_turn)
+    policy = load_policy(s, persona=p, index=index, on_turn=on_turn)
     # the meaning model's persona and knowledge embeddings (cached per process) are built here,
     # off the call's event loop, not on its first question
     getattr(policy, "understanding", None)

@@ -20,6 +20,7 @@ from dialogue import DialogueSettings, TurnRecord, load_knowledge
 from dialogue.guardrails import install_log_redaction, redact
 
 from .avatar_link import AvatarLink
+from .call_config import resolve_call
 from .models import shared_models
 from .recorder import SessionRecorder, recorder_for_call
 from .settings import AgentSettings, require
@@ -106,7 +107,10 @@ async def entrypoint(ctx: JobContext) -> None:
     # the process's shared models (loaded by prewarm; off the loop if a prewarm failed)
     models = (await loop.run_in_executor(None, shared_models, settings)).for_call()
     dsettings = DialogueSettings()
-    recorder = get_recorder(settings, meta)
+    # the operator's persona, knowledge and face for this call (a default, with a log line, when unavailable)
+    cfg = await resolve_call(meta, admin_url=settings.admin_url, api_key=settings.admin_api_key,
+                             cache_dir=settings.call_cache_dir, embedding_model=dsettings.embedding_model or None)
+    recorder = get_recorder(settings, cfg.recorder_meta()) if cfg.grant else None
     call_log: CallLog | None = None
 
     def _on_turn(rec: TurnRecord) -> None:
@@ -114,7 +118,8 @@ async def entrypoint(ctx: JobContext) -> None:
             call_log.on_policy_turn(rec)
 
     # One policy per call: it holds this call's turns and escalation state.
-    setup = await loop.run_in_executor(None, lambda: prepare_call(dsettings, on_turn=_on_turn))
+    setup = await loop.run_in_executor(
+        None, lambda: prepare_call(dsettings, persona=cfg.persona, index=cfg.index, on_turn=_on_turn))
     session: AgentSession = AgentSession(
         vad=models.vad,
         stt=models.stt,
@@ -128,8 +133,9 @@ async def entrypoint(ctx: JobContext) -> None:
     session_id = None
     if recorder is not None:
         session_id = recorder.start_session(
-            session_id=meta.get("session_id"), avatar_id=meta.get("avatar_id"), persona_id=meta.get("persona_id"),
-            room=ctx.room.name, meta={"agent": settings.agent_name},
+            session_id=cfg.session_id, avatar_id=cfg.avatar.get("id"),
+            persona_id=cfg.persona.id if cfg.persona is not None else None,
+            room=ctx.room.name, meta={"agent": settings.agent_name, **({"fallbacks": cfg.reasons} if cfg.reasons else {})},
         )
     call_log = CallLog(session, ctx.room.name, recorder, session_id)
 
@@ -163,7 +169,7 @@ async def entrypoint(ctx: JobContext) -> None:
             sample_rate=settings.avatar_sample_rate,
             stall_timeout=settings.avatar_stall_timeout,
             last_answer=lambda: setup.policy.turns[-1].reply if setup.policy.turns else None,
-            metadata={k: v for k, v in meta.items() if k in ("avatar_dir", "engine", "avatar_id")},
+            metadata=cfg.avatar_metadata(),
         )
         await link.start(session)
     if settings.greet:

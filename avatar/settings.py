@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AvatarSettings(BaseSettings):
     """What the avatar worker renders and how it registers with LiveKit."""
 
-    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="ignore", populate_by_name=True)
 
     agent_name: str = "dh-avatar"  # the name the agent dispatches
     engine: str = "portrait"  # portrait (CPU default) | flashtalk (GPU) | simple
@@ -17,7 +20,11 @@ class AvatarSettings(BaseSettings):
     fps: int = 25
     video_max_bitrate: int = 1_500_000  # bits/s for the avatar's video track
     audio_sample_rate: int = 16000  # what the agent streams and the avatar publishes
-    avatar_dir: str = ""  # a prepared avatar folder; empty = the engine's built-in portrait
+    avatar_dir: str = ""  # the default face: a prepared avatar folder; empty = the engine's built-in portrait
+    # Where a call's own face comes from: the admin API, with a worker key (or the agent's key).
+    admin_url: str = Field(default="", validation_alias=AliasChoices("AVATAR_ADMIN_URL", "DH_ADMIN_URL"))
+    admin_api_key: str = Field(default="", validation_alias=AliasChoices("AVATAR_ADMIN_API_KEY", "DH_ADMIN_API_KEY"))
+    cache_dir: Path = Path.home() / ".cache" / "dh-agent" / "calls"  # faces fetched from the admin, by revision
     engine_options: str = "{}"  # JSON: extra keyword settings for the engine (paths, device...)
     render_threads: int = 2  # threads shared by all calls of this worker for engine compute
     sync_queue_ms: int = 100  # audio/video queued ahead of the room (60 measured worse: -176 ms, more latency)

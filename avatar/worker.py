@@ -24,6 +24,8 @@ from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobRequest, cli
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
 
+from agent.call_config import fetch_avatar_assets
+
 from .engines import Engine, create_engine
 from .generator import EngineVideoGenerator
 from .settings import AvatarSettings
@@ -57,7 +59,9 @@ def _render_executor(settings: AvatarSettings) -> ThreadPoolExecutor:
 
 
 def parse_metadata(raw: str) -> dict[str, Any]:
-    """Dispatch metadata: ``{"agent_identity": ..., "avatar_dir": ..., "engine": ...}``."""
+    """Dispatch metadata (set by the agent through the LiveKit API): ``{"agent_identity": ...,
+    "engine": ..., "avatar_id": ..., "revision": ..., "ticket": ...}`` -- the face is fetched from
+    the admin with the ticket (:func:`agent.call_config.fetch_avatar_assets`), never read from a path."""
     try:
         meta = json.loads(raw or "{}")
     except json.JSONDecodeError:
@@ -89,7 +93,9 @@ async def entrypoint(ctx: JobContext) -> None:
     meta = parse_metadata(ctx.job.metadata)
     agent_identity = meta["agent_identity"]
     engine = get_engine(settings, meta.get("engine") or None)
-    avatar_dir = meta.get("avatar_dir") or settings.avatar_dir or None
+    fetched = await fetch_avatar_assets(meta, admin_url=settings.admin_url, api_key=settings.admin_api_key,
+                                        cache_dir=settings.cache_dir)
+    avatar_dir = fetched or settings.avatar_dir or None
 
     await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)  # it only needs the agent's data streams
     loop = asyncio.get_running_loop()

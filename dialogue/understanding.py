@@ -368,6 +368,10 @@ def _persona_key(persona: Persona) -> str:
 
 
 def _index_key(index: KnowledgeIndex) -> tuple:
+    # an index fetched for a call carries its version tag (organisation's knowledge base + revision)
+    revision = getattr(index, "revision", None)
+    if revision:
+        return ("rev", revision)
     return (id(index), len(index.chunks), tuple(c.id for c in index.chunks[:3]))
 
 

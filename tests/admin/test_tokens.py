@@ -27,14 +27,15 @@ def test_token_is_room_scoped_and_dispatches_the_agent(client, tenant):
     dispatch = claims.room_config.agents[0]
     assert dispatch.agent_name == "dh-agent"
     meta = json.loads(dispatch.metadata)
-    grant = meta.pop("session_grant")
-    assert meta == {  # no URL: the agent reaches the admin through its own DH_ADMIN_URL
-        "avatar_id": av["id"], "engine": "simple", "avatar_dir": None, "persona_id": None,
-        "session_id": out["session_id"],
-    }
+    # an opaque ticket and nothing else: no URL, path, organisation, persona or grant a caller could read
+    assert set(meta) == {"ticket"} and len(meta["ticket"]) >= 32
+    assert tenant.id not in out["token"] and av["id"] not in dispatch.metadata
+    # the agent exchanges it with its key for the call's session and grant
+    cfg = client.get(f"{API}/agent/calls/{meta['ticket']}", headers=tenant.headers["agent"]).json()
     from admin.core.security import verify_session_grant
 
-    assert verify_session_grant(grant, out["session_id"]) == tenant.id
+    assert cfg["session_id"] == out["session_id"] and cfg["avatar"]["id"] == av["id"]
+    assert verify_session_grant(cfg["session_grant"], out["session_id"]) == tenant.id
 
 
 def test_ttl_is_capped_at_15_minutes(client, tenant):

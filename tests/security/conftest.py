@@ -124,6 +124,16 @@ def dispatch_metadata(token: str) -> dict:
     return json.loads(jwt_claims(token)["roomConfig"]["agents"][0]["metadata"])
 
 
+def resolved(client, t: TenantCtx, token: str, role: str = "agent") -> dict:  # noqa: ANN001
+    """What the agent gets for a token's call ticket with ``t``'s key (``GET /agent/calls/{ticket}``):
+    session id, grant, persona, knowledge and avatar; ``avatar_id`` added for the tests' convenience."""
+    ticket = dispatch_metadata(token)["ticket"]
+    r = client.get(f"{API}/agent/calls/{ticket}", headers=t.headers[role])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return {**body, "avatar_id": (body.get("avatar") or {}).get("id")}
+
+
 def make_avatar(client, t: TenantCtx, name: str = "Ana") -> dict:  # noqa: ANN001
     r = client.post(f"{API}/avatars", json={"name": name, "engine": "simple"}, headers=t.headers["operator"])
     assert r.status_code == 201, r.text

@@ -141,7 +141,8 @@ def test_recorder_events_with_nul_or_overlong_fields_are_dropped_and_recording_g
         av = http.post(f"{API}/avatars", json={"name": "A", "engine": "simple"}, headers=t.headers["operator"]).json()
         tok = http.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"]}, headers=t.headers["operator"])
         assert tok.status_code == 201, tok.text
-    meta = dispatch_metadata(tok.json()["token"])
+        ticket = dispatch_metadata(tok.json()["token"])["ticket"]
+        meta = http.get(f"{API}/agent/calls/{ticket}", headers=t.headers["agent"]).json()
     rec = SessionRecorder(live_server.url, t.headers["agent"]["X-API-Key"], tmp_path, max_backoff=0.2)
     try:
         # over the column: this event is refused, the session still forms

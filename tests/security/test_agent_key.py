@@ -7,6 +7,8 @@ the agent's recorder takes its URL and key from its own settings only.
 
 from __future__ import annotations
 
+import asyncio
+
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -82,7 +84,7 @@ def test_forged_host_does_not_reach_the_dispatch_metadata(client, tenant, monkey
     assert r.status_code == 201 and "attacker" not in str(dispatch_metadata(r.json()["token"]))
 
 
-def test_agent_never_sends_its_key_to_a_url_from_the_metadata(app, tenant, attacker, agent_env, monkeypatch):
+def test_agent_never_sends_its_key_to_a_url_from_the_metadata(app, tenant, attacker, agent_env, monkeypatch, tmp_path):
     """The whole path: an anonymous widget token minted with Host: <attacker>, the agent's
     get_recorder with its metadata, one call recorded. Nothing reaches the attacker; the call lands
     in the admin configured by DH_ADMIN_URL, in the avatar's tenant."""
@@ -90,6 +92,7 @@ def test_agent_never_sends_its_key_to_a_url_from_the_metadata(app, tenant, attac
 
     from admin.core.db import session_scope
     from admin.models import CallSession, Turn
+    from agent.call_config import resolve_call
     from agent.worker import get_recorder
 
     key = tenant.headers["agent"]["X-API-Key"]
@@ -101,19 +104,23 @@ def test_agent_never_sends_its_key_to_a_url_from_the_metadata(app, tenant, attac
         r = httpx.post(f"{admin_url}{API}/widget/token", json={"avatar_id": av["id"]}, headers={"Host": host})
         assert r.status_code == 201, r.text
         meta = dispatch_metadata(r.json()["token"])
+        assert set(meta) == {"ticket"}  # nothing of the organisation is readable in the caller's token
         meta_with_url = {**meta, "admin_url": attacker.url}  # even an old admin's metadata is ignored
 
-        # An agent without DH_ADMIN_URL records nothing (it used to take the metadata's URL).
-        assert get_recorder(agent_env(url="", key=key), meta_with_url) is None
+        # An agent without DH_ADMIN_URL neither resolves the call nor records it (it used to take the metadata's URL).
+        cfg = asyncio.run(resolve_call(meta_with_url, admin_url="", api_key=key))
+        assert cfg.grant is None and cfg.persona is None and cfg.reasons
+        assert get_recorder(agent_env(url="", key=key), {**meta_with_url, **cfg.recorder_meta()}) is None
 
-        rec = get_recorder(agent_env(url=admin_url, key=key), meta_with_url)
+        cfg = asyncio.run(resolve_call(meta_with_url, admin_url=admin_url, api_key=key, cache_dir=tmp_path))
+        rec = get_recorder(agent_env(url=admin_url, key=key), {**meta_with_url, **cfg.recorder_meta()})
         assert rec is not None
-        sid = rec.start_session(session_id=meta["session_id"], avatar_id=meta["avatar_id"], room="r")
+        sid = rec.start_session(session_id=cfg.session_id, avatar_id=cfg.avatar["id"], room="r")
         rec.add_turn(sid, "user", "my secret question")
         rec.end_session(sid)
         assert rec.close(timeout=10)
     assert attacker.requests == []
     with session_scope() as db:
-        s = db.get(CallSession, meta["session_id"])
+        s = db.get(CallSession, cfg.session_id)
         assert s is not None and s.tenant_id == tenant.id
         assert list(db.scalars(select(Turn.text).where(Turn.session_id == s.id))) == ["my secret question"]

@@ -1,12 +1,13 @@
 """Item 2: calls of every tenant were recorded in the tenant whose agent key the agent holds.
 
-Now each call's token carries a signed ``session_grant`` (tenant + session) that the agent's
+Now each call resolves (its token names an opaque ticket) to a signed ``session_grant`` (tenant + session) that the agent's
 recorder sends with every event; the admin records an event only in the tenant the grant names,
 and refuses events with no grant, a forged one, or one for another session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -14,7 +15,7 @@ import json
 import time
 import uuid
 
-from .conftest import API, call_token, dispatch_metadata, make_avatar, serve
+from .conftest import API, call_token, dispatch_metadata, make_avatar, resolved, serve
 
 
 def _events(sid: str, grant: str | None, text: str = "hello") -> list[dict]:
@@ -47,12 +48,12 @@ def test_session_of_tenant_b_posted_with_tenant_a_key_does_not_land_in_a(client,
     assert _post(client, a.headers["agent"], _events(sid, None)) == {"applied": 0, "duplicates": 0}
     assert _stored(sid) is None
     # A's own grant (for A's call) does not open B's session either
-    a_meta = dispatch_metadata(call_token(client, a, make_avatar(client, a)["id"])["token"])
+    a_meta = resolved(client, a, call_token(client, a, make_avatar(client, a)["id"])["token"])
     assert _post(client, a.headers["agent"], _events(sid, a_meta["session_grant"]))["applied"] == 0
     assert _stored(sid) is None
     assert client.get(f"{API}/sessions", headers=a.headers["viewer"]).json()["total"] == 0
     # with B's grant the call is recorded where it belongs: in B, whoever's agent key carried it
-    b_meta = dispatch_metadata(b_call["token"])
+    b_meta = resolved(client, a, b_call["token"])  # one agent key serves every organisation's calls
     assert _post(client, a.headers["agent"], _events(sid, b_meta["session_grant"]))["applied"] == 2
     assert _stored(sid) == b.id
     assert client.get(f"{API}/sessions/{sid}", headers=b.headers["viewer"]).status_code == 200
@@ -69,7 +70,7 @@ def _forge(grant: str, **claims) -> str:
 
 def test_forged_expired_or_resigned_grants_are_refused(client, tenant, other_tenant, settings_override):
     a, b = tenant, other_tenant
-    a_meta = dispatch_metadata(call_token(client, a, make_avatar(client, a)["id"])["token"])
+    a_meta = resolved(client, a, call_token(client, a, make_avatar(client, a)["id"])["token"])
     sid = a_meta["session_id"]
     grant = a_meta["session_grant"]
     # the tenant swapped inside the grant (the signature no longer matches)
@@ -110,11 +111,17 @@ def test_one_agent_process_records_each_tenants_call_in_its_tenant(app, tenant, 
             av = httpx.post(f"{url}{API}/avatars", json={"name": "X", "engine": "simple"},
                             headers=t.headers["operator"]).json()
             tok = httpx.post(f"{url}{API}/tokens/livekit", json={"avatar_id": av["id"]}, headers=t.headers["operator"])
-            metas.append(dispatch_metadata(tok.json()["token"]))
+            metas.append(tok.json()["token"])
         monkeypatch.setenv("DH_ADMIN_URL", url)
         monkeypatch.setenv("DH_ADMIN_API_KEY", a.headers["agent"]["X-API-Key"])
         monkeypatch.setenv("AGENT_SPOOL_DIR", str(tmp_path))
         settings = AgentSettings()
+        # the worker's own path: the ticket in each token resolved with the process's one key
+        from agent.call_config import resolve_call
+
+        cfgs = [asyncio.run(resolve_call(dispatch_metadata(tok), admin_url=url, api_key=settings.admin_api_key,
+                                         cache_dir=tmp_path / "calls")) for tok in metas]
+        metas = [{**c.recorder_meta(), "avatar_id": c.avatar["id"]} for c in cfgs]
         recs = [get_recorder(settings, m) for m in metas]
         assert recs[0] is recs[1]  # still one per process
         for rec, meta in zip(recs, metas):

@@ -4,26 +4,30 @@ Rooms and identities are scoped: a custom ``room`` must lie in the caller's tena
 (:func:`admin.core.security.room_prefix`), so nobody obtains a token for another tenant's call;
 identities starting with a reserved prefix (``agent-``, ``avatar-``, ``caller-``) are never issued
 on request, so nobody can pose as the agent, the avatar or a caller (and kick them out).
-The dispatch metadata names no URL: the agent reaches the admin API through its own
-configuration (``DH_ADMIN_URL``) and records the call with the per-call ``session_grant``.
+The token's dispatch metadata is ``{"ticket": <opaque id>}`` and nothing else: a caller can read
+its token, so it names no organisation, path, persona or grant. The agent reaches the admin API
+through its own configuration (``DH_ADMIN_URL``) and exchanges the ticket, with its agent key, for
+the call's session, grant, persona, knowledge and face (:mod:`admin.api.routes.calls`).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from livekit import api as lk
+from sqlalchemy import delete
 
 from admin import crud
 from admin.api.deps import Principal, SessionDep, require
 from admin.core import audit
 from admin.core.config import get_settings
-from admin.core.security import mint_session_grant, room_prefix
-from admin.models import Avatar, JobStatus, Role, utcnow
+from admin.core.security import room_prefix
+from admin.models import Avatar, CallTicket, JobStatus, Role, utcnow
 from admin.schemas import CallTokenOut, CallTokenRequest
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -64,14 +68,13 @@ def livekit_token(body: CallTokenRequest, request: Request, db: SessionDep, prin
     session_id = str(uuid.uuid4())
     room = body.room or f"{room_prefix(avatar.tenant_id)}-{avatar.id[:8]}-{session_id[:8]}"
     identity = body.identity or f"caller-{session_id[:8]}"
-    metadata = {
-        "avatar_id": avatar.id,
-        "engine": avatar.engine,
-        "avatar_dir": avatar.assets_dir if avatar.status == JobStatus.ready else None,
-        "persona_id": avatar.persona_id,
-        "session_id": session_id,
-        "session_grant": mint_session_grant(avatar.tenant_id, session_id, s.session_grant_ttl_seconds),
-    }
+    now = utcnow()
+    db.execute(delete(CallTicket).where(CallTicket.expires_at < now))  # indexed: a few rows at most
+    ticket = CallTicket(id=secrets.token_urlsafe(24), tenant_id=avatar.tenant_id, session_id=session_id,
+                        avatar_id=avatar.id, created_at=now,
+                        expires_at=now + timedelta(seconds=s.session_grant_ttl_seconds))
+    db.add(ticket)
+    metadata = {"ticket": ticket.id}
     token = (
         lk.AccessToken(s.livekit_api_key, s.livekit_api_secret)
         .with_identity(identity)
