@@ -55,17 +55,22 @@ def create_admin(email: str, password: str, tenant_slug: str, superuser: bool = 
         return user.id
 
 
-def create_api_key(tenant_slug: str, name: str, role: str) -> str:
-    """Create an API key for a machine client; returns the secret (shown once)."""
+def create_api_key(tenant_slug: str, name: str, role: str, *, platform: bool = False) -> str:
+    """Create an API key for a machine client; returns the secret (shown once).
+
+    ``platform``: the deployment's agent or avatar worker, serving every organisation's calls
+    (only made here, on the server; an organisation's admin makes keys for its own calls only).
+    """
     secret = new_api_key()
     with session_scope() as db:
         tenant = ensure_tenant(db, tenant_slug)
         key = ApiKey(tenant_id=tenant.id, name=name, role=Role(role).value, prefix=secret[:10],
-                     key_hash=sha256_hex(secret))
+                     key_hash=sha256_hex(secret), platform=platform)
         db.add(key)
         db.flush()
         audit.record(db, tenant_id=tenant.id, actor=audit.Actor("system", None), action="create",
-                     resource="api_key", resource_id=key.id, changes={"name": name, "role": role, "cli": True})
+                     resource="api_key", resource_id=key.id,
+                     changes={"name": name, "role": role, "cli": True, "platform": platform})
     return secret
 
 
@@ -73,7 +78,7 @@ def bootstrap(
     *, tenant_slug: str, state_file: Path, admin_url: str, avatar_name: str, engine: str,
     portrait: Path | None = None, admin_email: str | None = None, admin_password: str | None = None,
 ) -> dict[str, str]:
-    """Idempotently set up a demo deployment: tenant, agent and viewer keys, one avatar.
+    """Idempotently set up a demo deployment: tenant, agent (platform), viewer and operator keys, one avatar.
 
     Keys are only stored hashed, so the secrets are kept in ``state_file`` (mode 600) and
     reused while they stay valid. Returns the values printed as ``export`` lines.
@@ -89,9 +94,10 @@ def bootstrap(
     with session_scope() as db:
         tenant = ensure_tenant(db, tenant_slug)
         tenant_id = tenant.id
-        for field, role in (("agent_key", "agent"), ("viewer_key", "viewer")):
+        for field, role in (("agent_key", "agent"), ("viewer_key", "viewer"), ("operator_key", "operator")):
             key = db.scalar(select(ApiKey).where(ApiKey.key_hash == sha256_hex(state.get(field, ""))))
-            if key is None or key.revoked_at is not None or key.tenant_id != tenant_id:
+            if (key is None or key.revoked_at is not None or key.tenant_id != tenant_id
+                    or (role == "agent" and not key.platform)):
                 state[field] = ""
         avatar = db.get(Avatar, state.get("avatar_id", "")) if state.get("avatar_id") else None
         if avatar is None or avatar.tenant_id != tenant_id:
@@ -103,9 +109,10 @@ def bootstrap(
             audit.record(db, tenant_id=tenant_id, actor=audit.Actor("system", None), action="create",
                          resource="avatar", resource_id=avatar.id, changes={"name": avatar_name, "engine": engine})
         avatar_id = avatar.id
-    for field, role in (("agent_key", "agent"), ("viewer_key", "viewer")):
+    for field, role in (("agent_key", "agent"), ("viewer_key", "viewer"), ("operator_key", "operator")):
         if not state.get(field):
-            state[field] = create_api_key(tenant_slug, f"demo-{role}", role)
+            # the deployment's agent serves every organisation's calls (a platform key)
+            state[field] = create_api_key(tenant_slug, f"demo-{role}", role, platform=role == "agent")
     if portrait is not None:
         _attach_portrait(avatar_id, portrait)
     state.update(tenant_id=tenant_id, avatar_id=avatar_id)
@@ -113,7 +120,8 @@ def bootstrap(
     state_file.write_text(json.dumps(state, indent=2))
     state_file.chmod(0o600)
     return {"DH_ADMIN_URL": admin_url, "DH_ADMIN_API_KEY": state["agent_key"],
-            "DH_ADMIN_VIEWER_KEY": state["viewer_key"], "DH_AVATAR_ID": avatar_id, "DH_TENANT_ID": tenant_id}
+            "DH_ADMIN_VIEWER_KEY": state["viewer_key"], "DH_ADMIN_OPERATOR_KEY": state["operator_key"],
+            "DH_AVATAR_ID": avatar_id, "DH_TENANT_ID": tenant_id}
 
 
 def _attach_portrait(avatar_id: str, portrait: Path) -> None:
@@ -185,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     kp.add_argument("--tenant", default=s.first_tenant)
     kp.add_argument("--name", default="agent")
     kp.add_argument("--role", default="agent", choices=[r.value for r in Role])
+    kp.add_argument("--platform", action="store_true",
+                    help="the deployment's agent/avatar key: serves every organisation's calls")
     bp = sub.add_parser("bootstrap", help="idempotent demo set-up; prints export lines for the agent")
     bp.add_argument("--tenant", default=s.first_tenant)
     bp.add_argument("--state-file", type=Path, default=s.data_dir / "admin-bootstrap.json")
@@ -237,5 +247,5 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "last-session":
         return show_last_session(args.url, args.key)
     elif args.cmd == "create-api-key":
-        print(create_api_key(args.tenant, args.name, args.role))
+        print(create_api_key(args.tenant, args.name, args.role, platform=args.platform))
     return 0

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import false as sa_false
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -146,6 +147,9 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.agent.value)
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The deployment's own agent/worker key: it serves every organisation's calls. Made only on the
+    # server (`python -m admin create-api-key --platform`, `bootstrap`), never through the API.
+    platform: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]

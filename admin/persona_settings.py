@@ -23,6 +23,7 @@ class TopicSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     keywords: dict[Lang, list[str]] = Field(min_length=1)
+    examples: dict[Lang, list[str]] = {}  # what a caller might say about it: matched by meaning
     reply: dict[Lang, str] = {}
 
     @field_validator("keywords")
@@ -37,6 +38,7 @@ class EscalationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=200)
     keywords: dict[Lang, list[str]] = Field(min_length=1)
+    examples: dict[Lang, list[str]] = {}  # what a caller might say when it applies: matched by meaning
 
     @field_validator("keywords")
     @classmethod

@@ -193,6 +193,7 @@ class ScriptedCaller:
     mouth_box: tuple[int, int, int, int] | None = None
     avatar_identity: str | None = None
     render_lag: list[float] = field(default_factory=list)  # per frame: arrival here - WebRTC render time
+    last_frame: np.ndarray | None = None  # the latest video frame (RGB)
 
     def __post_init__(self) -> None:
         self._mic = rtc.AudioSource(RATE, 1, queue_size_ms=200)
@@ -305,6 +306,7 @@ class ScriptedCaller:
                 if prev is not None and prev.shape == mouth.shape:
                     motion = float(np.abs(mouth - prev).mean())
                 prev = mouth
+            self.last_frame = rgb  # what the caller sees now (RGB, the frame's own buffer)
             self.video.append(VideoSample(now, motion))
             self.render_lag.append(now - shown)
             if self.record_path is not None:

@@ -20,6 +20,8 @@ from pathlib import Path
 CACHE = Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent"))
 LIVEKIT_VERSION = "v1.13.5"
 REPO = Path(__file__).resolve().parent.parent
+# The demo organisation's assistant, set up through the admin API by start_admin (persona + its knowledge).
+DEMO_PERSONA = REPO / "dialogue" / "data" / "personas" / "bank.yaml"
 
 
 def livekit_binary() -> Path:
@@ -113,9 +115,11 @@ class Stack:
         avatar_name: str = "Ava",
         enable_widget: bool = False,
         extra_env: dict[str, str] | None = None,
+        persona: Path | None = DEMO_PERSONA,
         timeout: float = 60.0,
     ) -> dict[str, str]:
-        """Start the admin API (embedded SQLite under ``data_dir``) and bootstrap a demo tenant.
+        """Start the admin API (embedded SQLite under ``data_dir``), bootstrap a demo tenant and, through
+        the API, give its avatar the ``persona`` file's persona and knowledge (:mod:`agent.provision`).
 
         Returns the bootstrap values (DH_ADMIN_URL, DH_ADMIN_API_KEY, DH_ADMIN_VIEWER_KEY,
         DH_AVATAR_ID, ...); the agent workers started afterwards record their calls there.
@@ -145,6 +149,12 @@ class Stack:
         proc = self.spawn("admin", [sys.executable, "-m", "admin", "serve", "--host", "127.0.0.1",
                                      "--port", str(port)], env)
         proc.wait_http(f"{url}/healthz", timeout)
+        if persona is not None:
+            # what an operator does in the console, through the API: persona, knowledge, avatar
+            from .provision import provision
+
+            values.update(provision(url, {"X-API-Key": values["DH_ADMIN_OPERATOR_KEY"]}, persona,
+                                    avatar_id=values["DH_AVATAR_ID"]))
         self.env.update({k: v for k, v in values.items() if k in ("DH_ADMIN_URL", "DH_ADMIN_API_KEY")})
         return values
 

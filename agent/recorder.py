@@ -22,8 +22,9 @@ process exits are sent by the next recorder opened on the same ``spool_dir``.
 
 Where events go, and with which key, comes only from the agent's own settings (``DH_ADMIN_URL``,
 ``DH_ADMIN_API_KEY``), never from the dispatch metadata a caller's token carries. Each call's
-events carry that call's ``session_grant`` (minted by the admin with the token), so the admin
-records them in the call's own organisation and session only: :func:`recorder_for_call`.
+events carry that call's ``session_grant`` (from the admin, for the call's ticket:
+:mod:`agent.call_config`), so the admin records them in the call's own organisation and session
+only: :func:`recorder_for_call`.
 """
 
 from __future__ import annotations

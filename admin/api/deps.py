@@ -45,6 +45,7 @@ class Principal:
     role: Role
     is_superuser: bool = False
     client_ip: str | None = None
+    platform: bool = False  # a platform API key: serves every organisation's calls (admin.models.ApiKey)
 
     @property
     def actor(self) -> Actor:
@@ -126,7 +127,7 @@ def get_principal(
         if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
             key.last_used_at = now
             db.commit()
-        return Principal("api_key", key.id, key.tenant_id, Role(key.role), client_ip=ip)
+        return Principal("api_key", key.id, key.tenant_id, Role(key.role), client_ip=ip, platform=bool(key.platform))
     if secret.startswith(TOKEN_PREFIX):
         row = db.execute(
             select(AuthToken, User)

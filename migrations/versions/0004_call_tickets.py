@@ -1,4 +1,4 @@
-"""call tickets: the caller's token names its call by an opaque id
+"""call tickets: the caller's token names its call by an opaque id; platform API keys
 
 Revision ID: 0004
 Revises: 0003_sec
@@ -17,6 +17,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('platform', sa.Boolean(), server_default=sa.false(), nullable=False))
     op.create_table(
         'call_tickets',
         sa.Column('id', sa.String(length=64), nullable=False),
@@ -40,3 +42,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_call_tickets_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_call_tickets_expires_at'))
     op.drop_table('call_tickets')
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_column('platform')

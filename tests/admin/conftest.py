@@ -93,7 +93,8 @@ class TenantCtx:
 
 
 def make_tenant(superuser: bool = False) -> TenantCtx:
-    """Create a tenant with users admin/operator/viewer (bearer tokens) and keys agent/worker."""
+    """Create a tenant with users admin/operator/viewer (bearer tokens) and keys agent/worker (its own
+    calls only) plus platform-agent/platform-worker (the deployment's keys: every organisation's calls)."""
     from admin.core.db import session_scope
     from admin.core.security import hash_password, new_api_key, new_token, sha256_hex
     from admin.models import ApiKey, AuthToken, Tenant, User, utcnow
@@ -116,9 +117,11 @@ def make_tenant(superuser: bool = False) -> TenantCtx:
             ctx.users[role], ctx.emails[role] = u.id, u.email
             ctx.headers[role] = {"Authorization": f"Bearer {tok}"}
         for role in ("agent", "worker"):
-            key = new_api_key()
-            db.add(ApiKey(tenant_id=t.id, name=role, role=role, prefix=key[:10], key_hash=sha256_hex(key)))
-            ctx.headers[role] = {"X-API-Key": key}
+            for platform in (False, True):
+                key = new_api_key()
+                db.add(ApiKey(tenant_id=t.id, name=role, role=role, prefix=key[:10], key_hash=sha256_hex(key),
+                              platform=platform))
+                ctx.headers[f"platform-{role}" if platform else role] = {"X-API-Key": key}
     return ctx
 
 

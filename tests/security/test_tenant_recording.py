@@ -53,7 +53,10 @@ def test_session_of_tenant_b_posted_with_tenant_a_key_does_not_land_in_a(client,
     assert _stored(sid) is None
     assert client.get(f"{API}/sessions", headers=a.headers["viewer"]).json()["total"] == 0
     # with B's grant the call is recorded where it belongs: in B, whoever's agent key carried it
-    b_meta = resolved(client, a, b_call["token"])  # one agent key serves every organisation's calls
+    # A's agent key cannot even resolve B's call; B's (or the deployment's platform key) can
+    ticket = dispatch_metadata(b_call["token"])["ticket"]
+    assert client.get(f"{API}/agent/calls/{ticket}", headers=a.headers["agent"]).status_code == 404
+    b_meta = resolved(client, a, b_call["token"], role="platform-agent")  # one agent serves every organisation
     assert _post(client, a.headers["agent"], _events(sid, b_meta["session_grant"]))["applied"] == 2
     assert _stored(sid) == b.id
     assert client.get(f"{API}/sessions/{sid}", headers=b.headers["viewer"]).status_code == 200
@@ -113,7 +116,7 @@ def test_one_agent_process_records_each_tenants_call_in_its_tenant(app, tenant, 
             tok = httpx.post(f"{url}{API}/tokens/livekit", json={"avatar_id": av["id"]}, headers=t.headers["operator"])
             metas.append(tok.json()["token"])
         monkeypatch.setenv("DH_ADMIN_URL", url)
-        monkeypatch.setenv("DH_ADMIN_API_KEY", a.headers["agent"]["X-API-Key"])
+        monkeypatch.setenv("DH_ADMIN_API_KEY", a.headers["platform-agent"]["X-API-Key"])  # the deployment's key
         monkeypatch.setenv("AGENT_SPOOL_DIR", str(tmp_path))
         settings = AgentSettings()
         # the worker's own path: the ticket in each token resolved with the process's one key

@@ -27,8 +27,12 @@ Agents = Annotated[Principal, Depends(require(Role.agent))]
 FaceReaders = Annotated[Principal, Depends(require(Role.agent, Role.worker))]
 
 
-def _ticket(db: SessionDep, ticket: str) -> tuple[CallTicket, Tenant]:
+def _ticket(db: SessionDep, ticket: str, principal: Principal) -> tuple[CallTicket, Tenant]:
+    """The ticket's row, if this key may run the call: a key of the call's organisation, or a
+    platform key (the deployment's own agent). Otherwise 404, like every other tenant's resource."""
     row = db.get(CallTicket, ticket) if 16 <= len(ticket) <= 64 else None
+    if row is not None and row.tenant_id != principal.tenant_id and not principal.platform:
+        row = None
     tenant = db.get(Tenant, row.tenant_id) if row is not None else None
     if row is None or tenant is None or not tenant.is_active or row.expires_at <= utcnow():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such call: the ticket is unknown or expired.")
@@ -56,7 +60,7 @@ def call_config(ticket: str, db: SessionDep, principal: Agents) -> CallConfigOut
     default (no persona, avatar not prepared); the knowledge is never replaced: a persona
     without a knowledge base answers that it has no approved information.
     """
-    row, tenant = _ticket(db, ticket)
+    row, tenant = _ticket(db, ticket, principal)
     avatar, persona, kb = _call_parts(db, row)
     fallbacks: list[str] = []
     if avatar is None:
@@ -92,7 +96,7 @@ def _tar_response(request: Request, revision: str, data_fn) -> Response:
 @router.get("/{ticket}/knowledge", responses={200: {"content": {"application/x-tar": {}}}, 304: {}})
 def call_knowledge(ticket: str, request: Request, db: SessionDep, principal: Agents) -> Response:
     """The call's knowledge index (``chunks.jsonl``, ``embeddings.npy``, ``meta.json``) as a tar."""
-    row, _tenant = _ticket(db, ticket)
+    row, _tenant = _ticket(db, ticket, principal)
     _avatar, _persona, kb = _call_parts(db, row)
     revision = index_revision(kb) if kb is not None else None
     if kb is None or revision is None:
@@ -103,7 +107,7 @@ def call_knowledge(ticket: str, request: Request, db: SessionDep, principal: Age
 @router.get("/{ticket}/avatar", responses={200: {"content": {"application/x-tar": {}}}, 304: {}})
 def call_avatar_assets(ticket: str, request: Request, db: SessionDep, principal: FaceReaders) -> Response:
     """The call's prepared avatar assets (the engine's files) as a tar; 404 until prepared."""
-    row, _tenant = _ticket(db, ticket)
+    row, _tenant = _ticket(db, ticket, principal)
     avatar, _persona, _kb = _call_parts(db, row)
     revision = avatar_revision(avatar) if avatar is not None else None
     if avatar is None or revision is None:
