@@ -13,6 +13,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from fastapi import HTTPException, status
+
+from admin.core.config import get_settings
 from admin.models import Avatar, JobStatus, KnowledgeBase, Persona, Tenant
 
 # Keys of ``Persona.settings`` the dialogue persona reads as they are (validated by admin.persona_settings).
@@ -77,3 +80,35 @@ def tar_folder(folder: Path, names: tuple[str, ...] | None = None) -> bytes:
             if p.is_file() and not p.is_symlink() and (names is None or p.name in names):
                 tar.add(p, arcname=p.name, recursive=False)
     return buf.getvalue()
+
+
+def check_voice(language: str, name: str | None, field: str) -> None:
+    """422 naming ``field`` when ``name`` is not a voice this deployment has (agent.voices)."""
+    if not name:
+        return
+    from agent.voices import problem
+
+    why = problem(language, name, get_settings().models_dir)
+    if why:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: {why}")
+
+
+def check_persona_voices(settings: dict[str, Any] | None) -> None:
+    voices = (settings or {}).get("voices")
+    if voices is None:
+        return
+    if not isinstance(voices, dict) or not all(isinstance(v, str) for v in voices.values()):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            'settings.voices: give a voice name per language, e.g. {"en": "espeak", "zh": "zh-baker"}')
+    for lang, name in voices.items():
+        check_voice(lang, name, f"settings.voices.{lang}")
+
+
+def call_voices(avatar: Avatar | None, persona: Persona | None) -> dict[str, str]:
+    """The voice per language a call speaks with: the persona's ``settings.voices``, and the
+    avatar's ``voice`` for English; languages not named use the deployment's default voice."""
+    out = {k: v for k, v in ((persona.settings or {}).get("voices") or {}).items() if isinstance(v, str) and v} \
+        if persona is not None else {}
+    if avatar is not None and avatar.voice:
+        out["en"] = avatar.voice
+    return out

@@ -310,6 +310,31 @@ class CallTicket(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class Handoff(Base):
+    """A call waiting for, or taken over by, a person (the tenant's live handoff queue).
+
+    ``status``: ``waiting`` (the agent asked for a colleague), ``accepted`` (an operator took the
+    call: ``accepted_by``, ``accepted_at``), ``returned`` (the operator handed it back or left),
+    ``unanswered`` (nobody accepted in time: the agent told the caller and made a ticket).
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (Index("ix_handoffs_tenant_status", "tenant_id", "status"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
+    room: Mapped[str | None] = mapped_column(String(256))
+    reason: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    accepted_at: Mapped[datetime | None]
+    accepted_by: Mapped[str | None] = mapped_column(String(36))  # the user id of the operator
+    operator_joined_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+
 class IngestedEvent(Base):
     """Ids of recorder events already applied, so a redelivered event lands exactly once."""
 

@@ -63,6 +63,7 @@ class PersonaSettings(BaseModel):
     forbidden_topics: list[TopicSettings] | None = Field(default=None, max_length=100)
     escalation: list[EscalationSettings] | None = Field(default=None, max_length=100)
     max_unanswered: int | None = Field(default=None, ge=1, le=20)
+    voices: dict[Lang, str] | None = None  # voice name per language (agent/voices.py), checked by the routes
 
     @field_validator("greeting")
     @classmethod

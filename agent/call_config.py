@@ -51,6 +51,7 @@ class CallConfig:
     persona: Any = None  # dialogue.Persona
     index: Any = None  # dialogue.knowledge.KnowledgeIndex
     avatar: dict[str, Any] = field(default_factory=dict)  # id, engine, revision, voice
+    voices: dict[str, str] = field(default_factory=dict)  # language -> voice name (agent.voices)
     from_admin: bool = False
     reasons: list[str] = field(default_factory=list)  # what fell back to a default, and why
 
@@ -225,6 +226,7 @@ async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, ca
     body = r.json()
     cfg.session_id, cfg.grant = body.get("session_id"), body.get("session_grant")
     cfg.avatar = dict(body.get("avatar") or {})
+    cfg.voices = {k: v for k, v in (body.get("voices") or {}).items() if isinstance(v, str)}
     cfg.from_admin = True
     cfg.reasons.extend(body.get("fallbacks") or [])
     if body.get("persona") is not None:
@@ -245,9 +247,9 @@ async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, ca
         cfg.reasons.append("the persona has no knowledge base: no approved answers")
     if cfg.index is None:
         cfg.index = await asyncio.to_thread(empty_index, embedding_model)
-    logger.info("call set-up from the admin: %s, persona %s, knowledge %s (%d passages)%s",
+    logger.info("call set-up from the admin: %s, persona %s, knowledge %s (%d passages), voices %s%s",
                 body.get("organisation"), cfg.persona.name if cfg.persona else "default",
-                (kb or {}).get("name", "none"), len(cfg.index.chunks),
+                (kb or {}).get("name", "none"), len(cfg.index.chunks), cfg.voices or "default",
                 f"; {'; '.join(cfg.reasons)}" if cfg.reasons else "",
                 extra={"session_id": cfg.session_id, "avatar_id": cfg.avatar.get("id")})
     return cfg

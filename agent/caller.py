@@ -194,6 +194,8 @@ class ScriptedCaller:
     avatar_identity: str | None = None
     render_lag: list[float] = field(default_factory=list)  # per frame: arrival here - WebRTC render time
     last_frame: np.ndarray | None = None  # the latest video frame (RGB)
+    # other people's audio by identity, as (arrival time, RMS) and PCM per 10 ms (not the agent's)
+    people: dict[str, tuple[list[tuple[float, float]], list[np.ndarray]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._mic = rtc.AudioSource(RATE, 1, queue_size_ms=200)
@@ -233,6 +235,9 @@ class ScriptedCaller:
             # The avatar's audio when it is there, else the agent's own (audio-only fallback);
             # both are recorded as "what the caller hears" (only one of them carries sound).
             self._tasks.append(asyncio.create_task(self._audio_loop(track, p.identity)))
+        elif track.kind == rtc.TrackKind.KIND_AUDIO:
+            # another person in the room (a colleague who took the call over): kept apart from the agent's voice
+            self._tasks.append(asyncio.create_task(self._audio_loop(track, p.identity, self.people)))
 
     def _on_transcription(self, reader: rtc.TextStreamReader, identity: str) -> None:
         async def _read() -> None:
@@ -258,10 +263,11 @@ class ScriptedCaller:
                 # the last sample leaves once what is queued ahead of it has played
                 done.set_result(time.time() + self._mic.queued_duration)
 
-    async def _audio_loop(self, track: rtc.Track, identity: str) -> None:
+    async def _audio_loop(self, track: rtc.Track, identity: str,
+                          into: dict[str, tuple[list[tuple[float, float]], list[np.ndarray]]] | None = None) -> None:
         # The avatar's audio when it is there, else the agent's own (audio-only fallback).
         # Each track is kept apart; the figures use the one that carried speech.
-        buf = self._tracks.setdefault(identity, ([], []))
+        buf = (self._tracks if into is None else into).setdefault(identity, ([], []))
         stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=10)
         self._streams.append(stream)
         async for ev in stream:

@@ -133,6 +133,8 @@ class Stack:
             # embedded: SQLite under data_dir, tasks run in the API process, tokens for this stack's server
             ADMIN_DATABASE_URL="", ADMIN_BROKER_URL="", ADMIN_CELERY_EAGER="true",
             ADMIN_LIVEKIT_URL=self.url, ADMIN_LIVEKIT_API_KEY="devkey", ADMIN_LIVEKIT_API_SECRET="secret",
+            # the real ingestor (a test session may have set a plain one for the admin's unit tests)
+            ADMIN_KNOWLEDGE_INGESTOR="admin.ingest:dialogue_ingestor",
         )
         env.update(extra_env or {})
         out = subprocess.run(

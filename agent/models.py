@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from livekit.agents import tts as lk_tts
 from livekit.plugins import silero
 
-from .language import BilingualTTS
+from .language import BilingualTTS, EspeakTTS
 from .settings import AgentSettings, require
 from .stt import WhisperEngine, WhisperSTT
 from .tts import ClauseTokenizer, PiperTTS, PiperVoiceModel
 from .turn import SmartTurnDetector, SmartTurnModel
 from .vad import VoicedVAD
+from .voices import ESPEAK
 from .zh_tts import mandarin_voice
 
 logger = logging.getLogger("agent.models")
@@ -55,6 +56,8 @@ class SharedModels:
             window=s.whisper_window,
         )
         self.piper = PiperVoiceModel(require(s.model_path(s.piper_voice), "Piper voice"))
+        self._voices: dict[str, PiperVoiceModel | None] = {}  # other Piper voices calls name, loaded on first use
+        self._voices_lock = threading.Lock()
         self._vad = silero.VAD.load(
             onnx_file_path=require(s.model_path(s.vad_model), "Silero VAD model"),
             min_silence_duration=s.min_silence,
@@ -82,14 +85,45 @@ class SharedModels:
         basic.hyphenate_word("warming")
         logger.info("models warmed up in %.2f s", time.perf_counter() - t0)
 
-    def for_call(self) -> CallModels:
+    def piper_voice(self, rel: str) -> PiperVoiceModel | None:
+        """A Piper voice under the models folder, loaded once per process; None when it is not there."""
+        path = self.settings.model_path(rel)
+        if path == self.settings.model_path(self.settings.piper_voice):
+            return self.piper
+        with self._voices_lock:
+            if rel not in self._voices:
+                ok = path.is_file() and path.with_name(path.name + ".json").is_file()
+                self._voices[rel] = PiperVoiceModel(path) if ok else None
+            return self._voices[rel]
+
+    def english_voice(self, name: str | None) -> lk_tts.TTS:
+        """The call's English voice by name (agent/voices.py); the default Piper voice when it is not here."""
+        if not name:
+            return PiperTTS(self.piper)
+        if name == ESPEAK:
+            return EspeakTTS(language="en", sample_rate=self.piper.sample_rate)
+        model = self.piper_voice(name)
+        if model is None:
+            logger.warning("no voice %s in %s: the default voice speaks", name, self.settings.models_dir)
+            return PiperTTS(self.piper)
+        return PiperTTS(model)
+
+    def listener(self) -> tuple[VoicedVAD, WhisperSTT]:
+        """A VAD and an STT for one more voice in a call (a colleague who took it over), on the shared weights."""
+        vad = VoicedVAD(silero.VAD(session=self._vad._onnx_session, opts=dataclasses.replace(self._vad._opts)))
+        return vad, WhisperSTT(self.whisper, language=self.settings.whisper_language)
+
+    def for_call(self, voices: dict[str, str] | None = None) -> CallModels:
+        """One call's plugins; ``voices`` names the call's voice per language (from its avatar and persona)."""
         s = self.settings
+        named = voices or {}
         # a VAD per call (its own state and events) over the one ONNX session
         vad = VoicedVAD(silero.VAD(session=self._vad._onnx_session, opts=dataclasses.replace(self._vad._opts)))
-        voices: dict[str, lk_tts.TTS] = {"en": PiperTTS(self.piper)}
+        by_lang: dict[str, lk_tts.TTS] = {"en": self.english_voice(named.get("en"))}
         if "zh" in s.language_list:
-            voices["zh"] = mandarin_voice(s, english=voices["en"], sample_rate=self.piper.sample_rate)  # agent/zh_tts.py
-        speech = BilingualTTS(voices, default="en")
+            by_lang["zh"] = mandarin_voice(s, english=by_lang["en"], sample_rate=by_lang["en"].sample_rate,
+                                           voice=named.get("zh"))  # agent/zh_tts.py
+        speech = BilingualTTS(by_lang, default="en")
         # the first clause of an answer is spoken while the rest is synthesised
         tts = lk_tts.StreamAdapter(tts=speech, sentence_tokenizer=ClauseTokenizer())
         turn = SmartTurnDetector(self.smart_turn, threshold=s.turn_threshold) if self.smart_turn else None

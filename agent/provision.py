@@ -113,8 +113,12 @@ def _wait_ingested(api: Admin, kb_id: str, timeout: float) -> None:
         if failed:
             raise RuntimeError(f"ingestion failed: {[(d['filename'], d['status_detail']) for d in failed]}")
         kb = api.call("GET", f"/knowledge-bases/{kb_id}")
-        if docs and all(d["status"] == "ready" for d in docs) and kb.get("index_chunks"):
-            return
+        if docs and all(d["status"] == "ready" for d in docs):
+            if kb.get("index_chunks"):
+                return
+            if kb.get("index_updated_at") or time.monotonic() > deadline - timeout + 30:
+                raise RuntimeError(f"knowledge base {kb_id}: documents ingested but no index was built "
+                                   "(is ADMIN_KNOWLEDGE_INGESTOR the dialogue ingestor?)")
         if time.monotonic() > deadline:
             raise TimeoutError(f"knowledge base {kb_id} not ingested in {timeout:.0f} s: {[d['status'] for d in docs]}")
         time.sleep(0.5)

@@ -184,6 +184,14 @@ class SessionRecorder:
             "escalation_reason": escalation_reason, "ended_at": _iso(ended_at) or _now(), "meta": meta or {},
         })
 
+    def handoff(self, session_id: str, state: str, *, room: str | None = None, reason: str | None = None,
+                summary: str | None = None, at: datetime | float | None = None) -> str:
+        """Record a handoff change (``state``: waiting, accepted, returned, unanswered): the admin's live
+        queue shows it within the recorder's next send (it sends as soon as an event arrives)."""
+        payload: dict[str, Any] = {"session_id": session_id, "state": state, "at": _iso(at) or _now()}
+        payload.update({k: v for k, v in (("room", room), ("reason", reason), ("summary", summary)) if v})
+        return self._put("handoff", payload)
+
     def grant_session(self, session_id: str, grant: str) -> None:
         """Attach the call's session grant to every event of ``session_id`` recorded from now on."""
         with self._seq_lock:

@@ -39,6 +39,7 @@ class AgentSettings(BaseSettings):
     endpointing_max_delay: float = 1.6  # s the agent waits when the turn sounds unfinished
     interrupt_min_duration: float = 0.3  # s of caller speech over the answer that interrupt it (VAD-measured: a 250 ms cough reads ~0.3 s)
     preemptive_generation: bool = True  # start the answer on the final transcript, before the turn is committed
+    handoff_timeout: float = 60.0  # s a caller waits for a colleague before the agent makes a call-back ticket
     max_calls: int = 2  # calls one worker accepts at once: what a 2-core box holds (README, "Benchmarks")
     greet: bool = True
     http_port: int = 8081  # the worker's health-check port

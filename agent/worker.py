@@ -14,13 +14,15 @@ import logging
 import time
 from typing import Any
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobExecutorType, JobProcess, cli, room_io
+from livekit.agents import (Agent, AgentServer, AgentSession, JobContext, JobExecutorType, JobProcess, StopResponse, cli,
+                            room_io)
 
 from dialogue import DialogueSettings, TurnRecord, load_knowledge
 from dialogue.guardrails import install_log_redaction, redact
 
 from .avatar_link import AvatarLink
 from .call_config import resolve_call
+from .handoff import HandoffDesk
 from .models import shared_models
 from .recorder import SessionRecorder, recorder_for_call
 from .settings import AgentSettings, require
@@ -81,6 +83,18 @@ class CallLog:
         )
 
 
+class CallAgent(Agent):
+    """The call's agent: answers every finished caller turn, except while a colleague has the call."""
+
+    def __init__(self, desk: HandoffDesk, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._desk = desk
+
+    async def on_user_turn_completed(self, turn_ctx: Any, new_message: Any) -> None:
+        if self._desk.gate(new_message.text_content or ""):
+            raise StopResponse()  # the colleague answers; the turn is in the record
+
+
 def turn_handling(settings: AgentSettings, detector: Any) -> dict[str, Any]:
     """When the caller's turn ends and when they interrupt (see the README's settings)."""
     s = settings
@@ -105,11 +119,12 @@ async def entrypoint(ctx: JobContext) -> None:
     loop = asyncio.get_running_loop()
 
     # the process's shared models (loaded by prewarm; off the loop if a prewarm failed)
-    models = (await loop.run_in_executor(None, shared_models, settings)).for_call()
+    shared = await loop.run_in_executor(None, shared_models, settings)
     dsettings = DialogueSettings()
-    # the operator's persona, knowledge and face for this call (a default, with a log line, when unavailable)
+    # the operator's persona, knowledge, voices and face for this call (a default, with a log line, when unavailable)
     cfg = await resolve_call(meta, admin_url=settings.admin_url, api_key=settings.admin_api_key,
                              cache_dir=settings.call_cache_dir, embedding_model=dsettings.embedding_model or None)
+    models = await loop.run_in_executor(None, shared.for_call, cfg.voices)  # a named Piper voice loads once
     recorder = get_recorder(settings, cfg.recorder_meta()) if cfg.grant else None
     call_log: CallLog | None = None
 
@@ -117,9 +132,16 @@ async def entrypoint(ctx: JobContext) -> None:
         if call_log is not None:
             call_log.on_policy_turn(rec)
 
+    desk: HandoffDesk | None = None
+
+    async def _on_escalate(state: Any) -> None:
+        if desk is not None:
+            await desk.request(state)
+
     # One policy per call: it holds this call's turns and escalation state.
     setup = await loop.run_in_executor(
-        None, lambda: prepare_call(dsettings, persona=cfg.persona, index=cfg.index, on_turn=_on_turn))
+        None, lambda: prepare_call(dsettings, persona=cfg.persona, index=cfg.index, on_turn=_on_turn,
+                                   on_escalate=_on_escalate))
     session: AgentSession = AgentSession(
         vad=models.vad,
         stt=models.stt,
@@ -138,13 +160,19 @@ async def entrypoint(ctx: JobContext) -> None:
             room=ctx.room.name, meta={"agent": settings.agent_name, **({"fallbacks": cfg.reasons} if cfg.reasons else {})},
         )
     call_log = CallLog(session, ctx.room.name, recorder, session_id)
+    desk = HandoffDesk(
+        room=ctx.room, session=session, state=setup.state, persona=setup.persona, recorder=recorder,
+        session_id=session_id, listener=shared.listener, timeout=settings.handoff_timeout,
+        language=lambda: setup.policy.turns[-1].language if setup.policy.turns else setup.persona.default_language,
+    )
 
     async def _on_shutdown(reason: str = "") -> None:
         logger.info("call in %s ended after %.1f s (%s)", ctx.room.name, time.perf_counter() - t_start, reason)
+        await desk.aclose()
         if recorder is not None and session_id is not None:
             st = setup.state
             recorder.end_session(
-                session_id, outcome="escalated" if st.escalated else "completed",
+                session_id, outcome=desk.outcome or ("escalated" if st.escalated else "completed"),
                 escalated=st.escalated, escalation_reason=st.escalation_reason or None,
             )
             await recorder.aflush(timeout=5.0)
@@ -157,7 +185,7 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.shutdown(reason=f"session closed: {getattr(ev, 'reason', '')}")
 
     await session.start(
-        agent=Agent(instructions=setup.instructions, tools=setup.tools),
+        agent=CallAgent(desk, instructions=setup.instructions, tools=setup.tools),
         room=ctx.room,
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )

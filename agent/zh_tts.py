@@ -367,11 +367,12 @@ def _resolve(model: MandarinVoiceModel | _LazyModel) -> MandarinVoiceModel:
     return model.get() if isinstance(model, _LazyModel) else model
 
 
-def mandarin_voice(settings: Any, *, english: tts.TTS | None = None, sample_rate: int = 22050) -> tts.TTS:
-    """The call's Mandarin voice: the neural voice from ``<models>/<zh_voice>``, else espeak-ng."""
+def mandarin_voice(settings: Any, *, english: tts.TTS | None = None, sample_rate: int = 22050,
+                   voice: str | None = None) -> tts.TTS:
+    """The call's Mandarin voice: the neural voice from ``<models>/<voice or zh_voice>``, else espeak-ng."""
     from .language import EspeakTTS
 
-    rel = getattr(settings, "zh_voice", "zh-baker")
+    rel = voice or getattr(settings, "zh_voice", "zh-baker")
     folder = settings.model_path(rel) if rel and rel != "espeak" else None
     if folder is not None and (folder / ACOUSTIC).exists():
         return MandarinTTS(_LazyModel(folder), english=english)  # loads in the background, once per process

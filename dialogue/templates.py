@@ -27,6 +27,14 @@ PHRASES: dict[str, dict[str, str]] = {
         "en": "All right. Is there anything else I can help you with?",
         "zh": "好的。还有什么可以帮您的吗？",
     },
+    "handoff_unanswered": {
+        "en": "I'm sorry, no colleague is free right now. I've created ticket {ticket_id} so that someone calls you back. Meanwhile I'm happy to keep helping you.",
+        "zh": "抱歉，现在没有空闲的同事。我已为您创建工单{ticket_id}，同事会回电给您。在此期间，我可以继续为您服务。",
+    },
+    "handoff_back": {
+        "en": "I'm back with you. Is there anything else I can help you with?",
+        "zh": "我回来了。还有什么可以帮您的吗？",
+    },
     "ticket_created": {
         "en": "I've created ticket {ticket_id} for you. A colleague will follow up soon.",
         "zh": "已为您创建工单{ticket_id}，同事会尽快跟进。",

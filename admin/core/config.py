@@ -31,9 +31,12 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Every knob of the admin backend; see admin/README.md for the list."""
 
-    model_config = SettingsConfigDict(env_prefix="ADMIN_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ADMIN_", env_file=".env", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir)
+    # The models folder, when the agent's models are on this machine: voice names are checked against it.
+    models_dir: Path = Field(default=Path.home() / ".cache" / "dh-agent" / "models",
+                             validation_alias=AliasChoices("ADMIN_MODELS_DIR", "DH_MODELS_DIR"))
     database_url: str = ""  # empty -> sqlite under data_dir/admin.db
     broker_url: str = ""  # empty -> sqla+sqlite under data_dir/broker.db; redis://... in deployment
     celery_eager: bool = False  # run tasks inline (tests, single-process demos)

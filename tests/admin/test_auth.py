@@ -64,6 +64,9 @@ MATRIX: list[tuple[str, str, set[str]]] = [
     ("GET", "/agent/calls/{id}", {"agent"}),
     ("GET", "/agent/calls/{id}/knowledge", {"agent"}),
     ("GET", "/agent/calls/{id}/avatar", {"agent", "worker"}),
+    ("GET", "/handoffs", R),
+    ("GET", "/handoffs/stream", R),
+    ("POST", "/handoffs/{id}/accept", E),
     ("POST", "/tokens/livekit", {"admin", "operator", "agent"}),
     ("GET", "/audit", {"admin", "viewer"}),
     ("GET", "/audit/verify", {"admin", "viewer"}),
@@ -74,10 +77,10 @@ def _routes():
     from fastapi.routing import APIRoute
 
     from admin.api.main import api_router  # noqa: F401  (imports every route module)
-    from admin.api.routes import (api_keys, audit, avatars, calls, knowledge, login, personas, sessions, tenants, tokens,
-                                  users)
+    from admin.api.routes import (api_keys, audit, avatars, calls, handoffs, knowledge, login, personas, sessions, tenants,
+                                  tokens, users)
 
-    for mod in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit, calls):
+    for mod in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit, calls, handoffs):
         for route in mod.router.routes:
             if isinstance(route, APIRoute):
                 for method in route.methods:

@@ -112,7 +112,8 @@ def test_widget_token_carries_only_what_a_browser_needs(client, tenant, monkeypa
     body = client.post(f"{API}/widget/token", json={"avatar_id": av}).json()
     assert set(body) == {"server_url", "token", "room", "identity", "expires_at"}
     meta = dispatch_metadata(body["token"])
-    assert "admin_url" not in meta and "tenant_id" not in meta
+    assert set(meta) == {"ticket"}  # no organisation, server path, admin URL, persona or grant to read
+    assert tenant.id not in body["token"] and av not in body["token"]
     assert tenant.id not in body["room"]
 
 

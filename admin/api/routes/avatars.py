@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from admin import crud
 from admin.api.deps import READERS, Editors, Principal, SessionDep, require
 from admin.api.uploads import multipart_file_body, read_upload
+from admin.call_config import check_voice
 from admin.core import audit
 from admin.core.config import get_settings
 from admin.images import PortraitError, load_portrait
@@ -36,6 +37,7 @@ def create_avatar(body: AvatarIn, db: SessionDep, principal: Editors) -> Avatar:
     """Create an avatar; upload its portrait next."""
     if body.persona_id:
         crud.get_owned(db, Persona, body.persona_id, principal.tenant_id, what="persona")
+    check_voice("en", body.voice, "voice")
     obj = Avatar(tenant_id=principal.tenant_id, **body.model_dump())
     return crud.create(db, principal.actor, obj, resource="avatar", tenant_id=principal.tenant_id)
 
@@ -53,6 +55,7 @@ def update_avatar(avatar_id: str, body: AvatarUpdate, db: SessionDep, principal:
     data = body.model_dump(exclude_unset=True)
     if data.get("persona_id"):
         crud.get_owned(db, Persona, data["persona_id"], principal.tenant_id, what="persona")
+    check_voice("en", data.get("voice"), "voice")
     reprepare = any(k in REPREPARE_FIELDS and data[k] != getattr(obj, k) for k in data)
     if reprepare and obj.portrait_path:
         data.update(status=JobStatus.pending.value, progress=0.0)

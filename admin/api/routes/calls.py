@@ -16,7 +16,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 
 from admin.api.deps import Principal, SessionDep, require
-from admin.call_config import INDEX_FILES, avatar_ready, avatar_revision, dialogue_persona, index_revision, tar_folder
+from admin.call_config import (INDEX_FILES, avatar_ready, avatar_revision, call_voices, dialogue_persona, index_revision,
+                               tar_folder)
 from admin.core.config import get_settings
 from admin.core.security import mint_session_grant
 from admin.models import Avatar, CallTicket, KnowledgeBase, Persona, Role, Tenant, utcnow
@@ -82,6 +83,7 @@ def call_config(ticket: str, db: SessionDep, principal: Agents) -> CallConfigOut
         knowledge=knowledge,
         avatar=CallAvatarOut(id=avatar.id, name=avatar.name, engine=avatar.engine, status=avatar.status,
                              revision=avatar_revision(avatar), voice=avatar.voice) if avatar is not None else None,
+        voices=call_voices(avatar, persona),
         fallbacks=fallbacks,
     )
 

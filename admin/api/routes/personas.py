@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from admin import crud
 from admin.api.deps import READERS, Editors, Principal, SessionDep, require
+from admin.call_config import check_persona_voices
 from admin.models import KnowledgeBase, Persona, Role
 from admin.schemas import Limit, Offset, PersonaIn, PersonaOut, PersonaUpdate
 
@@ -26,6 +27,7 @@ def create_persona(body: PersonaIn, db: SessionDep, principal: Editors) -> Perso
     """Create a persona."""
     if body.knowledge_base_id:
         crud.get_owned(db, KnowledgeBase, body.knowledge_base_id, principal.tenant_id, what="knowledge base")
+    check_persona_voices(body.model_dump().get("settings"))
     obj = Persona(tenant_id=principal.tenant_id, **body.model_dump())
     return crud.create(db, principal.actor, obj, resource="persona", tenant_id=principal.tenant_id)
 
@@ -43,6 +45,8 @@ def update_persona(persona_id: str, body: PersonaUpdate, db: SessionDep, princip
     data = body.model_dump(exclude_unset=True)
     if data.get("knowledge_base_id"):
         crud.get_owned(db, KnowledgeBase, data["knowledge_base_id"], principal.tenant_id, what="knowledge base")
+    if "settings" in data:
+        check_persona_voices(data["settings"])
     return crud.update(db, principal.actor, obj, data, resource="persona")
 
 

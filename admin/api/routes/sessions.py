@@ -22,10 +22,11 @@ from admin.api.deps import Principal, Readers, SessionDep, require
 from admin.api.routes.health import EVENTS
 from admin.core import audit
 from admin.core.security import GrantError, verify_session_grant
-from admin.models import Avatar, CallSession, IngestedEvent, Persona, Role, Tenant, Turn, utcnow
+from admin.models import Avatar, CallSession, Handoff, IngestedEvent, Persona, Role, Tenant, Turn, utcnow
 from admin.schemas import (
     EventBatch,
     EventResult,
+    HandoffIn,
     Offset,
     SessionDetail,
     SessionEnd,
@@ -258,6 +259,8 @@ def _apply(db: Session, principal: Principal, batch: EventBatch) -> tuple[EventR
                 _start(db, tenant_id, SessionStart.model_validate(ev.payload))
             elif ev.type == "turn":
                 _turn(db, tenant_id, TurnIn.model_validate(ev.payload), ev.event_id)
+            elif ev.type == "handoff":
+                _handoff(db, tenant_id, HandoffIn.model_validate(ev.payload))
             else:
                 end = SessionEnd.model_validate(ev.payload)
                 if _end(db, tenant_id, end):
@@ -325,6 +328,33 @@ def _turn(db: Session, tenant_id: str, p: TurnIn, event_id: str) -> None:
         citations=redact_obj(p.citations), latency={k: v for k, v in p.latency.items() if v is not None},
         started_at=p.started_at, ended_at=p.ended_at,
     ))
+
+
+def _handoff(db: Session, tenant_id: str, p: HandoffIn) -> None:
+    """The agent's side of a handoff: asked for (waiting), a person joined, handed back, nobody came."""
+    s = _session(db, tenant_id, p.session_id, create=True)
+    assert s is not None
+    at = p.at or utcnow()
+    h = db.scalar(select(Handoff).where(Handoff.session_id == s.id))
+    if h is None:
+        h = Handoff(tenant_id=tenant_id, session_id=s.id, room=redact(p.room) if p.room else s.room,
+                    requested_at=at, status="waiting")
+        db.add(h)
+    if p.state == "waiting":
+        # asked again after a hand-back: a new wait
+        h.status, h.requested_at, h.accepted_at, h.accepted_by, h.operator_joined_at, h.ended_at = \
+            "waiting", at, None, None, None, None
+        h.reason = redact(p.reason) if p.reason else h.reason
+        h.summary = redact(p.summary) if p.summary else h.summary
+    elif p.state == "accepted":  # the colleague is in the room (the accept route set who)
+        h.status, h.operator_joined_at = "accepted", at
+        h.accepted_at = h.accepted_at or at
+    else:
+        h.status, h.ended_at = p.state, at
+    h.updated_at = utcnow()
+    s.escalated = True
+    s.escalation_reason = s.escalation_reason or (redact(p.reason) if p.reason else None)
+    db.flush()
 
 
 def _end(db: Session, tenant_id: str, p: SessionEnd) -> bool:

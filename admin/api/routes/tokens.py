@@ -33,7 +33,7 @@ from admin.schemas import CallTokenOut, CallTokenRequest
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]
 # LiveKit identities the platform's own participants use, or that the server gives callers.
-RESERVED_IDENTITY_PREFIXES = ("agent-", "avatar-", "caller-")
+RESERVED_IDENTITY_PREFIXES = ("agent-", "avatar-", "caller-", "operator-")
 
 
 def _check_identity(identity: str) -> None:
