@@ -48,6 +48,20 @@ def print_table(turns: list[dict]) -> None:
             print(f"median {label}: {statistics.median(vals):.0f} ms")
 
 
+def console_login(data_dir: Path) -> tuple[str, str]:
+    """The demo organisation's console sign-in: made once, kept next to its database (mode 600)."""
+    import secrets
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    f = data_dir / "console-login.txt"
+    if f.is_file() and len(parts := f.read_text().split()) == 2:
+        return parts[0], parts[1]
+    login = ("demo@dh-agent.example", secrets.token_urlsafe(12))
+    f.write_text(" ".join(login))
+    f.chmod(0o600)
+    return login
+
+
 def fetch_session(admin: dict[str, str], room: str, timeout: float = 20.0) -> dict | None:
     """The call as the admin API recorded it (turns, redacted text, per-stage latency)."""
     import httpx
@@ -184,7 +198,9 @@ def main() -> None:
     print(f"starting livekit-server and workers (logs in {out / 'logs'}) ...", flush=True)
     t0 = time.perf_counter()
     try:
-        admin = stack.start_admin(out / "admin")
+        login = console_login(out / "admin")
+        admin = stack.start_admin(out / "admin", extra_env={"ADMIN_FIRST_ADMIN_EMAIL": login[0],
+                                                           "ADMIN_FIRST_ADMIN_PASSWORD": login[1]})
         stack.start_all()
         print(f"stack up in {time.perf_counter() - t0:.1f} s (admin at {admin['DH_ADMIN_URL']}); calling ...", flush=True)
         room, token = admin_caller_token(admin)
@@ -207,6 +223,10 @@ def main() -> None:
             print(f"as the call arrived (the caller's own trace): A/V offset {result['av_offset_live_ms']:+d} ms")
     (out / "transcript.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(f"wrote {out / 'demo.mp4'} and {out / 'transcript.json'}")
+    print(f"\nthe operators' console, with this call in it:\n"
+          f"  ADMIN_DATA_DIR={out / 'admin'} ADMIN_DATABASE_URL= .venv/bin/python -m admin serve --port 8000\n"
+          f"  then open http://127.0.0.1:8000/console/ and sign in as {login[0]} / {login[1]}\n"
+          f"  (the demo organisation's admin; the password is kept in {out / 'admin' / 'console-login.txt'})")
 
 
 if __name__ == "__main__":

@@ -79,14 +79,15 @@ def _changes(tenant_id: str, since: datetime) -> tuple[list[dict], datetime]:
 
 @router.get("/stream", responses={200: {"content": {"text/event-stream": {}}}})
 async def stream_handoffs(request: Request, principal: Watchers,
-                          poll: Annotated[float, Query(ge=0.2, le=5.0)] = 0.5) -> StreamingResponse:
+                          poll: Annotated[float, Query(ge=0.2, le=5.0)] = 0.5,
+                          seconds: Annotated[float, Query(ge=1, le=600)] = 600) -> StreamingResponse:
     """Server-sent events: ``event: handoff`` with the handoff as JSON each time one changes (first
-    every open one). The stream ends after 10 minutes; EventSource reconnects by itself."""
+    every open one). The stream ends after ``seconds`` (10 minutes); EventSource reconnects by itself."""
     tenant_id = principal.tenant_id
 
     async def events() -> AsyncIterator[bytes]:
         since = utcnow() - timedelta(days=3650)
-        first, quiet, end = True, 0.0, asyncio.get_running_loop().time() + 600
+        first, quiet, end = True, 0.0, asyncio.get_running_loop().time() + seconds
         yield b"retry: 2000\n\n"
         while asyncio.get_running_loop().time() < end and not await request.is_disconnected():
             changed, since = await run_in_threadpool(_changes, tenant_id, since)
