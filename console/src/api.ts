@@ -74,6 +74,8 @@ export const api = {
   // multipart (file uploads) and url-encoded forms (sign-in) are POSTs too
   upload: <T>(path: string, form: FormData, opts?: Options) => request<T>('POST', path, form, opts),
   form: <T>(path: string, form: URLSearchParams, opts?: Options) => request<T>('POST', path, form, opts),
+  // server-sent events (a GET; same origin, so the session cookie goes with it); EventSource reconnects by itself
+  stream: (path: string, opts?: Options) => new EventSource(url(path, opts?.query)),
 };
 
 // --- response shapes (the backend's schemas) -------------------------------------------------
@@ -84,8 +86,8 @@ export interface Avatar {
   status_detail: string | null; progress: number; portrait_sha256: string | null; prep_metadata: Record<string, unknown>;
   created_at: string; width: number; height: number; fps: number;
 }
-export interface Topic { name: string; keywords: Record<string, string[]>; reply?: Record<string, string> }
-export interface Rule { reason: string; keywords: Record<string, string[]> }
+export interface Topic { name: string; keywords: Record<string, string[]>; reply?: Record<string, string>; examples?: Record<string, string[]> }
+export interface Rule { reason: string; keywords: Record<string, string[]>; examples?: Record<string, string[]> }
 export interface PersonaSettings {
   tone?: string; greeting?: Record<string, string>; allowed_topics?: string[]; forbidden_topics?: Topic[];
   escalation?: Rule[]; [k: string]: unknown;
@@ -110,6 +112,17 @@ export interface Session {
 export interface SessionDetail extends Session { turns: Turn[] }
 export interface SessionPage { items: Session[]; total: number; limit: number; offset: number }
 export interface Stats { sessions: number; outcomes: Record<string, number>; escalation_rate: number | null; latency: Record<string, { count: number; p50: number; p95: number }> }
-export interface Insights { days: string[]; calls: number[]; escalated: number[]; latency: Record<string, { p50: (number | null)[]; p95: (number | null)[] }> }
+export interface Unanswered { key: string; count: number; text: string; last_at: string | null }
+export interface Insights {
+  days: string[]; calls: number[]; escalated: number[]; outcomes: Record<string, number[]>; escalation_rate: (number | null)[];
+  latency: Record<string, { p50: (number | null)[]; p95: (number | null)[] }>; unanswered: Unanswered[]; unanswered_total: number;
+}
+export interface HandoffTurn { speaker: string; text: string; at: string | null }
+export interface Handoff {
+  id: string; session_id: string; room: string | null; status: string; reason: string | null; summary: string | null;
+  requested_at: string; accepted_at: string | null; accepted_by: string | null; operator_joined_at: string | null;
+  ended_at: string | null; waiting_seconds: number; avatar_id: string | null; caller_identity: string | null; transcript: HandoffTurn[];
+}
+export interface HandoffAccept { server_url: string; token: string; room: string; identity: string; expires_at: string; handoff: Handoff }
 export interface AuditEntry { seq: number; at: string; actor_type: string; actor_id: string | null; action: string; resource: string; resource_id: string | null; client_ip: string | null; hash: string }
 export interface ApiKey { id: string; name: string; role: string; prefix: string; created_at: string; last_used_at: string | null; revoked_at: string | null; key?: string }

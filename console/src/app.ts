@@ -25,6 +25,7 @@ const NAV: { hash: string; label: string; allowed?: (me: ConsoleSession) => bool
   { hash: '#/personas', label: 'nav.personas' },
   { hash: '#/knowledge', label: 'nav.knowledge' },
   { hash: '#/sessions', label: 'nav.sessions' },
+  { hash: '#/handoffs', label: 'nav.handoffs' },
   { hash: '#/insights', label: 'nav.insights' },
   { hash: '#/audit', label: 'nav.audit', allowed: role.canAudit },
   { hash: '#/admin', label: 'nav.admin', allowed: role.isAdmin },

@@ -156,7 +156,8 @@ def test_persona_settings_errors_name_their_field(client, tenant):
     assert r.status_code == 200, r.text
     s = r.json()["settings"]
     assert s == {"tone": "calm", "greeting": {"en": "Hello", "zh": "您好"}, "allowed_topics": ["cards"],
-                 "escalation": [{"reason": "complaint", "keywords": {"any": ["complaint", "投诉"]}}], "custom": 1}
+                 "escalation": [{"reason": "complaint", "keywords": {"any": ["complaint", "投诉"]}, "examples": {}}],
+                 "custom": 1}
     from dialogue.persona import Persona  # what the agent builds from it
 
     assert Persona.model_validate(s).escalation_rule("I want to file a complaint").reason == "complaint"
@@ -204,3 +205,101 @@ def test_insights_count_calls_per_day_and_latency_percentiles(client, tenant):
     assert out["latency"]["llm_node_ttft"]["p50"] == [0.4, None, 1.0, None]
     assert out["latency"]["llm_node_ttft"]["p95"] == [0.6, None, 1.0, None]
     assert client.get(f"{API}/console/insights", headers=tenant.headers["agent"]).status_code == 403
+
+
+def _record(client, tenant, events):
+    from admin.core.security import mint_session_grant
+
+    events = [{"grant": mint_session_grant(tenant.id, e["payload"]["session_id"], 3600), **e} for e in events]
+    r = client.post(f"{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"])
+    assert r.status_code == 200 and r.json()["applied"] == len(events), r.text
+
+
+def _call(started_at, turns, outcome=None, escalated=False):
+    """Recorder events of one call: turns are (speaker, text) or (speaker, text, citations)."""
+    sid = str(uuid.uuid4())
+    ev = [{"event_id": str(uuid.uuid4()), "type": "session_start", "payload": {"session_id": sid, "started_at": started_at}}]
+    for seq, (speaker, text, *cites) in enumerate(turns):
+        ev.append({"event_id": str(uuid.uuid4()), "type": "turn", "payload": {
+            "session_id": sid, "seq": seq, "speaker": speaker, "text": text, "citations": cites[0] if cites else []}})
+    if outcome is not None:
+        ev.append({"event_id": str(uuid.uuid4()), "type": "session_end",
+                   "payload": {"session_id": sid, "outcome": outcome, "escalated": escalated}})
+    return ev
+
+
+def test_insights_rank_unanswered_questions_and_count_outcomes_per_day(client, tenant):
+    from dialogue.templates import PHRASES
+
+    no, still = PHRASES["no_answer"], PHRASES["still_no_answer"]
+    cite = [{"source": "pets.md", "title": "Pets"}]
+    # a persona's own wording of "no answer" counts too (Persona.phrases)
+    own = "Sadly that is beyond what I know. Shall I get you a colleague?"
+    r = client.post(f"{API}/personas", json={"name": "own words", "settings": {"phrases": {"no_answer": {"en": own}}}},
+                    headers=tenant.headers["operator"])
+    assert r.status_code == 201, r.text
+    events = [
+        *_call("2026-03-01T10:00:00Z", [
+            ("assistant", "Hello, how can I help you?"),
+            ("user", "When do you open on Sundays?"), ("assistant", no["en"]),
+            ("user", "Can I bring my dog?"), ("assistant", no["en"], cite),  # it cited a passage: answered
+            ("user", "Thanks."), ("assistant", "You're welcome."),
+        ], outcome="escalated_handled", escalated=True),
+        *_call("2026-03-02T09:00:00Z", [
+            ("user", "when do you open on sundays"), ("assistant", still["en"] + " "),
+            ("user", "Do you sell gold coins?"), ("assistant", "We open at nine."),  # a real answer, even uncited
+            ("user", "Hello?"), ("user", "What is the IBAN fee?"), ("assistant", no["en"]),  # the last question counts
+            ("user", "Where do I park?"), ("assistant", own),
+        ], outcome="escalated_unanswered"),  # (no escalated flag: the outcome says it)
+        *_call("2026-03-02T15:00:00Z", [
+            ("user", "你们周日几点开门？"), ("assistant", no["zh"]),
+            ("user", "  When do you OPEN on Sundays!! "), ("assistant", no["en"].upper()),
+            ("user", "你们周日几点开门"), ("assistant", still["zh"]),
+        ]),  # still going: no outcome
+        *_call("2026-03-03T08:00:00Z", [("user", "Where do I park?"), ("assistant", no["en"])], outcome="completed"),
+        # outside the window
+        *_call("2026-02-20T10:00:00Z", [("user", "Where do I park?"), ("assistant", no["en"])], outcome="completed"),
+        # the agent's reply still to come
+        *_call("2026-03-03T09:00:00Z", [("user", "Where do I park?")]),
+    ]
+    _record(client, tenant, events)
+    other = make_tenant()  # another organisation's unanswered questions are not ours
+    _record(client, other, _call("2026-03-02T10:00:00Z", [("user", "Where do I park?"), ("assistant", no["en"])]))
+
+    out = client.get(f"{API}/console/insights", params={"days": 4, "until": "2026-03-04T00:00:00Z"},
+                     headers=tenant.headers["viewer"]).json()
+    assert out["days"] == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]
+    assert out["calls"] == [1, 2, 2, 0]
+    assert out["outcomes"] == {"completed": [0, 0, 1, 0], "abandoned": [0, 0, 0, 0], "escalated": [0, 0, 0, 0],
+                               "escalated_handled": [1, 0, 0, 0], "escalated_unanswered": [0, 1, 0, 0],
+                               "failed": [0, 0, 0, 0], "open": [0, 1, 1, 0]}
+    assert out["escalated"] == [1, 1, 0, 0]
+    assert out["escalation_rate"] == [1.0, 0.5, 0.0, None]
+    ranked = [(q["key"], q["count"], q["text"]) for q in out["unanswered"]]
+    assert ranked == [
+        ("when do you open on sundays", 3, "  When do you OPEN on Sundays!! "),  # the latest wording
+        ("where do i park", 2, "Where do I park?"),
+        ("你们周日几点开门", 2, "你们周日几点开门"),
+        ("what is the iban fee", 1, "What is the IBAN fee?"),
+    ]
+    assert out["unanswered_total"] == 8
+    assert out["unanswered"][0]["last_at"].startswith("2026-03-02T15:00")
+    # a window without those calls has none
+    empty = client.get(f"{API}/console/insights", params={"days": 2, "until": "2026-03-10T00:00:00Z"},
+                       headers=tenant.headers["viewer"]).json()
+    assert empty["unanswered"] == [] and empty["unanswered_total"] == 0 and empty["escalation_rate"] == [None, None]
+
+
+def test_at_most_twenty_unanswered_questions(client, tenant):
+    from dialogue.templates import PHRASES
+
+    turns = []
+    for n in range(25):
+        for _ in range(1 + (n == 7)):  # question 7 asked twice: ranked first
+            turns += [("user", f"Question number {n}?"), ("assistant", PHRASES["no_answer"]["en"])]
+    _record(client, tenant, _call("2026-04-01T10:00:00Z", turns, outcome="completed"))
+    out = client.get(f"{API}/console/insights", params={"days": 1, "until": "2026-04-01T23:00:00Z"},
+                     headers=tenant.headers["viewer"]).json()
+    assert len(out["unanswered"]) == 20 and out["unanswered_total"] == 26
+    assert out["unanswered"][0] == {**out["unanswered"][0], "key": "question number 7", "count": 2}
+    assert all(q["count"] == 1 for q in out["unanswered"][1:])

@@ -17,8 +17,9 @@ from agent.devstack import REPO
 
 SRC = REPO / "console" / "src"
 BUNDLE = REPO / "admin" / "static" / "console"
-CALL = re.compile(r"api\.(get|post|patch|del|upload|form)(?:<[^>]*>)?\(\s*(['`])(/[^'`]*)\2")
-METHOD = {"get": "get", "post": "post", "patch": "patch", "del": "delete", "upload": "post", "form": "post"}
+CALL = re.compile(r"api\.(get|post|patch|del|upload|form|stream)(?:<[^>]*>)?\(\s*(['`])(/[^'`]*)\2")
+METHOD = {"get": "get", "post": "post", "patch": "patch", "del": "delete", "upload": "post", "form": "post",
+          "stream": "get"}  # stream: an EventSource (server-sent events)
 
 
 def _sources() -> str:
@@ -44,6 +45,7 @@ def test_every_api_call_of_the_console_is_in_the_openapi_document():
 
 def test_the_contract_check_would_catch_a_wrong_path():
     assert ("get", "/avatars/{}") in _calls()
+    assert ("get", "/handoffs/stream") in _calls()  # the EventSource too
     fake = 'api.get<Avatar>(`/avatar/${id}`)'
     assert {(METHOD[m], re.sub(r"\$\{[^}]+\}", "{}", p)) for m, _, p in CALL.findall(fake)} == {("get", "/avatar/{}")}
 
@@ -61,14 +63,31 @@ def test_every_ui_text_exists_in_english_and_chinese():
     d = _dicts()
     assert d["en"] == d["zh"], {"only en": d["en"] - d["zh"], "only zh": d["zh"] - d["en"]}
     src = _sources()
-    used = set(re.findall(r"\bt\('([\w.]+)'", src)) | set(re.findall(r"'((?:nav|sessions|audit|admin|signin|field)\.\w+)'", src))
+    used = set(re.findall(r"\bt\('([\w.]+)'", src)) | set(re.findall(r"'((?:nav|sessions|audit|admin|signin|field|handoffs)\.\w+)'", src))
     assert used - {"sessions.csv"} - d["en"] == set()  # (sessions.csv: the export's file name)
     # keys built at run time: every value they can take
     for prefix, values in {"status": ["pending", "running", "ready", "failed"], "role": ["admin", "operator", "viewer", "agent", "worker"],
-                           "outcome": ["completed", "abandoned", "escalated", "failed", "open"], "engine": ["simple", "portrait", "flashtalk"],
+                           "outcome": ["completed", "abandoned", "escalated", "escalated_handled", "escalated_unanswered",
+                                       "failed", "open"], "engine": ["simple", "portrait", "flashtalk"],
                            "speaker": ["user", "assistant", "system", "human_agent"], "knowledge.method": ["hybrid", "keywords"],
-                           "lang": ["en", "zh"]}.items():
+                           "lang": ["en", "zh"], "handoffs.status": ["waiting", "accepted", "returned", "unanswered"],
+                           "handoffs.stream": ["connecting", "live", "reconnecting", "closed"]}.items():
         assert {f"{prefix}.{v}" for v in values} <= d["en"]
+
+
+def test_every_session_outcome_has_a_name_and_an_insights_series():
+    import typing
+
+    from admin.api.routes.console import OUTCOMES
+    from admin.schemas import SessionEnd
+
+    literal = next(a for a in typing.get_args(SessionEnd.model_fields["outcome"].annotation) if a is not type(None))
+    outcomes = set(typing.get_args(literal))
+    assert outcomes == set(OUTCOMES)
+    assert {f"outcome.{o}" for o in outcomes} <= _dicts()["en"]
+    sessions_ts = (SRC / "pages" / "sessions.ts").read_text()
+    listed = re.search(r"export const OUTCOMES = \[([^\]]*)\]", sessions_ts).group(1)
+    assert set(re.findall(r"'(\w+)'", listed)) == outcomes  # the sessions filter and the insights chart
 
 
 def _source_hash() -> str:

@@ -1,17 +1,22 @@
 """The console in real Chromium against the real admin server (PostgreSQL when configured):
 sign-in per role, avatars from a portrait, personas with field errors, a viewer who cannot edit,
-CSRF, knowledge that becomes searchable, sessions with transcript and waterfall, charts, audit,
-users and keys, the Chinese UI. Each test fails on any error in the browser console.
+CSRF, knowledge that becomes searchable, sessions with transcript and waterfall, charts (outcomes
+per day, unanswered questions), the live handoff queue (server-sent events, accept), audit, users
+and keys, the Chinese UI. Each test fails on any error in the browser console.
 
 Screenshots go to out/console/*.png (also: python -m tests.console.screenshots)."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import io
+import json
+import re
 import threading
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -28,6 +33,30 @@ def _png(w=512, h=512, color=(200, 160, 140)) -> bytes:
             img.putpixel((x, y), (90, 60, 50))
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def post_events(server, tenant, events) -> None:
+    """Record events as the agent's recorder does: each carries its call's session grant."""
+    from admin.core.security import mint_session_grant
+
+    events = [{"grant": mint_session_grant(tenant.id, e["payload"]["session_id"], 3600), **e} for e in events]
+    r = httpx.post(f"{server.url}{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"], timeout=30)
+    assert r.status_code == 200 and r.json()["applied"] == len(events), r.text
+
+
+def call_events(started_at: str, turns, outcome: str | None = None, room: str | None = None) -> tuple[str, list[dict]]:
+    """One call's events: turns are (speaker, text) or (speaker, text, citations); no outcome: still going."""
+    sid = str(uuid.uuid4())
+    ev = [{"event_id": str(uuid.uuid4()), "type": "session_start", "payload": {
+        "session_id": sid, "room": room or f"room-{sid[:8]}", "started_at": started_at}}]
+    for seq, (speaker, text, *cites) in enumerate(turns):
+        ev.append({"event_id": str(uuid.uuid4()), "type": "turn", "payload": {
+            "session_id": sid, "seq": seq, "speaker": speaker, "text": text, "language": "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en",
+            "citations": cites[0] if cites else []}})
+    if outcome:
+        ev.append({"event_id": str(uuid.uuid4()), "type": "session_end", "payload": {
+            "session_id": sid, "outcome": outcome, "escalated": outcome.startswith("escalated")}})
+    return sid, ev
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +91,13 @@ def seeded(server, tenant):
             "session_id": sid, "outcome": outcome, "escalated": outcome == "escalated",
             "escalation_reason": "caller asked for a person" if outcome == "escalated" else None,
             "ended_at": f"{day}T09:03:30Z"}})
-    from admin.core.security import mint_session_grant
-
-    # as the agent records a call: each event carries its call's session grant (same secret as the server)
-    events = [{"grant": mint_session_grant(tenant.id, e["payload"]["session_id"], 3600), **e} for e in events]
-    r = httpx.post(f"{server.url}{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"], timeout=30)
-    assert r.status_code == 200 and r.json()["applied"] == len(events), r.text
+    post_events(server, tenant, events)
     return sids
 
 
-NAV = {"admin": {"Avatars", "Personas", "Knowledge", "Sessions", "Insights", "Audit log", "Users & keys"},
-       "operator": {"Avatars", "Personas", "Knowledge", "Sessions", "Insights"},
-       "viewer": {"Avatars", "Personas", "Knowledge", "Sessions", "Insights", "Audit log"}}
+NAV = {"admin": {"Avatars", "Personas", "Knowledge", "Sessions", "Handoffs", "Insights", "Audit log", "Users & keys"},
+       "operator": {"Avatars", "Personas", "Knowledge", "Sessions", "Handoffs", "Insights"},
+       "viewer": {"Avatars", "Personas", "Knowledge", "Sessions", "Handoffs", "Insights", "Audit log"}}
 
 
 @pytest.mark.parametrize("role", ["admin", "operator", "viewer"])
@@ -184,9 +208,21 @@ def test_persona_errors_appear_next_to_their_field_then_save(console, tenant):
     assert reason_err.inner_text() == ""
     pid = page.evaluate("location.hash").rsplit("/", 1)[1]
     p = httpx.get(f"{console.server.url}{API}/personas/{pid}", headers=tenant.headers["viewer"]).json()
-    assert p["settings"]["escalation"] == [{"reason": "caller wants a person", "keywords": {"any": ["agent", "human", "人工"]}}]
+    assert p["settings"]["escalation"] == [{"reason": "caller wants a person", "keywords": {"any": ["agent", "human", "人工"]},
+                                            "examples": {}}]
     assert p["settings"]["greeting"]["zh"].startswith("您好") and p["greeting"] == "Hello, how can I help?"
     console.shot("05-persona")
+    # examples (matched by meaning) have no field in the console yet: saving the form keeps them
+    rule = {**p["settings"]["escalation"][0], "examples": {"en": ["let me talk to someone real"]}}
+    r = httpx.patch(f"{console.server.url}{API}/personas/{pid}", json={"settings": {**p["settings"], "escalation": [rule]}},
+                    headers=tenant.headers["operator"])
+    assert r.status_code == 200, r.text
+    page.reload()
+    page.get_by_label("Tone").fill("calm")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_test_id("saved").wait_for()
+    s = httpx.get(f"{console.server.url}{API}/personas/{pid}", headers=tenant.headers["viewer"]).json()["settings"]
+    assert s["tone"] == "calm" and s["escalation"][0]["examples"] == {"en": ["let me talk to someone real"]}
 
 
 def test_viewer_sees_no_edit_controls_and_the_api_refuses_their_writes(console, tenant):
@@ -338,6 +374,8 @@ def test_insights_charts_render_with_data(console, tenant, seeded):
         for (let i = 0; i < d.length; i += 4) if (d[i + 1] > 140 && d[i] < 60 && d[i + 2] < 100 && d[i + 3] > 200) n++;
         return n; }""")
     assert greens > 800, greens  # the calls-per-day bars, beyond the legend's swatch
+    assert int(page.locator("#chart-outcomes").get_attribute("data-points")) == 3
+    page.get_by_test_id("no-unanswered").wait_for()  # every question of these calls was answered
     console.shot("10-insights")
 
 
@@ -369,9 +407,234 @@ def test_chinese_ui(console, tenant):
     page.get_by_test_id("lang-toggle").click()
     page.get_by_role("link", name="数字人").wait_for()
     assert page.evaluate("document.documentElement.lang") == "zh-CN"
-    assert set(page.locator("header nav a").all_inner_texts()) == {"数字人", "人设", "知识库", "会话", "统计", "审计日志", "用户与密钥"}
+    assert set(page.locator("header nav a").all_inner_texts()) == {"数字人", "人设", "知识库", "会话", "转人工", "统计", "审计日志", "用户与密钥"}
     console.go("#/sessions")
     page.get_by_role("heading", name="会话").wait_for()
     console.shot("13-sessions-zh")
+    console.go("#/handoffs")
+    page.get_by_role("heading", name="转人工", exact=True).wait_for()
+    assert page.get_by_test_id("handoffs-none").inner_text() == "目前没有等待人工的通话。"
     page.get_by_test_id("lang-toggle").click()
     page.get_by_role("link", name="Avatars").wait_for()
+
+
+# --- insights: outcomes per day, unanswered questions ---------------------------------------------
+COUNT_COLOR = """([id, rgb, tol]) => { const c = document.getElementById(id);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 200 && Math.abs(d[i] - rgb[0]) < tol && Math.abs(d[i + 1] - rgb[1]) < tol
+      && Math.abs(d[i + 2] - rgb[2]) < tol) n++;
+    return n; }"""
+
+
+@pytest.fixture(scope="module")
+def outcomes_tenant(server):
+    """An organisation of its own (the other tests count their tenant's calls) with calls of every kind
+    and questions the agent had no approved answer for."""
+    from datetime import UTC, datetime, timedelta
+
+    from dialogue.templates import PHRASES
+    from tests.admin.conftest import make_tenant
+
+    t = make_tenant()
+    now = datetime.now(UTC)
+    d2, d1 = (now.date() - timedelta(days=2)).isoformat(), (now.date() - timedelta(days=1)).isoformat()
+    no, still = PHRASES["no_answer"], PHRASES["still_no_answer"]
+    calls = [
+        (f"{d2}T09:00:00Z", "completed", [("user", "Do you open on Sundays?"), ("assistant", no["en"]),
+                                           ("user", "OK, thanks."), ("assistant", "You're welcome.")]),
+        (f"{d2}T10:00:00Z", "escalated_handled", [("user", "I want a person about my mortgage."),
+                                                   ("assistant", PHRASES["transfer"]["en"])]),
+        (f"{d1}T09:00:00Z", "escalated_unanswered", [("user", "do you open on sundays"), ("assistant", still["en"]),
+                                                      ("user", "Can I pay in gold bars?"), ("assistant", no["en"])]),
+        (f"{d1}T10:00:00Z", "abandoned", [("user", "你们周日开门吗？"), ("assistant", no["zh"])]),
+        (f"{d1}T11:00:00Z", "escalated_handled", [("user", "When do you open?"),
+                                                   ("assistant", "We open at nine.", [{"source": "hours.md"}])]),
+        ((now - timedelta(minutes=2)).isoformat(), None, [("user", "Do you open on Sundays?!"), ("assistant", no["en"])]),
+    ]
+    events = [e for start, outcome, turns in calls for e in call_events(start, turns, outcome)[1]]
+    post_events(server, t, events)
+    return SimpleNamespace(tenant=t, d1=d1[5:], d2=d2[5:])
+
+
+def test_insights_show_outcomes_per_day_and_unanswered_questions(console, outcomes_tenant):
+    page = console.page
+    t = outcomes_tenant.tenant
+    console.sign_in(t.emails["viewer"], t.password)
+    console.go("#/insights")
+    for cid in ("chart-latency", "chart-calls", "chart-trend", "chart-outcomes", "chart-unanswered"):
+        page.locator(f"#{cid}").wait_for()
+    assert page.get_by_test_id("kpi-sessions").inner_text() == "6"
+    assert int(page.locator("#chart-outcomes").get_attribute("data-points")) == 6
+    assert int(page.locator("#chart-unanswered").get_attribute("data-points")) == 3
+    # the tables behind the charts (closed <details>: their text, not what is drawn)
+    rows = page.locator("[data-testid=unanswered-table] tbody tr")
+    assert rows.count() == 3
+    first = rows.nth(0).locator("td").all_text_contents()
+    assert first[:3] == ["1", "Do you open on Sundays?!", "3"]  # three wordings, one question; the latest shown
+    assert {rows.nth(i).get_attribute("data-key") for i in (1, 2)} == {"can i pay in gold bars", "你们周日开门吗"}
+    table = page.locator("#chart-outcomes").locator("xpath=ancestor::section[1]").locator("table")
+    day1 = table.locator("tbody tr", has_text=outcomes_tenant.d1).first.locator("td").all_text_contents()
+    # day, completed, abandoned, escalated, escalated_handled, escalated_unanswered, failed, open, rate
+    assert day1 == [day1[0], "0", "1", "0", "1", "1", "0", "0", "67%"], day1
+    heads = table.locator("thead th").all_text_contents()
+    assert heads[4:6] == ["escalated, taken by a person", "escalated, nobody came"]
+    page.wait_for_function("""() => ['chart-outcomes', 'chart-unanswered'].every(id => {
+        const c = document.getElementById(id); return c.width > 0 && c.height > 0; })""")
+    # the stacked bars are drawn: more of each outcome's colour than its legend swatch alone (failed: 0 calls)
+    swatch = page.evaluate(COUNT_COLOR, ["chart-outcomes", [127, 29, 29], 20])
+    handled = page.evaluate(COUNT_COLOR, ["chart-outcomes", [8, 145, 178], 20])
+    unanswered = page.evaluate(COUNT_COLOR, ["chart-outcomes", [220, 38, 38], 20])
+    assert handled > swatch + 300 and unanswered > swatch + 300, (swatch, handled, unanswered)
+    bars = page.evaluate(COUNT_COLOR, ["chart-unanswered", [147, 51, 234], 20])
+    assert bars > 3000, bars  # the horizontal bars of the ranking (the chart has no legend)
+    page.locator("#chart-unanswered").locator("xpath=ancestor::section[1]").locator("summary").click()
+    rows.nth(0).wait_for()
+    console.shot("14-insights-outcomes-unanswered")
+
+
+# --- the live handoff queue -----------------------------------------------------------------------
+def handoff_call(server, tenant, reason: str, summary: str) -> tuple[str, str]:
+    """A call that asks for a person now: its turns, then the agent's ``handoff`` event (waiting)."""
+    from datetime import UTC, datetime
+
+    room = f"call-{uuid.uuid4().hex[:8]}"
+    sid, events = call_events(datetime.now(UTC).isoformat(), [
+        ("user", "I want to close my account and nobody answers my letters."),
+        ("assistant", "I understand. This needs a colleague's attention, so I'm connecting you to a person now."),
+    ], room=room)
+    events.append({"event_id": str(uuid.uuid4()), "type": "handoff", "payload": {
+        "session_id": sid, "state": "waiting", "room": room, "reason": reason, "summary": summary}})
+    post_events(server, tenant, events)
+    return sid, room
+
+
+def handoff_state(server, tenant, sid: str, state: str) -> None:
+    post_events(server, tenant, [{"event_id": str(uuid.uuid4()), "type": "handoff", "payload": {"session_id": sid, "state": state}}])
+
+
+def _jwt_claims(token: str) -> dict:
+    body = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def test_handoff_queue_is_live_and_an_operator_accepts_a_call(console):
+    from tests.admin.conftest import make_tenant
+
+    t = make_tenant()
+    page = console.page
+    seen: list[tuple[str, str]] = []
+    page.on("request", lambda r: "/api/v1/handoffs" in r.url and seen.append((r.method, r.url.split("/api/v1", 1)[1])))
+    console.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console.server.url)
+    console.sign_in(t.emails["operator"], t.password)
+    console.go("#/handoffs")
+    page.get_by_test_id("handoffs-none").wait_for()
+    page.locator("[data-testid=stream-state][data-state=live]").wait_for()
+    # the call asks for a person only now, with the page open
+    reason, summary = "account closure complaint", "Wants to close the account; letters unanswered."
+    sid, room = handoff_call(console.server, t, reason, summary)
+    card = page.locator("[data-testid=handoffs-waiting] article[data-status=waiting]", has_text=reason)
+    card.wait_for(timeout=15_000)
+    assert page.get_by_test_id("handoffs-none").is_hidden()
+    assert card.get_by_test_id("handoff-summary").inner_text() == summary
+    said = card.get_by_test_id("handoff-transcript").inner_text()
+    assert "close my account" in said and "connecting you to a person" in said
+    assert room in card.inner_text()
+    assert "New call waiting for a person: account closure complaint." in page.get_by_test_id("handoff-announce").inner_text()
+    card.locator("[data-testid=waiting-for]", has_text=re.compile(r"^waiting for ([3-9]|\d\d) s$")).wait_for(timeout=10_000)
+    console.shot("15-handoffs-waiting")
+    # live from the stream: one list request when the page opened, no polling since
+    assert seen == [("GET", "/handoffs?state=open"), ("GET", "/handoffs/stream")], seen
+
+    with page.expect_response(lambda r: r.url.endswith("/accept")) as resp:
+        card.get_by_role("button", name="Accept").click()
+    assert resp.value.status == 200
+    got = resp.value.json()
+    joined = page.get_by_test_id("handoff-joined")
+    joined.wait_for()
+    assert joined.get_by_test_id("join-room").inner_text() == room == got["room"]
+    identity = joined.get_by_test_id("join-identity").inner_text()
+    assert identity == got["identity"] and identity.startswith("operator-")
+    assert joined.get_by_test_id("join-url").input_value() == got["server_url"]
+    token = joined.get_by_test_id("join-token").input_value()
+    assert token == got["token"]
+    claims = _jwt_claims(token)
+    assert claims["sub"] == identity and claims["video"]["room"] == room and claims["video"]["roomJoin"] is True
+    assert page.evaluate("document.activeElement.dataset.testid") == "join-token"  # focus on what to copy
+    joined.get_by_role("button", name="Copy the token").click()
+    joined.get_by_text("Copied.").first.wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    # the stream brings the accepted state: the call moves to "taken over", the join details stay
+    taken = page.locator("[data-testid=handoffs-taken] article[data-status=accepted]", has_text=reason)
+    taken.wait_for(timeout=15_000)
+    assert taken.get_by_test_id("handoff-joined").count() == 1
+    assert page.locator("[data-testid=handoffs-waiting] article").count() == 0
+    assert taken.get_by_role("button", name="Accept").count() == 0
+    listed = httpx.get(f"{console.server.url}{API}/handoffs", headers=t.headers["viewer"]).json()
+    assert [(h["id"], h["status"], h["accepted_by"]) for h in listed] == [(got["handoff"]["id"], "accepted", t.users["operator"])]
+    console.shot("16-handoff-accepted")
+    # the colleague leaves, the agent has the call again: it leaves the queue, live
+    handoff_state(console.server, t, sid, "returned")
+    page.locator(f"article[data-handoff-id='{got['handoff']['id']}']").wait_for(state="detached", timeout=15_000)
+    assert "left the queue (handed back)" in page.get_by_test_id("handoff-announce").inner_text()
+    assert [m for m in seen if m[1].startswith("/handoffs?")] == [("GET", "/handoffs?state=open")]
+
+
+def test_viewer_watches_the_queue_without_accept_and_the_api_refuses_them(console):
+    from tests.admin.conftest import make_tenant
+
+    t = make_tenant()
+    _, room = handoff_call(console.server, t, "caller asked for a person", "Asked twice for a colleague.")
+    page = console.page
+    console.sign_in(t.emails["viewer"], t.password)
+    console.go("#/handoffs")
+    card = page.locator("[data-testid=handoffs-waiting] article[data-status=waiting]", has_text="caller asked for a person")
+    card.wait_for()
+    page.get_by_test_id("read-only").wait_for()
+    page.locator("[data-testid=stream-state][data-state=live]").wait_for()
+    assert page.get_by_role("button", name="Accept").count() == 0
+    console.shot("17-handoffs-viewer")
+    console.allowed.append("status of 403")
+    hid = card.get_attribute("data-handoff-id")
+    status = page.evaluate("""async (id) => {
+        const csrf = document.cookie.match(/dh_csrf=([^;]+)/)[1];
+        const r = await fetch(`/api/v1/handoffs/${id}/accept`, {method: 'POST', headers: {'X-CSRF-Token': csrf}});
+        return [r.status, (await r.json()).detail];
+    }""", hid)
+    assert status[0] == 403 and "viewer" in status[1], status
+    still = httpx.get(f"{console.server.url}{API}/handoffs", headers=t.headers["operator"]).json()
+    assert [(h["room"], h["status"]) for h in still] == [(room, "waiting")]
+
+
+def test_handoff_queue_catches_up_after_the_stream_reconnects(console):
+    """A change while the stream is down (here: the call handed back between two connections) reaches
+    the page when EventSource reconnects: the page loads the open list once more and drops the call."""
+    from tests.admin.conftest import make_tenant
+
+    t = make_tenant()
+    sid, _ = handoff_call(console.server, t, "lost card", "Card lost abroad.")
+    page = console.page
+    streams: list[str] = []
+
+    def on_stream(route):
+        streams.append(route.request.url)
+        if len(streams) == 1:  # the first connection ends after 2 s (the route's `seconds`)
+            route.continue_(url=f"{route.request.url}?seconds=2")
+        elif len(streams) == 2:  # the call leaves the queue while there is no stream; this reconnect fails
+            handoff_state(console.server, t, sid, "returned")
+            route.abort()
+        else:
+            route.continue_()
+
+    lists: list[str | None] = []
+    page.on("request", lambda r: "/api/v1/handoffs?" in r.url and lists.append(r.headers.get("x-console-background")))
+    console.allowed.append("net::ERR_FAILED")  # the aborted reconnect
+    page.route("**/api/v1/handoffs/stream*", on_stream)
+    console.sign_in(t.emails["operator"], t.password)
+    console.go("#/handoffs")
+    card = page.locator("[data-testid=handoffs-waiting] article", has_text="lost card")
+    card.wait_for()
+    card.wait_for(state="detached", timeout=20_000)
+    page.locator("[data-testid=stream-state][data-state=live]").wait_for()
+    assert len(streams) >= 3, streams
+    assert lists == [None, "1"], lists  # the page's own load, then one catch-up (a background request)
+    page.get_by_test_id("handoffs-none").wait_for()

@@ -1,6 +1,7 @@
 """Routes the web console (console/, served at /console/) needs beyond the resource routes:
 cookie sign-in and sign-out, the current session, a knowledge-base search ("try a question")
-and daily insights. The cookie session itself is :mod:`admin.api.browser_session`."""
+and daily insights (calls, outcomes, latency, unanswered questions). The cookie session itself
+is :mod:`admin.api.browser_session`."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, select, type_coerce
+from sqlalchemy.orm import Session
 
 from admin import crud
 from admin.api import browser_session
 from admin.api.deps import READERS, Principal, Readers, SessionDep, require
 from admin.api.routes import login as login_routes
 from admin.core import audit
-from admin.models import CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Role, Turn, User, utcnow
+from admin.models import (
+    CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Persona, Role, Turn, User, utcnow,
+)
 from admin.schemas import In, UserOut, UtcDatetime
+from dialogue.templates import PHRASES
 
 router = APIRouter(tags=["console"])
 KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
@@ -167,13 +172,92 @@ def _pct(values: list[float], p: float) -> float | None:
     return values[min(len(values) - 1, max(0, round(p * (len(values) - 1))))]
 
 
+OUTCOMES = ("completed", "abandoned", "escalated", "escalated_handled", "escalated_unanswered", "failed")
+IN_PROGRESS = "open"  # a session without an outcome (the call is still going, or never reported its end)
+NO_ANSWER_KEYS = ("no_answer", "still_no_answer")  # what the agent says when it has no approved answer
+TOP_UNANSWERED = 20
+_APOSTROPHES = re.compile(r"['\u2019\u02bc]")
+_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f{]")
+
+
+def question_key(text: str) -> str:
+    """A question's text for grouping: lower-case, without punctuation, single spaces."""
+    return " ".join(re.findall(r"[^\W_]+", _APOSTROPHES.sub("", text.casefold())))
+
+
+def _squeezed(text: str) -> str:
+    return re.sub(r"[\W_]+", "", _APOSTROPHES.sub("", text.casefold()))
+
+
+def no_answer_prefixes(overrides: list[dict[str, Any]] | None = None) -> tuple[str, ...]:
+    """How an answer without approved information starts: the first sentence of the ``no_answer`` and
+    ``still_no_answer`` phrases (dialogue.templates, every language, and any persona's own wording),
+    squeezed (lower-case, no punctuation or spaces)."""
+    texts = [t for k in NO_ANSWER_KEYS for t in PHRASES[k].values()]
+    for phrases in overrides or []:
+        for k in NO_ANSWER_KEYS:
+            table = phrases.get(k) if isinstance(phrases, dict) else None
+            if isinstance(table, dict):
+                texts += [t for t in table.values() if isinstance(t, str)]
+    out = {_squeezed(_SENTENCE_END.split(t, maxsplit=1)[0]) for t in texts}
+    return tuple(sorted(p for p in out if len(p) >= 4))
+
+
+def is_no_answer(text: str | None, citations: Any, prefixes: tuple[str, ...]) -> bool:
+    """An assistant turn that cited nothing and starts like one of the no-answer phrases."""
+    return not citations and bool(text) and _squeezed(text).startswith(prefixes)
+
+
+def _unanswered(db: Session, tenant_id: str, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], int]:
+    """The caller's questions the agent had no approved answer for (a user turn whose next turn in the
+    call is a no-answer assistant turn), grouped by :func:`question_key`, most frequent first."""
+    personas = db.scalars(select(Persona.settings).where(Persona.tenant_id == tenant_id)).all()
+    prefixes = no_answer_prefixes([(s or {}).get("phrases") for s in personas if isinstance(s, dict)])
+
+    def following(col: Any) -> Any:  # the same column of the call's next turn
+        return func.lead(col).over(partition_by=Turn.session_id, order_by=(Turn.seq, Turn.created_at, Turn.id))
+
+    pairs = (
+        select(Turn.speaker, Turn.text, Turn.started_at, Turn.created_at, CallSession.started_at.label("call_at"),
+               following(Turn.speaker).label("next_speaker"), following(Turn.text).label("next_text"),
+               type_coerce(following(Turn.citations), Turn.citations.type).label("next_citations"))
+        .join(CallSession, CallSession.id == Turn.session_id)
+        .where(Turn.tenant_id == tenant_id, CallSession.tenant_id == tenant_id, CallSession.started_at >= start,
+               CallSession.started_at <= end)
+        .subquery()
+    )
+    rows = db.execute(
+        select(pairs).where(pairs.c.speaker == "user", pairs.c.next_speaker == "assistant").limit(200_000)
+    ).all()
+    groups: dict[str, dict[str, Any]] = {}
+    total = 0
+    for r in rows:
+        if not is_no_answer(r.next_text, r.next_citations, prefixes):
+            continue
+        key = question_key(r.text or "")
+        if not key:
+            continue
+        total += 1
+        at = r.started_at or r.call_at
+        when = (at, r.created_at)
+        g = groups.setdefault(key, {"key": key, "count": 0, "text": r.text, "last_at": at, "_when": when})
+        g["count"] += 1
+        if when >= g["_when"]:
+            g.update(text=r.text, last_at=at, _when=when)
+    ranked = sorted(groups.values(), key=lambda g: (-g["count"], -g["_when"][0].timestamp(), g["key"]))
+    return [{k: v for k, v in g.items() if k != "_when"} for g in ranked[:TOP_UNANSWERED]], total
+
+
 @router.get("/console/insights")
 def insights(
     db: SessionDep, principal: Readers,
     days: Annotated[int, Query(ge=1, le=366)] = 14,
     until: Annotated[UtcDatetime | None, Query(description="end of the window (default now)")] = None,
 ) -> dict[str, Any]:
-    """Per day (UTC) over the window: calls, escalated calls, and p50/p95 of each latency stage (seconds)."""
+    """Per day (UTC) over the window: calls, escalated calls, calls per outcome (``open``: no outcome
+    yet), the escalation rate, and p50/p95 of each latency stage (seconds); and over the whole window
+    the caller's questions the agent had no approved answer for, most frequent first (top 20:
+    normalised text, count, the latest wording and when it was asked)."""
     end = (until or utcnow()).astimezone(UTC)
     try:
         first_day = (end - timedelta(days=days - 1)).date()
@@ -182,20 +266,25 @@ def insights(
     start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     labels = [(first_day + timedelta(days=i)).isoformat() for i in range(days)]
     sessions = db.execute(
-        select(CallSession.id, CallSession.started_at, CallSession.escalated)
+        select(CallSession.id, CallSession.started_at, CallSession.escalated, CallSession.outcome)
         .where(CallSession.tenant_id == principal.tenant_id, CallSession.started_at >= start,
                CallSession.started_at <= end)
     ).all()
     calls = dict.fromkeys(labels, 0)
     escalated = dict.fromkeys(labels, 0)
+    outcomes: dict[str, dict[str, int]] = {o: dict.fromkeys(labels, 0) for o in (*OUTCOMES, IN_PROGRESS)}
     day_of: dict[str, str] = {}
     for s in sessions:
         day = s.started_at.astimezone(UTC).date().isoformat()
         if day in calls:
             calls[day] += 1
-            escalated[day] += int(bool(s.escalated))
+            outcome = s.outcome or IN_PROGRESS
+            escalated[day] += int(bool(s.escalated) or outcome.startswith("escalated"))
+            outcomes.setdefault(outcome, dict.fromkeys(labels, 0))[day] += 1
             day_of[s.id] = day
     per_stage: dict[str, dict[str, list[float]]] = {}
+    unanswered: list[dict[str, Any]] = []
+    unanswered_total = 0
     if day_of:
         rows = db.execute(
             select(Turn.session_id, Turn.latency)
@@ -209,10 +298,13 @@ def insights(
             for stage, v in (lat or {}).items():
                 if day and isinstance(v, (int, float)):
                     per_stage.setdefault(stage, {}).setdefault(day, []).append(float(v))
+        unanswered, unanswered_total = _unanswered(db, principal.tenant_id, start, end)
     latency = {
         stage: {"p50": [_pct(by_day.get(d, []), 0.5) for d in labels],
                 "p95": [_pct(by_day.get(d, []), 0.95) for d in labels]}
         for stage, by_day in sorted(per_stage.items())
     }
     return {"days": labels, "calls": [calls[d] for d in labels], "escalated": [escalated[d] for d in labels],
-            "latency": latency}
+            "outcomes": {o: [by_day[d] for d in labels] for o, by_day in outcomes.items()},
+            "escalation_rate": [round(escalated[d] / calls[d], 4) if calls[d] else None for d in labels],
+            "latency": latency, "unanswered": unanswered, "unanswered_total": unanswered_total}

@@ -61,13 +61,16 @@ export async function personaPage(ctx: Ctx): Promise<void> {
   const allowedIn = h('textarea', { rows: '3' }, (s.allowed_topics || []).join('\n'));
   const topicsBox = h('div', { class: 'rows' });
   const rulesBox = h('div', { class: 'rows' });
-  const topics: { name: HTMLInputElement; kw: HTMLInputElement; reply: HTMLInputElement[] }[] = [];
-  const rules: { reason: HTMLInputElement; kw: HTMLInputElement }[] = [];
+  // examples (matched by meaning) have no fields here yet: kept as they are when saving
+  type Examples = Record<string, string[]>;
+  const topics: { name: HTMLInputElement; kw: HTMLInputElement; reply: HTMLInputElement[]; examples?: Examples }[] = [];
+  const rules: { reason: HTMLInputElement; kw: HTMLInputElement; examples?: Examples }[] = [];
+  const kept = (ex?: Examples) => (ex && Object.keys(ex).length ? { examples: ex } : {});
 
   function addTopic(tp?: Topic): void {
     const i = topics.length;
     const row = { name: h('input', { value: tp?.name || '' }), kw: h('input', { value: Object.values(tp?.keywords || {}).flat().join(', ') }),
-      reply: LANGS.map((l) => h('input', { value: tp?.reply?.[l] || '' })) };
+      reply: LANGS.map((l) => h('input', { value: tp?.reply?.[l] || '' })), examples: tp?.examples };
     topics.push(row);
     topicsBox.append(h('fieldset', { class: 'row' }, h('legend', null, t('personas.topicN', { n: i + 1 })),
       field(`settings.forbidden_topics.${i}.name`, t('field.name'), row.name),
@@ -76,7 +79,7 @@ export async function personaPage(ctx: Ctx): Promise<void> {
   }
   function addRule(r?: Rule): void {
     const i = rules.length;
-    const row = { reason: h('input', { value: r?.reason || '' }), kw: h('input', { value: Object.values(r?.keywords || {}).flat().join(', ') }) };
+    const row = { reason: h('input', { value: r?.reason || '' }), kw: h('input', { value: Object.values(r?.keywords || {}).flat().join(', ') }), examples: r?.examples };
     rules.push(row);
     rulesBox.append(h('fieldset', { class: 'row' }, h('legend', null, t('personas.ruleN', { n: i + 1 })),
       field(`settings.escalation.${i}.reason`, t('personas.reason'), row.reason),
@@ -99,9 +102,9 @@ export async function personaPage(ctx: Ctx): Promise<void> {
         forbidden_topics: topics.map((r) => {
           const reply: Record<string, string> = {};
           LANGS.forEach((l, j) => { if (r.reply[j].value.trim()) reply[l] = r.reply[j].value.trim(); });
-          return { name: r.name.value.trim(), keywords: { any: words(r.kw.value) }, reply };
+          return { name: r.name.value.trim(), keywords: { any: words(r.kw.value) }, reply, ...kept(r.examples) };
         }),
-        escalation: rules.map((r) => ({ reason: r.reason.value.trim(), keywords: { any: words(r.kw.value) } })),
+        escalation: rules.map((r) => ({ reason: r.reason.value.trim(), keywords: { any: words(r.kw.value) }, ...kept(r.examples) })),
       };
       try {
         await api.patch<Persona>(`/personas/${p.id}`, {

@@ -4,7 +4,7 @@ import { clear, h, put } from '../dom';
 import { t } from '../i18n';
 
 const PAGE = 25;
-const OUTCOMES = ['completed', 'abandoned', 'escalated', 'failed'];
+export const OUTCOMES = ['completed', 'abandoned', 'escalated', 'escalated_handled', 'escalated_unanswered', 'failed'];
 // Stages in the order they happen within a turn (LiveKit's per-message metrics, seconds).
 export const STAGES = ['end_of_turn_delay', 'transcription_delay', 'on_user_turn_completed_delay', 'llm_node_ttft', 'tts_node_ttfb'];
 
