@@ -12,7 +12,8 @@ cookie session is revoked, expired and audited like any other login. What differ
   that carries no bearer header or API key is refused with 403 before anything else.
 * Idle timeout: the token expires ``ADMIN_CONSOLE_IDLE_MINUTES`` (default 30) after the last
   request the person made; each request slides it, up to ``ADMIN_TOKEN_TTL_MINUTES`` after
-  sign-in. Requests marked ``X-Console-Background: 1`` (the console's status polling) do not
+  sign-in. Requests marked ``X-Console-Background: 1`` (the console's status polling) and event
+  streams (``Accept: text/event-stream``, e.g. the live handoff queue) do not
   slide it, so an open tab does not keep a session alive.
 
 ``get_principal`` (admin/api/deps.py) asks :func:`cookie_token` for the token when a request
@@ -97,7 +98,11 @@ def cookie_token(request: Request, db: Session) -> str | None:
         if not (header and hmac.compare_digest(header, cookie) and hmac.compare_digest(header, csrf_for(token))):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 "Missing or wrong CSRF token; reload the console and try again.")
-    if request.headers.get(BACKGROUND_HEADER) != "1":
+    # Background: the console's status polling (marked) and event streams (EventSource cannot add a
+    # header; it reconnects by itself every few minutes, which is not the operator doing anything).
+    background = (request.headers.get(BACKGROUND_HEADER) == "1"
+                  or "text/event-stream" in (request.headers.get("accept") or ""))
+    if not background:
         _slide(db, token)
     return token
 

@@ -26,7 +26,7 @@ def _upload(client, tenant, avatar_id, data, name="p.png"):
 
 
 def test_crud_and_audit(client, tenant):
-    av = _create(client, tenant, fps=30, voice="joe")
+    av = _create(client, tenant, fps=30, voice="espeak")
     h = tenant.headers["operator"]
     assert client.get(f"{API}/avatars/{av['id']}", headers=tenant.headers["worker"]).json()["fps"] == 30
     assert client.patch(f"{API}/avatars/{av['id']}", json={"name": "Bea"}, headers=h).json()["name"] == "Bea"

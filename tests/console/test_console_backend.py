@@ -117,9 +117,10 @@ def test_idle_timeout_slides_but_not_for_background_polls(client, tenant, monkey
     for _ in range(3):  # activity keeps it alive past the first 3 s
         time.sleep(1.2)
         assert client.get(f"{API}/avatars").status_code == 200
-    for _ in range(3):  # polling marked as background does not
+    background = ({"X-Console-Background": "1"}, {"Accept": "text/event-stream"}, {"X-Console-Background": "1"})
+    for headers in background:  # polling marked as background, and event streams (EventSource), do not
         time.sleep(1.2)
-        code = client.get(f"{API}/avatars", headers={"X-Console-Background": "1"}).status_code
+        code = client.get(f"{API}/avatars", headers=headers).status_code
     assert code == 401
 
 

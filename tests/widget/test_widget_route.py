@@ -58,7 +58,13 @@ def test_token_for_an_enabled_avatar_dispatches_the_agent(client, avatar_id):
     assert claims["exp"] - claims["nbf"] <= 900
     dispatch = claims["roomConfig"]["agents"][0]
     assert dispatch["agentName"] == "dh-agent"
-    assert json.loads(dispatch["metadata"])["avatar_id"] == avatar_id
+    meta = json.loads(dispatch["metadata"])
+    assert set(meta) == {"ticket"} and avatar_id not in body["token"]  # the caller can read nothing of the call
+    from admin.core.db import session_scope
+    from admin.models import CallTicket
+
+    with session_scope() as db:  # the ticket names this avatar's call, for the agent to resolve
+        assert db.get(CallTicket, meta["ticket"]).avatar_id == avatar_id
 
 
 def test_avatars_not_enabled_look_missing(client, avatar_id, monkeypatch):

@@ -13,6 +13,9 @@
 //   data-reset-delay    kiosk: back to the idle screen this many seconds after a call (default 6)
 //   data-voice-start    kiosk: "true" (default) starts a call when someone speaks near the kiosk
 //   data-voice-threshold kiosk: level in dBFS that counts as speech (default -42)
+//   data-role           "operator": the page of a colleague taking over a call (admin/static/operator.html,
+//                       ?handoff=ID): accepts the handoff with the console's session, joins that room,
+//                       plays the caller's voice as well as the assistant's
 //
 // Only standard browser APIs (getUserMedia, WebRTC, fetch, custom elements, shadow DOM).
 import {
@@ -79,6 +82,7 @@ export class DHWidget {
   constructor(config) {
     this.config = config;
     this.kiosk = config.mode === 'kiosk';
+    this.operator = config.role === 'operator';
     this.room = null;
     this.micTrack = null;
     this.deviceId = undefined;
@@ -186,6 +190,12 @@ export class DHWidget {
 
   async _loadAvatar() {
     const { url, avatar } = this.config;
+    if (this.operator) {
+      this.avatarInfo.name = this.config.title || 'Caller waiting';
+      if (this.titleEl) this.titleEl.textContent = this.avatarInfo.name;
+      if (!this.config.handoff) this._notice('error', 'This page is missing the call to take over (?handoff=ID).');
+      return;
+    }
     if (!avatar) {
       this._notice('error', 'This page is missing the assistant id (data-avatar).');
       return;
@@ -318,7 +328,27 @@ export class DHWidget {
     }
   }
 
+  async _acceptHandoff() {
+    // the console's browser session (cookie) and its CSRF double-submit header
+    const csrf = (document.cookie.match(/(?:^|;\s*)dh_csrf=([^;]+)/) || [])[1] || '';
+    let r;
+    try {
+      r = await fetch(`${this.config.url}/api/v1/handoffs/${encodeURIComponent(this.config.handoff || '')}/accept`, {
+        method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': decodeURIComponent(csrf) },
+      });
+    } catch {
+      throw new UserError('service', 'The service cannot be reached. Check the connection, then try again.');
+    }
+    if (r.status === 401) throw new UserError('auth', 'Sign in to the console first, then open this page again.', false);
+    if (r.status === 403) throw new UserError('auth', 'Your role may not take calls over; ask an admin.', false);
+    if (r.status === 404) throw new UserError('config', 'There is no such call in your organisation.', false);
+    if (r.status === 409) throw new UserError('taken', 'Someone else has taken this call, or the caller is no longer waiting.', false);
+    if (!r.ok) throw new UserError('service', 'The service is unavailable right now. Please try again.');
+    return r.json();
+  }
+
   async _fetchToken() {
+    if (this.operator) return this._acceptHandoff();
     let r;
     try {
       r = await fetch(`${this.config.url}/api/v1/widget/token`, {
@@ -412,7 +442,15 @@ export class DHWidget {
 
   _onTrack(track, p) {
     const fromAssistant = this._isAvatar(p) || this._isAgent(p);
-    if (!fromAssistant) return;
+    if (!fromAssistant) {
+      if (this.operator && track.kind === Track.Kind.Audio) {
+        // a colleague hears the caller too
+        const audio = track.attach();
+        audio.dataset.from = 'caller';
+        this.audioSink.append(audio);
+      }
+      return;
+    }
     if (track.kind === Track.Kind.Video) {
       // the avatar's face (published by the avatar worker on the agent's behalf)
       track.attach(this.video);
@@ -748,8 +786,11 @@ function readConfig(script) {
   // a link to kiosk.html?url=https://evil must not send the kiosk's calls elsewhere.
   const url = (ds.url || fromScript.origin).replace(/\/+$/, '');
   const widgetBase = new URL('.', fromScript).href;
+  const role = ds.role === 'operator' ? 'operator' : 'caller';
   return {
     mode,
+    role,
+    handoff: role === 'operator' ? params.get('handoff') : null,
     url,
     avatar: q('avatar') || ds.avatar || '',
     title: q('title') || ds.title || '',
