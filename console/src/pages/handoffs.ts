@@ -110,7 +110,10 @@ export async function handoffsPage(ctx: Ctx): Promise<void> {
       errors.has(x.id) ? h('p', { class: 'error', role: 'alert', 'data-testid': 'handoff-error' }, errors.get(x.id)!) : null,
       canTake && x.status === 'waiting' && !mine ? h('div', { class: 'actions' },
         h('button', { type: 'button', class: 'primary', 'data-focus': 'accept', 'aria-label': t('handoffs.acceptLabel', { room }),
-          onclick: (ev: Event) => void accept(x.id, ev.currentTarget as HTMLButtonElement) }, t('handoffs.accept'))) : null,
+          onclick: (ev: Event) => void accept(x.id, ev.currentTarget as HTMLButtonElement) }, t('handoffs.accept')),
+        // or take it in this browser: the operator page accepts and joins with the microphone
+        h('a', { class: 'button', href: `/operator.html?handoff=${encodeURIComponent(x.id)}`, target: '_blank',
+          rel: 'noopener', 'data-testid': 'handoff-join' }, t('handoffs.joinHere'))) : null,
       mine ? joinedPanel(mine) : null);
   }
 
