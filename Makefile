@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup venv system models livekit face llm browser widget console services demo test test-fast clean
+.PHONY: help setup venv system models livekit face llm browser widget console console-deps services demo test test-fast clean
 
 help:
 	@echo "make demo   - set everything up, then run a scripted call (out/demo.mp4, out/transcript.json)"
@@ -36,8 +36,8 @@ widget:
 	@bash scripts/setup_widget.sh
 
 # Only needed after changing console/: the built bundle (admin/static/console) is committed.
-console:
-	@cd console && ([ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund) && npx tsc --noEmit -p . && node build.mjs
+console: console-deps
+	@cd console && npx tsc --noEmit -p . && node build.mjs
 
 services:
 	@bash scripts/services.sh install
@@ -48,7 +48,11 @@ setup: system venv models livekit face
 demo: setup
 	@$(PY) -m agent.demo --out out
 
-test: setup llm browser services
+# The console's locked npm packages, so the suite also rebuilds the bundle and compares it.
+console-deps:
+	@cd console && ([ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund)
+
+test: setup llm browser services console-deps
 	@set -a; eval "$$(bash scripts/services.sh env)"; set +a; \
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
