@@ -94,10 +94,14 @@ class AvatarLink:
         self._session: AgentSession | None = None
         self._room_tail: AudioOutput | None = None
         self._avatar_out: DataStreamAudioOutput | None = None
+        self._joining: asyncio.Future[bool] | None = None
 
-    async def start(self, session: AgentSession) -> bool:
-        """Dispatch the avatar and wait for its video; True if the call now speaks through it."""
-        self._session = session
+    def begin(self) -> None:
+        """Dispatch the avatar now, before the session exists: it joins while the call is prepared."""
+        if self._joining is None:
+            self._joining = asyncio.ensure_future(self._join())
+
+    async def _join(self) -> bool:
         room = self._ctx.room
         meta = {**self._metadata, "agent_identity": room.local_participant.identity}
         t0 = time.perf_counter()
@@ -114,6 +118,17 @@ class AvatarLink:
             return False
         self.joined_after = time.perf_counter() - t0
         logger.info("avatar joined in %.2f s", self.joined_after)
+        return True
+
+    async def start(self, session: AgentSession) -> bool:
+        """Wait for the avatar's video (dispatching it unless :meth:`begin` did); True if the call
+        now speaks through it."""
+        self._session = session
+        room = self._ctx.room
+        self.begin()
+        assert self._joining is not None
+        if not await self._joining:
+            return False
 
         self._room_tail = audio_tail(session)
         self._avatar_out = WatchedAvatarOutput(

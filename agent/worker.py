@@ -126,6 +126,19 @@ async def entrypoint(ctx: JobContext) -> None:
                              cache_dir=settings.call_cache_dir, embedding_model=dsettings.embedding_model or None)
     models = await loop.run_in_executor(None, shared.for_call, cfg.voices)  # a named Piper voice loads once
     recorder = get_recorder(settings, cfg.recorder_meta()) if cfg.grant else None
+    link: AvatarLink | None = None
+    if settings.avatar_enabled:
+        # dispatch the face now: it joins while the policy, its embeddings and the session are prepared
+        link = AvatarLink(
+            ctx,
+            avatar_agent_name=settings.avatar_agent_name,
+            join_timeout=settings.avatar_join_timeout,
+            sample_rate=settings.avatar_sample_rate,
+            stall_timeout=settings.avatar_stall_timeout,
+            last_answer=lambda: setup.policy.turns[-1].reply if setup.policy.turns else None,
+            metadata=cfg.avatar_metadata(),
+        )
+        link.begin()
     call_log: CallLog | None = None
 
     def _on_turn(rec: TurnRecord) -> None:
@@ -189,17 +202,8 @@ async def entrypoint(ctx: JobContext) -> None:
         room=ctx.room,
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )
-    if settings.avatar_enabled:
-        link = AvatarLink(
-            ctx,
-            avatar_agent_name=settings.avatar_agent_name,
-            join_timeout=settings.avatar_join_timeout,
-            sample_rate=settings.avatar_sample_rate,
-            stall_timeout=settings.avatar_stall_timeout,
-            last_answer=lambda: setup.policy.turns[-1].reply if setup.policy.turns else None,
-            metadata=cfg.avatar_metadata(),
-        )
-        await link.start(session)
+    if link is not None:
+        await link.start(session)  # the avatar was dispatched while the call was being prepared
     if settings.greet:
         session.say(setup.greeting())
 
