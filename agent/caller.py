@@ -322,6 +322,30 @@ class ScriptedCaller:
             self._video_track_ready.set()
 
     # ---------------------------------------------------------------- script
+    def said_since(self, t: float) -> str:
+        """What the agent's captions said (lower case) that arrived from ``t`` (wall clock) on."""
+        me = self.room.local_participant.identity
+        return " ".join(x["text"].lower() for x in list(self.transcripts) if x["from"] != me and x["t"] + self.t0 >= t)
+
+    async def wait_said(self, since: float, words: tuple[str, ...] = (), *, settle: float = 2.0,
+                        timeout: float = 40.0) -> str:
+        """The agent's captions from ``since`` on, once the answer is complete: one of ``words`` is
+        in them, or (for an answer without them) they have stopped changing for ``settle`` seconds
+        with the agent quiet. Captions follow the playout and can arrive after the audio has gone
+        quiet, so audio timing alone cannot tell which answer a caption belongs to."""
+        deadline = time.time() + timeout
+        last, changed = None, time.time()
+        while time.time() < deadline:
+            text = self.said_since(since)
+            if text != last:
+                last, changed = text, time.time()
+            found = bool(words) and any(w in text for w in words)
+            quiet = self.loud_since(time.time() - settle) is None
+            if text and quiet and time.time() - changed >= (settle if not found else settle / 2):
+                return text
+            await asyncio.sleep(0.1)
+        return self.said_since(since)
+
     def loud_since(self, t: float) -> float | None:
         """Arrival time of the first loud 10 ms of agent audio after ``t``, on whichever track carries
         it (the avatar's, or the agent's own after it fell back to audio only)."""

@@ -48,6 +48,19 @@ def print_table(turns: list[dict]) -> None:
             print(f"median {label}: {statistics.median(vals):.0f} ms")
 
 
+def demo_portrait(data_dir: Path) -> Path:
+    """The demo avatar's portrait, uploaded through the admin API (skimage's public-domain astronaut)."""
+    from PIL import Image
+
+    from avatar.engines.portrait.samples import photo
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "demo-portrait.png"
+    if not path.is_file():
+        Image.fromarray(photo()).save(path)
+    return path
+
+
 def console_login(data_dir: Path) -> tuple[str, str]:
     """The demo organisation's console sign-in: made once, kept next to its database (mode 600)."""
     import secrets
@@ -199,8 +212,8 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         login = console_login(out / "admin")
-        admin = stack.start_admin(out / "admin", extra_env={"ADMIN_FIRST_ADMIN_EMAIL": login[0],
-                                                           "ADMIN_FIRST_ADMIN_PASSWORD": login[1]})
+        admin = stack.start_admin(out / "admin", portrait=demo_portrait(out / "admin"),
+                                  extra_env={"ADMIN_FIRST_ADMIN_EMAIL": login[0], "ADMIN_FIRST_ADMIN_PASSWORD": login[1]})
         stack.start_all()
         print(f"stack up in {time.perf_counter() - t0:.1f} s (admin at {admin['DH_ADMIN_URL']}); calling ...", flush=True)
         room, token = admin_caller_token(admin)

@@ -116,10 +116,12 @@ class Stack:
         enable_widget: bool = False,
         extra_env: dict[str, str] | None = None,
         persona: Path | None = DEMO_PERSONA,
+        portrait: Path | None = None,
         timeout: float = 60.0,
     ) -> dict[str, str]:
         """Start the admin API (embedded SQLite under ``data_dir``), bootstrap a demo tenant and, through
-        the API, give its avatar the ``persona`` file's persona and knowledge (:mod:`agent.provision`).
+        the API, give its avatar the ``persona`` file's persona and knowledge and, when given, the
+        ``portrait`` (prepared by the admin; the avatar worker fetches the face) (:mod:`agent.provision`).
 
         Returns the bootstrap values (DH_ADMIN_URL, DH_ADMIN_API_KEY, DH_ADMIN_VIEWER_KEY,
         DH_AVATAR_ID, ...); the agent workers started afterwards record their calls there.
@@ -156,7 +158,7 @@ class Stack:
             from .provision import provision
 
             values.update(provision(url, {"X-API-Key": values["DH_ADMIN_OPERATOR_KEY"]}, persona,
-                                    avatar_id=values["DH_AVATAR_ID"]))
+                                    avatar_id=values["DH_AVATAR_ID"], portrait=portrait))
         self.env.update({k: v for k, v in values.items() if k in ("DH_ADMIN_URL", "DH_ADMIN_API_KEY")})
         return values
 

@@ -74,11 +74,6 @@ async def queued(d, room: str, timeout: float = 30.0) -> tuple[dict, float]:
     raise AssertionError(f"the call in {room} never reached the handoff queue")
 
 
-def said_since(caller: ScriptedCaller, t: float) -> str:
-    me = caller.room.local_participant.identity
-    return " ".join(x["text"].lower() for x in caller.transcripts if x["from"] != me and x["t"] + caller.t0 >= t)
-
-
 def loud(series: list[tuple[float, float]], t_from: float, t_to: float, threshold: float = 600.0) -> float | None:
     return next((t for t, r in series if t_from <= t <= t_to and r > threshold), None)
 
@@ -129,18 +124,19 @@ async def test_an_operator_takes_the_call_and_hands_it_back(desk, say):
         _q0, q_end = await caller.speak(say("What are your opening hours?"))
         await asyncio.sleep(4.0)
         assert loud(caller.audio_rms, q_end, time.time()) is None, "the agent answered while a colleague had the call"
-        assert "monday" not in said_since(caller, q_end)
+        assert "monday" not in caller.said_since(q_end)
 
         # the colleague hands back (leaves); the agent says it is back and answers again
         t_back = time.time()
         await operator.leave()
         operator = None
         assert await caller.wait_loud(t_back, timeout=15) is not None, "the agent did not take the call back"
-        await caller.wait_quiet(quiet_for=1.0)
+        await caller.wait_said(t_back, ("back",))  # "I'm back with you"
         t = time.time()
-        turn = await caller.ask("What are your opening hours?", say("What are your opening hours?"))
-        await asyncio.sleep(1.0)
-        assert turn.first_audio is not None and "monday" in said_since(caller, t), said_since(caller, t)
+        turn = await caller.ask("What are your opening hours?", say("What are your opening hours?"),
+                                wait_answer_end=False)
+        heard = await caller.wait_said(t, ("monday",))
+        assert turn.first_audio is not None and "monday" in heard, heard
     finally:
         if operator is not None:
             await operator.leave()
@@ -166,16 +162,17 @@ async def test_nobody_accepts_in_time_the_agent_says_so_and_makes_a_ticket(desk,
         entry, _ = await queued(d, tok["room"])
         # nobody accepts: after the timeout the agent tells the caller and makes a call-back ticket
         deadline = asked + TIMEOUT + 20
-        while "ticket" not in said_since(caller, asked + TIMEOUT - 1) and time.time() < deadline:
+        while "ticket" not in caller.said_since(asked + TIMEOUT - 1) and time.time() < deadline:
             await asyncio.sleep(0.2)
-        assert "ticket" in said_since(caller, asked + TIMEOUT - 1), said_since(caller, asked)
-        await caller.wait_quiet(quiet_for=1.0)
+        assert "ticket" in caller.said_since(asked + TIMEOUT - 1), caller.said_since(asked)
+        await caller.wait_said(asked + TIMEOUT - 1, ("ticket",))
         late = httpx.post(f"{d['url']}{API}/handoffs/{entry['id']}/accept", headers=d["operator"], timeout=30)
         assert late.status_code == 409  # the caller no longer waits
         t = time.time()
-        turn = await caller.ask("What are your opening hours?", say("What are your opening hours?"))
-        await asyncio.sleep(1.0)
-        assert turn.first_audio is not None and "monday" in said_since(caller, t)  # and it goes on helping
+        turn = await caller.ask("What are your opening hours?", say("What are your opening hours?"),
+                                wait_answer_end=False)
+        heard = await caller.wait_said(t, ("monday",))
+        assert turn.first_audio is not None and "monday" in heard, heard  # and it goes on helping
     finally:
         await caller.leave()
     rec = await session_record(d, tok["session_id"], "escalated_unanswered")
