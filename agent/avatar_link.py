@@ -65,9 +65,6 @@ def audio_tail(session: AgentSession) -> AudioOutput | None:
     return session.output.audio
 
 
-REDISPATCH_EVERY = 2.0  # s between checks that the avatar's dispatch was taken by a worker
-
-
 class AvatarLink:
     """Dispatches the avatar worker for this room and keeps the audio routed to whoever can play it."""
 
@@ -106,7 +103,10 @@ class AvatarLink:
         meta = {**self._metadata, "agent_identity": room.local_participant.identity}
         t0 = time.perf_counter()
         try:
-            await self._dispatch_until_joined(json.dumps(meta), t0 + self._timeout)
+            await self._ctx.api.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=room.name, metadata=json.dumps(meta))
+            )
+            await asyncio.wait_for(self._wait_video(), self._timeout)
         except asyncio.TimeoutError:
             logger.warning(
                 "avatar %r did not join within %.1f s: the call goes on with audio only",
@@ -143,41 +143,6 @@ class AvatarLink:
         session.output.replace_audio_tail(self._avatar_out)
         room.on("participant_disconnected", self._on_participant_disconnected)
         return True
-
-    async def _dispatch_until_joined(self, meta: str, deadline: float) -> None:
-        """Dispatch the avatar and wait for its video track until ``deadline`` (perf_counter).
-
-        LiveKit offers a dispatch to the workers once; when every avatar worker is at capacity
-        (calls still ending, a busy branch box) nobody takes it and it stays unassigned. So while
-        the avatar has not joined, a dispatch that no worker has taken is replaced by a new one
-        every ``REDISPATCH_EVERY`` seconds; one a worker took is left to finish joining (a second
-        avatar with the same identity would push the first out of the room).
-        """
-        dispatcher = self._ctx.api.agent_dispatch
-        room = self._ctx.room.name
-        request = api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=room, metadata=meta)
-        dispatch = await dispatcher.create_dispatch(request)
-        waiter = asyncio.ensure_future(self._wait_video())
-        try:
-            while True:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    raise asyncio.TimeoutError
-                done, _ = await asyncio.wait({waiter}, timeout=min(REDISPATCH_EVERY, left))
-                if done:
-                    waiter.result()
-                    return
-                current = await dispatcher.get_dispatch(dispatch.id, room)
-                if current is not None and current.state.jobs:
-                    continue  # a worker has it: let it join
-                logger.info("no avatar worker took dispatch %s (all at capacity?): dispatching again", dispatch.id)
-                try:
-                    await dispatcher.delete_dispatch(dispatch.id, room)
-                except Exception:  # already gone: nothing to take back
-                    logger.debug("could not delete dispatch %s", dispatch.id, exc_info=True)
-                dispatch = await dispatcher.create_dispatch(request)
-        finally:
-            waiter.cancel()
 
     async def _wait_video(self) -> None:
         room = self._ctx.room

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 API = "/api/v1"
 PERSONAS = REPO / "dialogue" / "data" / "personas"
 ROOT_EMAIL, ROOT_PASSWORD = "root@platform.example", "platform-root-password"
-BANK_Q, BANK_A = "How do I report a lost card?", ("block", "hotline")
+BANK_Q, BANK_A = "What are your opening hours?", ("monday",)
 SCHOOL_Q, SCHOOL_A = "How much is a group lesson?", ("30", "thirty", "euro")
 
 
