@@ -66,6 +66,9 @@ async def test_a_pause_in_mid_sentence_is_not_the_end_of_the_turn(stack, say, wh
         answer = await caller.wait_loud(end)
         assert answer is not None, "no answer"
         answer_end = await caller.wait_quiet()
+        # the whole answer's captions (they trail the audio; a false start on the first half, seen
+        # under load, is followed by the real answer)
+        spoken = await caller.wait_said(end, ("monday",), timeout=30)
     finally:
         await caller.leave()
     # nothing was said in the pause, or before the caller had finished
@@ -77,10 +80,9 @@ async def test_a_pause_in_mid_sentence_is_not_the_end_of_the_turn(stack, say, wh
     user_turns = [t for t in caller.transcripts if t["from"] == me]
     assert len(user_turns) <= 2 and "hours" in " ".join(t["text"].lower() for t in user_turns), said
     heard = transcribe(whisper, caller.audio_between(answer - 0.3, answer_end + 0.3))
-    captions = " ".join(t["text"].lower() for t in caller.transcripts if t["from"] != me and t["t"] + caller.t0 >= end)
     # what the caller heard (a loaded box can leave a gap mid-answer, ending wait_quiet early) or
     # the agent's captions of the answer it spoke
-    assert "monday" in heard or "monday" in captions, (heard, said)
+    assert "monday" in heard or "monday" in spoken, (heard, spoken, said)
     # The recording keeps the voice and the mouth together: the demo prints the figure (-56 ms on
     # a quiet box, target +-40 ms); under a CI machine's load the caller itself falls behind, so
     # this guards the class of error the recording had (seconds: audio laid out from its first
