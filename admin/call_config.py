@@ -69,7 +69,9 @@ def avatar_ready(avatar: Avatar) -> bool:
 
 def avatar_revision(avatar: Avatar) -> str | None:
     """The prepared assets' tag (the fingerprint of the inputs they were prepared from)."""
-    return (avatar.prepared_for or "")[:32] or None if avatar_ready(avatar) else None
+    if not avatar_ready(avatar):
+        return None
+    return (avatar.prepared_for or "")[:32] or None
 
 
 def tar_folder(folder: Path, names: tuple[str, ...] | None = None) -> bytes:

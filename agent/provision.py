@@ -106,7 +106,8 @@ def provision(base_url: str, headers: dict[str, str], persona_yaml: Path, *, ava
 
 
 def _wait_ingested(api: Admin, kb_id: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
     while True:
         docs = api.call("GET", f"/knowledge-bases/{kb_id}/documents", params={"limit": 500})
         failed = [d for d in docs if d["status"] == "failed"]
@@ -116,7 +117,7 @@ def _wait_ingested(api: Admin, kb_id: str, timeout: float) -> None:
         if docs and all(d["status"] == "ready" for d in docs):
             if kb.get("index_chunks"):
                 return
-            if kb.get("index_updated_at") or time.monotonic() > deadline - timeout + 30:
+            if kb.get("index_updated_at") or time.monotonic() > start + 30:
                 raise RuntimeError(f"knowledge base {kb_id}: documents ingested but no index was built "
                                    "(is ADMIN_KNOWLEDGE_INGESTOR the dialogue ingestor?)")
         if time.monotonic() > deadline:

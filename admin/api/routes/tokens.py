@@ -24,6 +24,7 @@ from sqlalchemy import delete
 
 from admin import crud
 from admin.api.deps import Principal, SessionDep, require
+from admin.api.routes.handoffs import OPERATOR_PREFIX
 from admin.core import audit
 from admin.core.config import get_settings
 from admin.core.security import room_prefix
@@ -33,7 +34,7 @@ from admin.schemas import CallTokenOut, CallTokenRequest
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]
 # LiveKit identities the platform's own participants use, or that the server gives callers.
-RESERVED_IDENTITY_PREFIXES = ("agent-", "avatar-", "caller-", "operator-")
+RESERVED_IDENTITY_PREFIXES = ("agent-", "avatar-", "caller-", OPERATOR_PREFIX)
 
 
 def _check_identity(identity: str) -> None:
