@@ -64,14 +64,17 @@ async def caller_in(d) -> tuple[ScriptedCaller, dict]:
     return caller, tok
 
 
-async def queued(d, room: str, timeout: float = 30.0) -> tuple[dict, float]:
+async def queued(d, room: str, caller: ScriptedCaller, since: float, timeout: float = 30.0) -> tuple[dict, float]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         for h in await asyncio.to_thread(api, d, "GET", "/handoffs"):
             if h["room"] == room:
                 return h, time.time()
         await asyncio.sleep(0.1)
-    raise AssertionError(f"the call in {room} never reached the handoff queue")
+    agent = next(p for p in d["stack"].procs if p.name == "agent")
+    log = "\n".join(line for line in agent.tail(400).splitlines() if room in line or "Traceback" in line)
+    raise AssertionError(f"the call in {room} never reached the handoff queue; the agent said "
+                         f"{caller.said_since(since)!r}; its log for the room:\n{log[-4000:]}")
 
 
 def loud(series: list[tuple[float, float]], t_from: float, t_to: float, threshold: float = 600.0) -> float | None:
@@ -96,7 +99,7 @@ async def test_an_operator_takes_the_call_and_hands_it_back(desk, say):
     operator = None
     try:
         _s, asked = await caller.speak(say("I would like to speak to a person, please."))
-        entry, seen = await queued(d, tok["room"])
+        entry, seen = await queued(d, tok["room"], caller, asked)
         to_queue = seen - asked
         assert entry["status"] == "waiting" and entry["summary"], entry
         assert any(t["speaker"] == "user" for t in entry["transcript"]), entry["transcript"]
@@ -159,7 +162,7 @@ async def test_nobody_accepts_in_time_the_agent_says_so_and_makes_a_ticket(desk,
     caller, tok = await caller_in(d)
     try:
         _s, asked = await caller.speak(say("Can I talk to a real person?"))
-        entry, _ = await queued(d, tok["room"])
+        entry, _ = await queued(d, tok["room"], caller, asked)
         # nobody accepts: after the timeout the agent tells the caller and makes a call-back ticket
         deadline = asked + TIMEOUT + 20
         while "ticket" not in caller.said_since(asked + TIMEOUT - 1) and time.time() < deadline:
