@@ -14,7 +14,7 @@ from admin.core import audit
 from admin.core.config import InsecureConfigurationError
 from admin.core.config import get_settings
 from admin.core.db import session_scope
-from admin.core.security import hash_password, new_api_key, sha256_hex, verify_password
+from admin.core.security import API_KEY_PREFIX, hash_password, new_api_key, sha256_hex, verify_password
 from admin.models import ApiKey, Avatar, Role, Tenant, User
 
 
@@ -72,6 +72,28 @@ def create_api_key(tenant_slug: str, name: str, role: str, *, platform: bool = F
                      resource="api_key", resource_id=key.id,
                      changes={"name": name, "role": role, "cli": True, "platform": platform})
     return secret
+
+
+def ensure_platform_agent_key(secret: str, tenant_slug: str) -> None:
+    """Store the deployment's agent key given in the environment (``ADMIN_PLATFORM_AGENT_KEY``), once.
+
+    Keys are kept hashed: an existing row with this secret is left alone (also when revoked: a
+    revoked key stays revoked until the environment names a new one).
+    """
+    if not secret.startswith(API_KEY_PREFIX):
+        raise SystemExit(f"error: ADMIN_PLATFORM_AGENT_KEY must start with {API_KEY_PREFIX} "
+                         f"(scripts/init_env.sh writes one)")
+    with session_scope() as db:
+        if db.scalar(select(ApiKey).where(ApiKey.key_hash == sha256_hex(secret))) is not None:
+            return
+        tenant = ensure_tenant(db, tenant_slug)
+        key = ApiKey(tenant_id=tenant.id, name="deployment agent (environment)", role=Role.agent.value,
+                     prefix=secret[:10], key_hash=sha256_hex(secret), platform=True)
+        db.add(key)
+        db.flush()
+        audit.record(db, tenant_id=tenant.id, actor=audit.Actor("system", None), action="create",
+                     resource="api_key", resource_id=key.id,
+                     changes={"name": key.name, "role": "agent", "platform": True, "from_environment": True})
 
 
 def bootstrap(
@@ -184,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     wp = sub.add_parser("worker", help="run a Celery worker")
     wp.add_argument("--queues", default="default", help="comma-separated: default, gpu")
     wp.add_argument("--concurrency", type=int, default=1)
+    sub.add_parser("worker-ping", help="exit 0 when a Celery worker answers (a health check)")
     sub.add_parser("migrate", help="upgrade the database to the migration head")
     ap = sub.add_parser("create-admin", help="create the first admin (a platform administrator)")
     ap.add_argument("--email", default=s.first_admin_email, required=s.first_admin_email is None)
@@ -228,12 +251,20 @@ def main(argv: list[str] | None = None) -> int:
             upgrade()
         if s.first_admin_email and s.first_admin_password:
             create_admin(s.first_admin_email, s.first_admin_password, s.first_tenant)
+        if s.platform_agent_key:
+            ensure_platform_agent_key(s.platform_agent_key, s.first_tenant)
         uvicorn.run("admin.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                     **uvicorn_options())
     elif args.cmd == "worker":
         from admin.worker import celery_app
 
         celery_app.worker_main(["worker", "-Q", args.queues, "-c", str(args.concurrency), "-l", "INFO"])
+    elif args.cmd == "worker-ping":
+        from admin.worker import celery_app
+
+        answers = celery_app.control.ping(timeout=3.0)
+        print(f"{len(answers)} worker(s) answered", file=sys.stderr)
+        return 0 if answers else 1
     elif args.cmd == "create-admin":
         print(create_admin(args.email, args.password, args.tenant))
     elif args.cmd == "bootstrap":

@@ -229,6 +229,12 @@ def build_server(settings: AgentSettings | None = None) -> AgentServer:
 
 
 def main() -> None:
+    from .production import InsecureConfigurationError, check_worker
+
+    try:
+        check_worker("the agent", admin_key_names=("DH_ADMIN_API_KEY",))
+    except InsecureConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
     settings = AgentSettings()
     for rel, what in ((settings.whisper_model, "Whisper model folder"), (settings.piper_voice, "Piper voice"),
                       (settings.vad_model, "Silero VAD model"), (settings.turn_model, "Smart Turn model")):

@@ -222,6 +222,12 @@ def build_server(settings: AvatarSettings | None = None) -> AgentServer:
 
 
 def main() -> None:
+    from agent.production import InsecureConfigurationError, check_worker
+
+    try:
+        check_worker("the avatar worker", admin_key_names=("AVATAR_ADMIN_API_KEY", "DH_ADMIN_API_KEY"))
+    except InsecureConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
     settings = AvatarSettings()
     get_engine(settings)  # fail fast with a clear error before registering
     cli.run_app(build_server(settings))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the stack and its tests use; installs only what is missing.
 set -euo pipefail
-PKGS=(espeak-ng ffmpeg)
+PKGS=(espeak-ng ffmpeg caddy)  # caddy: the HTTPS front of compose.yaml, run natively by tests/deploy
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "[system] packages present"; exit 0; fi

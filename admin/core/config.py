@@ -14,14 +14,15 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-DEFAULT_SECRET_KEY = "change-me-in-production"
-# Values shipped as examples or dev defaults: production refuses them.
-KNOWN_WEAK_SECRETS = {DEFAULT_SECRET_KEY, "devkey", "secret", "changeme", "change-me", "password", "admin"}
-MIN_SECRET_LENGTH = 32
+from agent.production import (  # the secret rules of every service (one place)
+    DEFAULT_SECRET_KEY,
+    InsecureConfigurationError,
+    livekit_key_problem,
+    refusal,
+    secret_problem,
+)
 
-
-class InsecureConfigurationError(RuntimeError):
-    """Production mode with a default or short secret."""
+__all__ = ["AdminSettings", "InsecureConfigurationError", "get_settings"]
 
 
 def _default_data_dir() -> Path:
@@ -41,7 +42,9 @@ class Settings(BaseSettings):
     broker_url: str = ""  # empty -> sqla+sqlite under data_dir/broker.db; redis://... in deployment
     celery_eager: bool = False  # run tasks inline (tests, single-process demos)
     secret_key: str = DEFAULT_SECRET_KEY  # signs session grants; production refuses the default
-    env: Literal["development", "production"] = "development"  # production refuses weak secrets at start
+    # production refuses weak secrets at start; compose sets DH_ENV for every service
+    env: Literal["development", "production"] = Field(default="development",
+                                                      validation_alias=AliasChoices("ADMIN_ENV", "DH_ENV"))
     audit_key: str = ""  # HMAC key of the audit chain (outside the DB); empty: derived from secret_key
     audit_anchor_dir: Path | None = None  # signed chain heads; default data_dir/audit-anchors
     session_grant_ttl_seconds: int = 24 * 3600  # how long a call may deliver its recording
@@ -73,6 +76,9 @@ class Settings(BaseSettings):
     first_admin_email: str | None = None
     first_admin_password: str | None = None
     first_tenant: str = "default"
+    # The deployment's agent/avatar key, given in the environment (compose: DH_AGENT_KEY) so a
+    # deployment needs no manual key step: `serve` stores it (hashed) as a platform agent key.
+    platform_agent_key: str = ""
 
     knowledge_ingestor: str = "admin.ingest:dialogue_ingestor"
 
@@ -111,33 +117,27 @@ class Settings(BaseSettings):
 
     def insecure_settings(self) -> list[str]:
         """Why these settings must not run in production (empty when they may)."""
-        problems = []
-        for name, value, env_name in (
-            ("secret_key", self.secret_key, "ADMIN_SECRET_KEY"),
-            ("audit_key", self.audit_key, "ADMIN_AUDIT_KEY"),
-            ("livekit_api_secret", self.livekit_api_secret, "LIVEKIT_API_SECRET"),
-        ):
-            if not value or value.lower() in KNOWN_WEAK_SECRETS or len(value) < MIN_SECRET_LENGTH:
-                why = "unset" if not value else f"a known default or shorter than {MIN_SECRET_LENGTH} characters"
-                problems.append(f"{env_name} is {why}")
-        if self.livekit_api_key.lower() in KNOWN_WEAK_SECRETS:
-            problems.append("LIVEKIT_API_KEY is the development default 'devkey'")
+        problems = [
+            secret_problem("ADMIN_SECRET_KEY", self.secret_key),
+            secret_problem("ADMIN_AUDIT_KEY", self.audit_key),
+            secret_problem("LIVEKIT_API_SECRET", self.livekit_api_secret),
+            livekit_key_problem(self.livekit_api_key),
+        ]
         if self.audit_key and self.audit_key == self.secret_key:
             problems.append("ADMIN_AUDIT_KEY must differ from ADMIN_SECRET_KEY")
         if self.metrics_token and len(self.metrics_token) < 16:
             problems.append("ADMIN_METRICS_TOKEN is shorter than 16 characters")
-        return problems
+        if self.platform_agent_key:
+            problems.append(secret_problem("ADMIN_PLATFORM_AGENT_KEY", self.platform_agent_key))
+        return [p for p in problems if p]
 
     def check_production(self) -> None:
         """In production mode, refuse to start with default or short secrets (one error naming them all)."""
         if self.env != "production":
             return
-        problems = self.insecure_settings()
-        if problems:
-            raise InsecureConfigurationError(
-                "Refusing to start in production (ADMIN_ENV=production): " + "; ".join(problems)
-                + ". Generate secrets with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-            )
+        err = refusal("the admin", self.insecure_settings())
+        if err is not None:
+            raise err
 
     @property
     def media_dir(self) -> Path:
