@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup venv system models livekit face llm browser widget console console-deps services demo test test-fast clean
+.PHONY: help setup venv system models livekit face llm browser widget console console-deps services deploy-tools demo test test-fast clean
 
 help:
 	@echo "make demo   - set everything up, then run a scripted call (out/demo.mp4, out/transcript.json)"
@@ -39,6 +39,10 @@ widget:
 console: console-deps
 	@cd console && npx tsc --noEmit -p . && node build.mjs
 
+# Caddy and the Compose schema, for the test that runs compose.yaml natively (tests/deploy).
+deploy-tools:
+	@bash scripts/setup_deploy.sh
+
 services:
 	@bash scripts/services.sh install
 	@bash scripts/services.sh start
@@ -52,7 +56,7 @@ demo: setup
 console-deps:
 	@cd console && ([ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund)
 
-test: setup llm browser services console-deps
+test: setup llm browser services console-deps deploy-tools
 	@set -a; eval "$$(bash scripts/services.sh env)"; set +a; \
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 

@@ -11,7 +11,7 @@ deployment's domain) resolves to this namespace's address.
 where a dependent asks for ``service_healthy``, runs CHECK_COMMAND (exit status passed on), then
 stops everything. What stands in for Docker:
 
-* network: one namespace (``unshare --net``): its loopback, with one more address; /etc/hosts (bound
+* network: one namespace (``unshare --net``): loopback and a veth pair with one address (ICE skips loopback); /etc/hosts (bound
   over the file inside the namespace) maps every service name and DH_DOMAIN to that address;
   the ports are the ones the file declares, so they must not collide between services.
 * volumes: a named volume is ``DIR/volumes/NAME``, a bind mount is the path in this checkout; each
@@ -36,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -212,9 +213,12 @@ def exec_service(spec: dict) -> None:
         data = "/var/lib/postgresql/data"
         shutil.chown(data, "postgres", "postgres")
         os.chmod(data, 0o700)
+        os.chdir("/")  # the postgres user may not enter the state folder
         if not Path(data, "PG_VERSION").exists():
-            pw = Path(spec["env"]["HOME"], "pw")
-            pw.write_text(env["POSTGRES_PASSWORD"])
+            fd, name = tempfile.mkstemp(prefix="pgpw-")
+            pw = Path(name)
+            os.write(fd, env["POSTGRES_PASSWORD"].encode())
+            os.close(fd)
             shutil.chown(pw, "postgres")
             subprocess.run(["runuser", "-u", "postgres", "--", pg_bin("initdb"), "-D", data, "-U", env["POSTGRES_USER"],
                             f"--pwfile={pw}", "--auth-host=scram-sha-256", "--auth-local=trust", "--no-locale",
@@ -243,7 +247,11 @@ class Deployment:
     def network(self) -> None:
         """Loopback and the namespace's own address; every service name resolves to it."""
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo"], check=True)
+        # a veth pair (both ends here): WebRTC's ICE leaves loopback interfaces out of its candidates
+        subprocess.run(["ip", "link", "add", "dh0", "type", "veth", "peer", "name", "dh1"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{ADDRESS}/24", "dev", "dh0"], check=True)
+        for dev in ("dh0", "dh1"):
+            subprocess.run(["ip", "link", "set", dev, "up"], check=True)
         names = [*self.doc["services"], self.vars.get("DH_DOMAIN", "")]
         hosts = self.state / "hosts"
         hosts.write_text(f"127.0.0.1 localhost\n::1 localhost\n{ADDRESS} {' '.join(n for n in names if n)}\n")

@@ -22,7 +22,7 @@ from agent.production import (  # the secret rules of every service (one place)
     secret_problem,
 )
 
-__all__ = ["AdminSettings", "InsecureConfigurationError", "get_settings"]
+__all__ = ["DEFAULT_SECRET_KEY", "InsecureConfigurationError", "Settings", "get_settings"]
 
 
 def _default_data_dir() -> Path:
