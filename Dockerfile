@@ -1,6 +1,6 @@
 # One image for every Python service (agent, avatar, admin API and its Celery worker).
 FROM python:3.11-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng ffmpeg libgl1 libglib2.0-0 \
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng ffmpeg libgl1 libglib2.0-0 postgresql-client \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./

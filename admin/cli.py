@@ -1,4 +1,4 @@
-"""Command line: ``python -m admin {serve,worker,migrate,create-admin,create-api-key,bootstrap,last-session}``."""
+"""Command line: ``python -m admin {serve,worker,worker-ping,migrate,backup,restore,create-admin,create-api-key,bootstrap,last-session}``."""
 
 from __future__ import annotations
 
@@ -206,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     wp = sub.add_parser("worker", help="run a Celery worker")
     wp.add_argument("--queues", default="default", help="comma-separated: default, gpu")
     wp.add_argument("--concurrency", type=int, default=1)
+    bk = sub.add_parser("backup", help="database, media and audit heads into one .tar.gz (admin/backup.py)")
+    bk.add_argument("archive", type=Path)
+    rs = sub.add_parser("restore", help="put a backup in place (an empty database, or --replace)")
+    rs.add_argument("archive", type=Path)
+    rs.add_argument("--replace", action="store_true", help="overwrite a database that is not empty")
     sub.add_parser("worker-ping", help="exit 0 when a Celery worker answers (a health check)")
     sub.add_parser("migrate", help="upgrade the database to the migration head")
     ap = sub.add_parser("create-admin", help="create the first admin (a platform administrator)")
@@ -259,6 +264,21 @@ def main(argv: list[str] | None = None) -> int:
         from admin.worker import celery_app
 
         celery_app.worker_main(["worker", "-Q", args.queues, "-c", str(args.concurrency), "-l", "INFO"])
+    elif args.cmd in ("backup", "restore"):
+        from admin import backup as bk_mod
+
+        try:
+            if args.cmd == "backup":
+                m = bk_mod.backup(args.archive)
+                print(f"backup written to {args.archive}: {m['bytes']} bytes, {m['database']} at migration "
+                      f"{m['revision']}, {m['seconds']} s", file=sys.stderr)
+            else:
+                m = bk_mod.restore(args.archive, replace=args.replace)
+                print(f"restored {args.archive} (taken {m['created_at']}, migration {m['revision']}); "
+                      f"`serve` migrates it to this version's head", file=sys.stderr)
+        except bk_mod.BackupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     elif args.cmd == "worker-ping":
         from admin.worker import celery_app
 

@@ -25,6 +25,8 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import stt as lk_stt
 
+from .metrics import HANDOFF_WAITING
+
 from dialogue.guardrails import redact
 from dialogue.templates import phrase
 
@@ -49,6 +51,7 @@ class HandoffDesk:
         self.unanswered = False  # nobody came in time
         self._timer: asyncio.Task | None = None
         self._listening: dict[str, asyncio.Task] = {}
+        self._waiting = False  # counted in dh_handoff_waiting
         room.on("participant_connected", self._on_join)
         room.on("participant_disconnected", self._on_leave)
         room.on("track_subscribed", self._on_track)
@@ -83,16 +86,23 @@ class HandoffDesk:
         if self.person_present or (self._timer is not None and not self._timer.done()):
             return
         self.requested_at = time.time()
+        self._set_waiting(True)
         self._record("waiting", room=self._room.name, reason=state.escalation_reason or None,
                      summary=state.escalation_summary or None)
         logger.info("call waits for a colleague (%s); %.0f s before a call-back ticket", state.escalation_reason,
                     self.timeout, extra={"room": self._room.name, "session_id": self._session_id})
         self._timer = asyncio.create_task(self._wait(), name="handoff-wait")
 
+    def _set_waiting(self, waiting: bool) -> None:
+        if waiting != self._waiting:
+            self._waiting = waiting
+            HANDOFF_WAITING.inc() if waiting else HANDOFF_WAITING.dec()
+
     async def _wait(self) -> None:
         await asyncio.sleep(self.timeout)
         if self.person_present:
             return
+        self._set_waiting(False)
         self.unanswered = True
         ticket_id = f"T-{uuid.uuid4().hex[:6].upper()}"
         reason = self._state.escalation_reason or "caller asked for a person"
@@ -111,6 +121,7 @@ class HandoffDesk:
         if not p.identity.startswith(OPERATOR_PREFIX) or self.operator is not None:
             return
         self.operator, self.joined_at, self.handled = p.identity, time.time(), True
+        self._set_waiting(False)
         if self._timer is not None:
             self._timer.cancel()
         self._session.interrupt()  # whatever the agent was saying, the colleague speaks now
@@ -177,6 +188,7 @@ class HandoffDesk:
         return True
 
     async def aclose(self) -> None:
+        self._set_waiting(False)
         for t in [self._timer, *self._listening.values()]:
             if t is not None:
                 t.cancel()

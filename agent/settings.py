@@ -43,6 +43,7 @@ class AgentSettings(BaseSettings):
     max_calls: int = 2  # calls one worker accepts at once: what a 2-core box holds (README, "Benchmarks")
     greet: bool = True
     http_port: int = 8081  # the worker's health-check port
+    metrics_port: int = 0  # Prometheus /metrics of this worker (agent/metrics.py); 0: off
     # Session logging to the admin backend (empty URL: calls are only logged locally).
     admin_url: str = Field(default="", validation_alias="DH_ADMIN_URL")
     admin_api_key: str = Field(default="", validation_alias="DH_ADMIN_API_KEY")

@@ -22,6 +22,7 @@ from dialogue.guardrails import install_log_redaction, redact
 
 from .avatar_link import AvatarLink
 from .call_config import resolve_call
+from . import metrics as call_metrics
 from .handoff import HandoffDesk
 from .models import shared_models
 from .recorder import SessionRecorder, recorder_for_call
@@ -42,7 +43,10 @@ def prewarm(proc: JobProcess) -> None:
 
 def get_recorder(settings: AgentSettings, meta: dict[str, Any]) -> SessionRecorder | None:
     """The process's durable session recorder, when an admin backend is configured."""
-    return recorder_for_call(settings, meta)  # URL and key from settings only; the call's grant from meta
+    rec = recorder_for_call(settings, meta)  # URL and key from settings only; the call's grant from meta
+    if rec is not None:
+        call_metrics.track_pending(lambda: rec.pending)
+    return rec
 
 
 class CallLog:
@@ -71,6 +75,7 @@ class CallLog:
         interrupted = bool(getattr(item, "interrupted", False))
         logger.info("turn %s: %r %s%s", item.role, text[:160], json.dumps(metrics), " (interrupted)" if interrupted else "",
                     extra={"room": self._room, "role": item.role, "metrics": metrics, "interrupted": interrupted})
+        call_metrics.observe_turn(item.role, metrics)
         if self._recorder is None or self.session_id is None or item.role not in ("user", "assistant"):
             return
         last = self.policy_turns[-1] if self.policy_turns else None
@@ -179,13 +184,18 @@ async def entrypoint(ctx: JobContext) -> None:
         language=lambda: setup.policy.turns[-1].language if setup.policy.turns else setup.persona.default_language,
     )
 
+    call_metrics.CALLS_ACTIVE.labels(service="agent").inc()
+
     async def _on_shutdown(reason: str = "") -> None:
         logger.info("call in %s ended after %.1f s (%s)", ctx.room.name, time.perf_counter() - t_start, reason)
         await desk.aclose()
+        st = setup.state
+        outcome = desk.outcome or ("escalated" if st.escalated else "completed")
+        call_metrics.CALLS_ACTIVE.labels(service="agent").dec()
+        call_metrics.CALLS.labels(service="agent", outcome=outcome).inc()
         if recorder is not None and session_id is not None:
-            st = setup.state
             recorder.end_session(
-                session_id, outcome=desk.outcome or ("escalated" if st.escalated else "completed"),
+                session_id, outcome=outcome,
                 escalated=st.escalated, escalation_reason=st.escalation_reason or None,
             )
             await recorder.aflush(timeout=5.0)
@@ -236,6 +246,7 @@ def main() -> None:
     except InsecureConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None
     settings = AgentSettings()
+    call_metrics.serve(settings.metrics_port, "agent")
     for rel, what in ((settings.whisper_model, "Whisper model folder"), (settings.piper_voice, "Piper voice"),
                       (settings.vad_model, "Silero VAD model"), (settings.turn_model, "Smart Turn model")):
         if not rel:

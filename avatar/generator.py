@@ -22,6 +22,8 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
+from agent.metrics import FRAMES, RENDER
+
 from .engines.base import EngineSession
 
 logger = logging.getLogger("avatar.generator")
@@ -149,8 +151,11 @@ class EngineVideoGenerator(VideoGenerator):
         audio = _resample(_to_float(audio_out), self._out_rate, self._info.sample_rate)
         t0 = time.perf_counter()
         frames = self._session.generate(audio, speaking=speaking)
-        self.render_seconds += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        self.render_seconds += took
         self.frames_rendered += len(frames)
+        FRAMES.inc(len(frames))
+        RENDER.observe(took)
         return frames if epoch == self._epoch else None
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:

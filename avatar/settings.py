@@ -29,4 +29,5 @@ class AvatarSettings(BaseSettings):
     render_threads: int = 2  # threads shared by all calls of this worker for engine compute
     sync_queue_ms: int = 100  # audio/video queued ahead of the room (60 measured worse: -176 ms, more latency)
     http_port: int = 8082  # the worker's health-check port
+    metrics_port: int = 0  # Prometheus /metrics of this worker (agent/metrics.py); 0: off
     max_calls: int = 2  # calls one worker serves at once (its reported load); 2 on a 2-core box (README, "Benchmarks")

@@ -24,6 +24,7 @@ from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobRequest, cli
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
 
+from agent import metrics as call_metrics
 from agent.call_config import fetch_avatar_assets
 
 from .engines import Engine, create_engine
@@ -141,8 +142,11 @@ async def entrypoint(ctx: JobContext) -> None:
 
     ctx.room.on("participant_disconnected", _on_disconnect)
     started = time.perf_counter()
+    call_metrics.CALLS_ACTIVE.labels(service="avatar").inc()
 
     async def _cleanup() -> None:
+        call_metrics.CALLS_ACTIVE.labels(service="avatar").dec()
+        call_metrics.CALLS.labels(service="avatar", outcome="ended").inc()
         await runner.aclose()
         await gen.aclose()
         wall = time.perf_counter() - started
@@ -230,4 +234,5 @@ def main() -> None:
         raise SystemExit(f"error: {exc}") from None
     settings = AvatarSettings()
     get_engine(settings)  # fail fast with a clear error before registering
+    call_metrics.serve(settings.metrics_port, "avatar")
     cli.run_app(build_server(settings))

@@ -17,7 +17,7 @@ while IFS= read -r line; do
         DH_ADMIN_EMAIL=*) echo "DH_ADMIN_EMAIL=$email" ;;
         LIVEKIT_API_KEY=*) echo "LIVEKIT_API_KEY=API$(rand 12)" ;;
         DH_AGENT_KEY=*) echo "DH_AGENT_KEY=dhk_$(rand 43)" ;;
-        DH_ADMIN_PASSWORD=*) echo "DH_ADMIN_PASSWORD=$(rand 20)" ;;
+        DH_ADMIN_PASSWORD=*|DH_GRAFANA_PASSWORD=*) echo "${line%%=*}=$(rand 20)" ;;
         *=*replace-me*) echo "${line%%=*}=$(rand 48)" ;;
         *) echo "$line" ;;
     esac

@@ -10,6 +10,8 @@ deployment's namespace by scripts/compose_native.py; tests/deploy/test_compose_n
    question with its (fake) microphone: the avatar's video plays, the agent's answer is in the
    captions; the caller ends the call.
 4. The session is in the admin's record with the caller's and the agent's turns.
+5. Every service's /metrics answers on the internal network (the admin's with its token), and
+   not on the public origin.
 The TURN/TLS port answers with the same certificate. What was seen goes to RESULT_JSON.
 """
 
@@ -115,6 +117,18 @@ def main(env_file: Path, state: Path, wav: Path, result_path: Path) -> int:
                 result["session"] = {"found": bool(found)}
                 break
             time.sleep(1.0)
+    # every service's metrics, as Prometheus (profile "monitoring") scrapes them on the internal network
+    token = {"Authorization": f"Bearer {env['DH_METRICS_TOKEN']}"}
+    scraped = {}
+    for name, url, headers in (("agent", "http://agent:9101/metrics", {}), ("avatar", "http://avatar:9102/metrics", {}),
+                               ("admin", "http://admin:8000/metrics", token), ("livekit", "http://livekit:6789/metrics", {}),
+                               ("caddy", "http://caddy:9180/metrics", {})):
+        r = httpx.get(url, headers=headers, timeout=10)
+        scraped[name] = {"status": r.status_code, "lines": [ln for ln in r.text.splitlines() if ln.startswith((
+            "dh_calls_total", "dh_turn_stage_seconds_count", "dh_avatar_frames_total", "admin_http_requests_total",
+            "livekit_", "caddy_http_requests_total"))][:40]}
+    scraped["front"] = {"status": httpx.get(f"{base}/metrics", timeout=10).status_code}  # not on the public origin
+    result["metrics"] = scraped
     result["total_s"] = round(time.monotonic() - t0, 1)
     result_path.write_text(json.dumps(result, indent=2))
     return 0

@@ -144,3 +144,15 @@ def test_the_deployment_answers_a_caller_through_the_https_front(env_file, quest
     assert "monday" in agent_said
     assert seen["session"].get("id"), seen["session"]
     assert {"user", "assistant"} <= set(seen["session"]["speakers"]), seen["session"]
+    m = seen["metrics"]
+    assert all(m[k]["status"] == 200 for k in ("agent", "avatar", "admin", "livekit", "caddy")), m
+    assert m["front"]["status"] == 404  # metrics are not served to the internet
+
+    def value(service: str, prefix: str) -> float:
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in m[service]["lines"] if ln.startswith(prefix))
+
+    assert value("agent", 'dh_calls_total{outcome="completed",service="agent"}') >= 1
+    assert value("agent", 'dh_turn_stage_seconds_count{role="user",stage="transcription"}') >= 1
+    assert value("avatar", "dh_avatar_frames_total") > 100
+    assert value("admin", "admin_http_requests_total") > 0
+    assert any(ln.startswith("livekit_") for ln in m["livekit"]["lines"]) and value("caddy", "caddy_http_requests_total") > 0
