@@ -124,7 +124,8 @@ def main(env_file: Path, state: Path, wav: Path, result_path: Path) -> int:
                                ("admin", "http://admin:8000/metrics", token), ("livekit", "http://livekit:6789/metrics", {}),
                                ("caddy", "http://caddy:9180/metrics", {})):
         r = httpx.get(url, headers=headers, timeout=10)
-        scraped[name] = {"status": r.status_code, "lines": [ln for ln in r.text.splitlines() if ln.startswith((
+        names = sorted({ln.split("{")[0].split(" ")[0] for ln in r.text.splitlines() if ln and not ln.startswith("#")})
+        scraped[name] = {"status": r.status_code, "names": names, "lines": [ln for ln in r.text.splitlines() if ln.startswith((
             "dh_calls_total", "dh_turn_stage_seconds_count", "dh_avatar_frames_total", "admin_http_requests_total",
             "livekit_", "caddy_http_requests_total"))][:40]}
     scraped["front"] = {"status": httpx.get(f"{base}/metrics", timeout=10).status_code}  # not on the public origin

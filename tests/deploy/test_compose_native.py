@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import wave
@@ -156,3 +157,9 @@ def test_the_deployment_answers_a_caller_through_the_https_front(env_file, quest
     assert value("avatar", "dh_avatar_frames_total") > 100
     assert value("admin", "admin_http_requests_total") > 0
     assert any(ln.startswith("livekit_") for ln in m["livekit"]["lines"]) and value("caddy", "caddy_http_requests_total") > 0
+    # the Grafana dashboard only asks for metrics the services really export
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "dh-agent.json").read_text())
+    exported = {n for v in m.values() for n in v.get("names", [])}
+    asked = {n for p in dashboard["panels"] for t in p["targets"]
+             for n in re.findall(r"\b((?:dh|admin|caddy|livekit)_[a-z_]+)", t["expr"])}
+    assert asked and asked <= exported, sorted(asked - exported)
