@@ -21,6 +21,11 @@ from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
 
 logger = logging.getLogger("agent.avatar")
 
+# The avatar worker answers this RPC with {"speech_age": seconds since it last sent out a speech
+# frame, or null}: the watchdog's proof of life when a segment's lk.playback_started is missing.
+PING_RPC = "dh.avatar_ping"
+PLAYING_WITHIN = 2.0  # s: an avatar that sent speech this recently is playing
+
 
 class WatchedAvatarOutput(DataStreamAudioOutput):
     """The data-stream avatar output with a watchdog on the avatar's answer.
@@ -52,7 +57,24 @@ class WatchedAvatarOutput(DataStreamAudioOutput):
         try:
             await asyncio.wait_for(self._started.wait(), self._stall_timeout)
         except asyncio.TimeoutError:
+            if await self._avatar_playing():
+                # its playback_started went missing (seen after a barge-in under load), not the avatar
+                logger.warning("no playback_started from the avatar within %.1f s, but it is playing: keeping it",
+                               self._stall_timeout)
+                return
             self._on_stall(f"no playback from the avatar within {self._stall_timeout:.1f} s")
+
+    async def _avatar_playing(self) -> bool:
+        """Ask the avatar whether it sent speech out in the last PLAYING_WITHIN seconds (1.5 s to answer)."""
+        try:
+            # the RPC's own acknowledgement wait is ~7 s: bound the whole question
+            raw = await asyncio.wait_for(self._room.local_participant.perform_rpc(
+                destination_identity=self._destination_identity, method=PING_RPC, payload="", response_timeout=1.5),
+                timeout=1.5)
+            age = json.loads(raw).get("speech_age")
+        except Exception:  # no answer: stalled, gone, or an avatar without the ping
+            return False
+        return age is not None and age < PLAYING_WITHIN
 
 
 def audio_tail(session: AgentSession) -> AudioOutput | None:
@@ -92,6 +114,7 @@ class AvatarLink:
         self._room_tail: AudioOutput | None = None
         self._avatar_out: DataStreamAudioOutput | None = None
         self._joining: asyncio.Future[bool] | None = None
+        self._removal: asyncio.Future[None] | None = None
 
     def begin(self) -> None:
         """Dispatch the avatar now, before the session exists: it joins while the call is prepared."""
@@ -167,3 +190,14 @@ class AvatarLink:
         text = self._last_answer() if (lost_answer and self._last_answer) else None
         if text:
             session.say(text)
+        if why != "the avatar left the call":
+            # a stalled avatar would come back as a face that no longer moves with the voice: out of the call
+            self._removal = asyncio.ensure_future(self._remove_avatar())
+
+    async def _remove_avatar(self) -> None:
+        try:
+            await self._ctx.api.room.remove_participant(
+                api.RoomParticipantIdentity(room=self._ctx.room.name, identity=self.identity))
+            logger.info("removed the stalled avatar %s from the call", self.identity)
+        except Exception as exc:  # already gone, or the server refused: the call goes on either way
+            logger.warning("could not remove the avatar %s: %s", self.identity, exc)

@@ -25,7 +25,6 @@ from livekit import rtc
 logger = logging.getLogger("agent.caller")
 
 RATE = 16000  # the caller records and speaks at 16 kHz mono
-HOP = 160  # 10 ms
 
 
 @functools.lru_cache(maxsize=4)
@@ -196,9 +195,13 @@ class ScriptedCaller:
     last_frame: np.ndarray | None = None  # the latest video frame (RGB)
     # other people's audio by identity, as (arrival time, RMS) and PCM per 10 ms (not the agent's)
     people: dict[str, tuple[list[tuple[float, float]], list[np.ndarray]]] = field(default_factory=dict)
+    # the microphone's format as published (a phone line's 8 kHz, a stereo headset...); :meth:`speak`
+    # takes int16 samples at this rate, shaped (n,) or (n, mic_channels)
+    mic_rate: int = RATE
+    mic_channels: int = 1
 
     def __post_init__(self) -> None:
-        self._mic = rtc.AudioSource(RATE, 1, queue_size_ms=200)
+        self._mic = rtc.AudioSource(self.mic_rate, self.mic_channels, queue_size_ms=200)
         self._speech: asyncio.Queue[tuple[np.ndarray, asyncio.Future[float]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._streams: list[rtc.AudioStream | rtc.VideoStream] = []
@@ -250,15 +253,18 @@ class ScriptedCaller:
 
     async def _mic_loop(self) -> None:
         # The microphone never stops: silence between utterances, like a real one.
-        silence = np.zeros(HOP * 2, np.int16)
+        step = self.mic_rate // 50  # 20 ms
+        silence = np.zeros((step, self.mic_channels), np.int16)
         while True:
             try:
                 pcm, done = self._speech.get_nowait()
             except asyncio.QueueEmpty:
                 pcm, done = silence, None
-            for i in range(0, len(pcm), HOP * 2):
-                piece = pcm[i : i + HOP * 2]
-                await self._mic.capture_frame(rtc.AudioFrame(piece.tobytes(), RATE, 1, len(piece)))
+            pcm = pcm.reshape(len(pcm), -1)
+            for i in range(0, len(pcm), step):
+                piece = np.ascontiguousarray(pcm[i : i + step])
+                await self._mic.capture_frame(
+                    rtc.AudioFrame(piece.tobytes(), self.mic_rate, self.mic_channels, len(piece)))
             if done is not None:
                 # the last sample leaves once what is queued ahead of it has played
                 done.set_result(time.time() + self._mic.queued_duration)
@@ -277,6 +283,14 @@ class ScriptedCaller:
             buf[1].append(pcm)
             if identity == self.avatar_identity and self._recorder is not None:
                 self._recorder.audio(pcm, buf[0][-1][0])
+
+    def trim(self, before: float) -> None:
+        """Forget what arrived before ``before`` (a long run keeps only recent figures in memory)."""
+        self.video[:] = [v for v in self.video if v.t >= before]
+        self.transcripts[:] = [x for x in self.transcripts if x["t"] + self.t0 >= before]
+        for rows, chunks in [*self._tracks.values(), *self.people.values()]:
+            keep = next((i for i, (t, _) in enumerate(rows) if t >= before), len(rows))
+            del rows[:keep], chunks[:keep]
 
     def _primary(self) -> tuple[list[tuple[float, float]], list[np.ndarray]]:
         if self.avatar_identity and self.avatar_identity in self._tracks:
@@ -383,7 +397,7 @@ class ScriptedCaller:
         await self._speech.put((pcm, done))
         end = await done
         await asyncio.sleep(max(0.0, end - time.time()))
-        return end - len(pcm) / RATE, end
+        return end - len(pcm) / self.mic_rate, end
 
     async def ask(self, question: str, pcm: np.ndarray, *, answer_timeout: float = 30.0,
                   wait_answer_end: bool = True) -> Turn:

@@ -78,6 +78,7 @@ class EngineVideoGenerator(VideoGenerator):
         self._closed = False
         self._inflight: asyncio.Future | None = None
         self.frames_rendered = 0
+        self.last_speech_at: float | None = None  # monotonic time of the last speech frame sent out
         self.render_seconds = 0.0
 
     # ----------------------------------------------------------------- wiring
@@ -195,6 +196,7 @@ class EngineVideoGenerator(VideoGenerator):
                 yield rtc.VideoFrame(img.shape[1], img.shape[0], rtc.VideoBufferType.RGB24, img.tobytes())
                 if speech:
                     piece = audio_out[i * self._out_spf : (i + 1) * self._out_spf]
+                    self.last_speech_at = time.monotonic()
                     yield rtc.AudioFrame(piece.tobytes(), self._out_rate, 1, len(piece))
             if speech and ends_segment and epoch == self._epoch:
                 yield AudioSegmentEnd()

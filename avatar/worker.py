@@ -25,6 +25,7 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorTy
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
 
 from agent import metrics as call_metrics
+from agent.avatar_link import PING_RPC
 from agent.call_config import fetch_avatar_assets
 
 from .engines import Engine, create_engine
@@ -132,6 +133,12 @@ async def entrypoint(ctx: JobContext) -> None:
         ),
     )
     gen.attach(receiver, runner.av_sync.clear_queue)
+
+    @ctx.room.local_participant.register_rpc_method(PING_RPC)
+    async def _ping(_data: rtc.RpcInvocationData) -> str:
+        # the agent's watchdog asks when a segment's playback_started is missing: are we playing?
+        last = gen.last_speech_at
+        return json.dumps({"speech_age": None if last is None else round(time.monotonic() - last, 3)})
 
     done = asyncio.Event()
 

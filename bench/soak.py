@@ -1,0 +1,152 @@
+"""A long run: callers asking questions continuously; figures per window, then growth.
+
+    python -m bench.soak MINUTES [--calls 1] [--window 5] [--out out/soak]
+
+Starts livekit-server, the admin (recording every call), the avatar and the agent workers, then N
+scripted callers (own rooms) ask the bench questions one after another for MINUTES. Every
+``--window`` minutes it prints, over that window: end of speech -> first answer audio (p50, p95),
+video fps at the callers (median over answers), the A/V offset measured on the callers' side
+(mouth motion against the audio envelope, agent/avsync.py; negative: mouth ahead), turns lost,
+and the resident memory of every process (livekit-server, admin, avatar, agent). At the end:
+memory growth first -> last window, and the whole table in ``<out>/soak.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from agent.avsync import offset_of
+from agent.caller import ScriptedCaller, synthesize
+from agent.devstack import Stack, free_port
+from agent.settings import AgentSettings
+from agent.token import caller_token
+from bench.calls import QUESTIONS, pct
+from bench.hostile import rss_mb
+
+
+async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], until: float, turns: list[dict],
+                      av: list[dict]) -> None:
+    await asyncio.sleep(idx * 1.5)
+    caller = ScriptedCaller(url, caller_token(f"soak-{idx}-{uuid.uuid4().hex[:6]}", f"caller-{idx}"))
+    await caller.join()
+    try:
+        if not await caller.wait_video(timeout=60):
+            turns.append({"t": time.time(), "lost": True, "why": "no video"})
+            return
+        await caller.wait_greeting(timeout=60)
+        i, mark = 0, time.time()
+        while time.time() < until:
+            q, pcm = speech[i % len(speech)]
+            i += 1
+            try:
+                turn = await caller.ask(q, pcm, answer_timeout=20)
+                turns.append({"t": time.time(), "caller": idx, "lost": False,
+                              "to_audio": turn.first_audio - turn.speech_end,
+                              "fps": caller.fps(turn.first_audio, turn.answer_end)})
+            except TimeoutError:
+                turns.append({"t": time.time(), "caller": idx, "lost": True})
+            if time.time() - mark > 60:  # the A/V offset over the last minute, then forget old samples
+                mt, ar = caller.mouth_motion(mark, time.time()), [x for x in caller.audio_rms if x[0] >= mark]
+                try:
+                    o = offset_of(np.array([t for t, _ in mt]), np.array([d for _, d in mt]),
+                                  np.array([t for t, _ in ar]), np.array([r for _, r in ar]))
+                    av.append({"t": time.time(), "caller": idx, "offset_ms": 1000 * o.offset_s, "r": o.r})
+                except (ValueError, IndexError):
+                    pass
+                caller.trim(before=time.time() - 5)
+                mark = time.time()
+            await asyncio.sleep(0.5)
+    finally:
+        await caller.leave()
+
+
+def window_row(turns: list[dict], av: list[dict], t0: float, t1: float, mem: dict[str, float]) -> dict:
+    ok = [x for x in turns if t0 <= x["t"] < t1 and not x["lost"]]
+    lost = sum(1 for x in turns if t0 <= x["t"] < t1 and x["lost"])
+    lat = [x["to_audio"] for x in ok]
+    offs = [x["offset_ms"] for x in av if t0 <= x["t"] < t1 and x["r"] > 0.2]
+    return {"turns": len(ok), "lost": lost, "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
+            "fps_median": statistics.median([x["fps"] for x in ok]) if ok else None,
+            "av_offset_ms": [round(min(offs)), round(max(offs))] if offs else None, "rss_mb": mem}
+
+
+def fmt(i: int, r: dict) -> str:
+    s = lambda v: "   -" if v is None else f"{v:4.2f}"  # noqa: E731
+    av = "-" if r["av_offset_ms"] is None else f"{r['av_offset_ms'][0]:+d}..{r['av_offset_ms'][1]:+d} ms"
+    mem = " ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
+    fps = "-" if r["fps_median"] is None else f"{r['fps_median']:.1f}"
+    return (f"window {i:2d}: {r['turns']:3d} turns, {r['lost']} lost, p50 {s(r['p50_s'])} s, p95 {s(r['p95_s'])} s, "
+            f"fps {fps}, A/V {av}; MB: {mem}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("minutes", type=float)
+    ap.add_argument("--calls", type=int, default=1)
+    ap.add_argument("--window", type=float, default=5.0, help="minutes per printed window")
+    ap.add_argument("--out", default="out/soak")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = AgentSettings()
+    speech = [(q, synthesize(q, s.model_path(s.piper_voice))) for q in QUESTIONS]
+    stack = Stack(log_dir=out / "logs", http_port=free_port(),
+                  env={"AGENT_MAX_CALLS": str(max(2, args.calls)), "AVATAR_MAX_CALLS": str(max(2, args.calls))})
+    print(f"soak: {args.minutes:.0f} min, {args.calls} call(s), load average {os.getloadavg()[0]:.2f}", flush=True)
+    rows: list[dict] = []
+    turns: list[dict] = []
+    av: list[dict] = []
+    try:
+        stack.start_server()
+        stack.start_admin(out / "admin")
+        stack.start_worker("avatar")
+        stack.start_worker("agent")
+        procs = {p.name: p.popen.pid for p in stack.procs}
+
+        async def run() -> None:
+            t_start = time.time()
+            until = t_start + 60 * args.minutes
+            tasks = [asyncio.create_task(caller_loop(stack.url, i, speech, until, turns, av)) for i in range(args.calls)]
+            edge = t_start
+            while time.time() < until or not all(t.done() for t in tasks):
+                await asyncio.sleep(5)
+                if time.time() - edge >= 60 * args.window or all(t.done() for t in tasks):
+                    mem = {n: rss_mb(pid) for n, pid in procs.items()}
+                    rows.append(window_row(turns, av, edge, time.time(), mem))
+                    print(fmt(len(rows), rows[-1]), flush=True)
+                    edge = time.time()
+                    if all(t.done() for t in tasks):
+                        break
+            for t in tasks:
+                if t.done() and t.exception() is not None:
+                    print(f"caller failed: {t.exception()!r}")
+
+        asyncio.run(run())
+    finally:
+        stack.stop()
+    if len(rows) >= 2:
+        growth = {n: 100 * (rows[-1]["rss_mb"][n] - rows[0]["rss_mb"][n]) / max(1.0, rows[0]["rss_mb"][n])
+                  for n in rows[0]["rss_mb"]}
+        print("memory growth first -> last window: " + ", ".join(f"{n} {g:+.1f} %" for n, g in growth.items()))
+    else:
+        growth = {}
+    lost = sum(1 for x in turns if x["lost"])
+    print(f"{sum(1 for x in turns if not x['lost'])} turns answered, {lost} lost")
+    (out / "soak.json").write_text(json.dumps({"minutes": args.minutes, "calls": args.calls, "windows": rows,
+                                               "growth_pct": growth, "lost": lost}, indent=2))
+    print(f"wrote {out / 'soak.json'}")
+
+
+if __name__ == "__main__":
+    main()

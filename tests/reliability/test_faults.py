@@ -1,0 +1,79 @@
+"""Faults in the middle of a call, through the real livekit-server and workers: what the caller
+experiences, measured (issue "reliability"; the avatar killed outright is tests/spine/test_fallback.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from agent.caller import ScriptedCaller
+from agent.devstack import Stack, free_port
+from agent.token import caller_token
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_a_stalled_avatar_is_replaced_by_audio_and_leaves_the_call(tmp_path, say):
+    """The avatar worker freezes (SIGSTOP, 10 s) while the caller asks: the answer comes on the agent's
+    own track after the stall timeout, the frozen face is taken out of the room, the next question
+    is answered, and once the worker runs again it serves a new call with video."""
+    stack = Stack(log_dir=tmp_path, http_port=free_port(), env={"AGENT_AVATAR_STALL_TIMEOUT": "4"})
+    stack.start_all()
+    avatar = next(p for p in stack.procs if p.name == "avatar")
+    caller = ScriptedCaller(stack.url, caller_token(f"stall-{uuid.uuid4().hex[:6]}", "caller"))
+    second = None
+    try:
+        await caller.join()
+        assert await caller.wait_video(timeout=60)
+        await caller.wait_greeting()
+        await caller.wait_quiet(quiet_for=1.5)
+        face = caller.avatar_identity
+        assert face is not None
+
+        left: dict[str, float] = {}
+        caller.room.on("participant_disconnected", lambda p: left.setdefault(p.identity, time.time()))
+        os.killpg(avatar.popen.pid, signal.SIGSTOP)
+        t_stop = time.time()
+        try:
+            _s, end = await caller.speak(say("What are your opening hours?"))
+            heard = await caller.wait_loud(end, timeout=20)
+            assert heard is not None, "silence while the avatar was stalled"
+            to_answer = heard - end
+            said = await caller.wait_said(end, ("monday",), timeout=30)
+            assert "monday" in said, said
+            deadline = time.time() + 10
+            while face not in left and time.time() < deadline:
+                await asyncio.sleep(0.2)
+            assert face in left, "the frozen face stayed in the call"
+            removed_after = left[face] - t_stop
+            audio_after_stop = heard - t_stop
+            await asyncio.sleep(max(0.0, t_stop + 10 - time.time()))
+        finally:
+            os.killpg(avatar.popen.pid, signal.SIGCONT)
+        await caller.wait_quiet(quiet_for=1.2)
+        t = time.time()
+        turn = await caller.ask("Where is the nearest branch?", say("Where is the nearest branch?"),
+                                wait_answer_end=False)
+        assert turn.first_audio is not None and turn.first_audio - turn.speech_end < 10
+        assert "station" in await caller.wait_said(t, ("station",))
+        print(f"stalled avatar: answer on the agent's own track {to_answer:.2f} s after the question "
+              f"({audio_after_stop:.1f} s after the stall; stall timeout 4 s), frozen face out of the caller's "
+              f"room {removed_after:.1f} s after the stall")
+
+        # the worker runs again: a new call gets its face
+        second = ScriptedCaller(stack.url, caller_token(f"stall2-{uuid.uuid4().hex[:6]}", "caller"))
+        await second.join()
+        assert await second.wait_video(timeout=60), "the avatar worker did not recover from the stall"
+    finally:
+        await caller.leave()
+        if second is not None:
+            await second.leave()
+        stack.stop()
+    log = (tmp_path / "agent.log").read_text()
+    assert "switching to audio only" in log and "removed the stalled avatar" in log
