@@ -60,9 +60,11 @@ async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], 
                 try:
                     o = offset_of(np.array([t for t, _ in mt]), np.array([d for _, d in mt]),
                                   np.array([t for t, _ in ar]), np.array([r for _, r in ar]))
-                    av.append({"t": time.time(), "caller": idx, "offset_ms": 1000 * o.offset_s, "r": o.r})
-                except (ValueError, IndexError):
+                    av.append({"t": time.time(), "caller": idx, "offset_ms": 1000 * o.offset_s, "r": o.correlation})
+                except (ValueError, IndexError):  # too little speech in that minute to measure
                     pass
+                except Exception as exc:  # a figure must not end the run
+                    print(f"A/V offset not measured: {exc!r}", flush=True)
                 caller.trim(before=time.time() - 5)
                 mark = time.time()
             await asyncio.sleep(0.5)
