@@ -20,9 +20,9 @@ from livekit.agents import (Agent, AgentServer, AgentSession, JobContext, JobExe
 from dialogue import DialogueSettings, TurnRecord, load_knowledge
 from dialogue.guardrails import install_log_redaction, redact
 
+from . import metrics as call_metrics
 from .avatar_link import AvatarLink
 from .call_config import resolve_call
-from . import metrics as call_metrics
 from .handoff import HandoffDesk
 from .models import shared_models
 from .recorder import SessionRecorder, recorder_for_call
