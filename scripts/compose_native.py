@@ -22,6 +22,9 @@ stops everything. What stands in for Docker:
   entrypoint, given the file's ``command``), caddy and redis-server (the file's ``command``), and
   PostgreSQL (the image's entrypoint: initdb with POSTGRES_USER/PASSWORD, create POSTGRES_DB).
 
+A container path that does not exist here (``/data``, ``/models``...) is created, empty, as the
+mount point: mount namespaces keep the mounts private, not the directories under them.
+
 Logs: ``DIR/logs/SERVICE.log``. Not covered: restart policies, resource reservations (GPU), image
 contents themselves (the Dockerfile is not built).
 """
