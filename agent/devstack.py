@@ -16,6 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CACHE = Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent"))
 LIVEKIT_VERSION = "v1.13.5"
@@ -193,6 +194,13 @@ class Stack:
         self.start_worker("avatar")
         self.start_worker("agent")
         return self
+
+    def start_with_admin(self, data_dir: Path, **admin: Any) -> dict[str, str]:
+        """The admin (:meth:`start_admin`, with ``admin``'s options), then livekit-server and the avatar
+        and agent workers, which record their calls there; returns the admin's bootstrap values."""
+        values = self.start_admin(data_dir, **admin)
+        self.start_all()
+        return values
 
     def stop(self) -> None:
         for p in reversed(self.procs):

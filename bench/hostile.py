@@ -196,10 +196,7 @@ def main() -> None:
     stack = Stack(log_dir=out / "logs", http_port=free_port())
     print(f"starting the stack (logs in {out / 'logs'}); load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
-        stack.start_server()
-        admin = stack.start_admin(out / "admin")
-        stack.start_worker("avatar")
-        stack.start_worker("agent")
+        admin = stack.start_with_admin(out / "admin")
         summary = asyncio.run(run(stack, args.scale, admin=admin))
     finally:
         stack.stop()

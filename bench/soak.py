@@ -110,10 +110,7 @@ def main() -> None:
     turns: list[dict] = []
     av: list[dict] = []
     try:
-        stack.start_server()
-        stack.start_admin(out / "admin")
-        stack.start_worker("avatar")
-        stack.start_worker("agent")
+        stack.start_with_admin(out / "admin")
         procs = {p.name: p.popen.pid for p in stack.procs}
 
         async def run() -> None:

@@ -35,11 +35,8 @@ def desk(tmp_path_factory):
               env={"AGENT_HANDOFF_TIMEOUT": str(TIMEOUT), "AGENT_MAX_CALLS": "3", "AVATAR_MAX_CALLS": "3"})
     s.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        s.start_server()
-        values = s.start_admin(tmp / "admin", extra_env={"ADMIN_FIRST_ADMIN_EMAIL": EMAIL,
-                                                         "ADMIN_FIRST_ADMIN_PASSWORD": PASSWORD})
-        s.start_worker("avatar")
-        s.start_worker("agent")
+        values = s.start_with_admin(tmp / "admin", extra_env={"ADMIN_FIRST_ADMIN_EMAIL": EMAIL,
+                                                              "ADMIN_FIRST_ADMIN_PASSWORD": PASSWORD})
         yield {"stack": s, "url": values["DH_ADMIN_URL"], "values": values,
                "operator": sign_in(values["DH_ADMIN_URL"], EMAIL, PASSWORD)}
     finally:

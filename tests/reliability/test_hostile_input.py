@@ -19,10 +19,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     s = Stack(log_dir=tmp / "logs", http_port=free_port())
     try:
-        s.start_server()
-        values = s.start_admin(tmp / "admin")
-        s.start_worker("avatar")
-        s.start_worker("agent")
+        values = s.start_with_admin(tmp / "admin")
         yield s, values
     finally:
         s.stop()

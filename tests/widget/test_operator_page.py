@@ -30,11 +30,8 @@ def stack(tmp_path_factory):
     s = Stack(log_dir=tmp / "logs", http_port=free_port(), env={"AGENT_HANDOFF_TIMEOUT": "120"})
     s.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        s.start_server()
-        s.values = s.start_admin(tmp / "admin", extra_env={"ADMIN_FIRST_ADMIN_EMAIL": EMAIL,
-                                                           "ADMIN_FIRST_ADMIN_PASSWORD": PASSWORD})
-        s.start_worker("avatar")
-        s.start_worker("agent")
+        s.values = s.start_with_admin(tmp / "admin", extra_env={"ADMIN_FIRST_ADMIN_EMAIL": EMAIL,
+                                                                "ADMIN_FIRST_ADMIN_PASSWORD": PASSWORD})
         yield s
     finally:
         s.stop()
