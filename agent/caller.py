@@ -48,6 +48,21 @@ def synthesize(text: str, voice_path: Path) -> np.ndarray:
     return (np.clip(audio, -1, 1) * 32767).astype(np.int16)
 
 
+def fake_microphone_wav(path: Path, pcm: np.ndarray, *, lead: float, tail: float) -> Path:
+    """A WAV for Chromium's fake microphone (``--use-file-for-fake-audio-capture``): ``lead`` s of
+    silence, ``pcm`` (int16 at 16 kHz), ``tail`` s of silence. Chromium loops the file, so the tail
+    leaves the agent time to answer."""
+    import wave
+
+    silence = lambda s: np.zeros(int(s * RATE), np.int16)  # noqa: E731
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(np.concatenate([silence(lead), pcm.astype(np.int16), silence(tail)]).tobytes())
+    return path
+
+
 @dataclass
 class VideoSample:
     t: float  # arrival, seconds on the caller's clock (time.time())

@@ -12,10 +12,8 @@ import os
 import re
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -101,20 +99,12 @@ def test_workers_refuse_default_secrets_in_production(module, tmp_path):
 @pytest.fixture(scope="module")
 def question_wav(tmp_path_factory) -> Path:
     """The caller's fake microphone: silence, the question, a long silence (Chromium loops it)."""
-    from agent.caller import synthesize
+    from agent.caller import fake_microphone_wav, synthesize
     from agent.settings import AgentSettings
 
     s = AgentSettings()
     pcm = synthesize("What are your opening hours?", s.model_path(s.piper_voice))
-    rate = 16000
-    audio = np.concatenate([np.zeros(int(4 * rate), np.int16), pcm.astype(np.int16), np.zeros(int(25 * rate), np.int16)])
-    path = tmp_path_factory.mktemp("wav") / "question.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(audio.tobytes())
-    return path
+    return fake_microphone_wav(tmp_path_factory.mktemp("wav") / "question.wav", pcm, lead=4, tail=25)
 
 
 @pytest.mark.e2e

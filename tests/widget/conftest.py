@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import wave
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from agent.devstack import REPO
@@ -54,19 +52,10 @@ def question_wav(agent_settings, tmp_path_factory) -> Path:
 
     Chromium loops the file, so the silence after the question leaves the agent time to answer.
     """
-    from agent.caller import synthesize
+    from agent.caller import fake_microphone_wav, synthesize
 
     pcm = synthesize(QUESTION, agent_settings.model_path(agent_settings.piper_voice))
-    rate = 16000
-    audio = np.concatenate([np.zeros(int(3.5 * rate), np.int16), pcm.astype(np.int16),
-                            np.zeros(int(20 * rate), np.int16)])
-    path = tmp_path_factory.mktemp("wav") / "question.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(audio.tobytes())
-    return path
+    return fake_microphone_wav(tmp_path_factory.mktemp("wav") / "question.wav", pcm, lead=3.5, tail=20)
 
 
 @pytest.fixture(scope="module")
