@@ -15,6 +15,7 @@ restore from an older one the next ``serve`` migrates it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -62,17 +63,32 @@ def _revision(url: str) -> str | None:
         engine.dispose()
 
 
-def _head() -> str:
+def _migrations() -> tuple[str, set[str]]:
+    """This code's migration head and every revision it knows."""
     from alembic.script import ScriptDirectory
 
     from admin.migrate import alembic_config
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return scripts.get_current_head(), {r.revision for r in scripts.walk_revisions()}
+
+
+def _kind(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+def _sqlite_copy(src: Path | str, dst: Path | str) -> None:
+    """SQLite's online backup: a consistent copy while others may be writing."""
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        with b:
+            a.backup(b)
+    finally:
+        a.close()
+        b.close()
 
 
 def _run(argv: list[str], env: dict[str, str]) -> None:
-    import os
-
     out = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True)
     if out.returncode != 0:
         raise BackupError(f"{Path(argv[0]).name} failed: {out.stderr.strip()[-800:]}")
@@ -84,7 +100,7 @@ def backup(archive: Path) -> dict:
     url = s.sqlalchemy_url
     t0 = time.monotonic()
     manifest = {"format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "revision": _revision(url), "database": "postgresql" if url.startswith("postgresql") else "sqlite"}
+                "revision": _revision(url), "database": _kind(url)}
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         db_file = Path(tmp) / ("database.pgdump" if manifest["database"] == "postgresql" else "database.sqlite")
@@ -93,12 +109,7 @@ def backup(archive: Path) -> dict:
             _run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", f"--file={db_file}",
                   f"--dbname={conninfo}"], env)
         else:
-            src = sqlite3.connect(make_url(url).database)
-            dst = sqlite3.connect(db_file)
-            with dst:
-                src.backup(dst)
-            src.close()
-            dst.close()
+            _sqlite_copy(make_url(url).database, db_file)
         partial = archive.with_name(archive.name + ".partial")
         with tarfile.open(partial, "w:gz") as tar:
             tar.add(db_file, arcname=db_file.name)
@@ -128,12 +139,7 @@ def restore(archive: Path, *, replace: bool = False) -> dict:
             manifest = json.loads((root / "manifest.json").read_text())
         except (OSError, ValueError) as exc:
             raise BackupError(f"{archive} is not a backup of this admin (no manifest.json)") from exc
-        head = _head()
-        from alembic.script import ScriptDirectory
-
-        from admin.migrate import alembic_config
-
-        known = {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+        head, known = _migrations()
         if manifest.get("revision") and manifest["revision"] not in known:
             raise BackupError(f"the backup is at migration {manifest['revision']}, which this code does not know "
                               f"(head {head}): restore it with the version that made it, or upgrade the code first")
@@ -141,7 +147,7 @@ def restore(archive: Path, *, replace: bool = False) -> dict:
         if current is not None and not replace:
             raise BackupError("the database is not empty: restore into an empty one, or pass --replace to "
                               "overwrite it (its current content is lost)")
-        want = "postgresql" if url.startswith("postgresql") else "sqlite"
+        want = _kind(url)
         if manifest["database"] != want:
             raise BackupError(f"the backup holds a {manifest['database']} database and this admin uses {want}")
         if want == "postgresql":
@@ -151,12 +157,7 @@ def restore(archive: Path, *, replace: bool = False) -> dict:
         else:
             target = Path(make_url(url).database)
             target.parent.mkdir(parents=True, exist_ok=True)
-            src = sqlite3.connect(root / "database.sqlite")
-            dst = sqlite3.connect(target)
-            with dst:
-                src.backup(dst)
-            src.close()
-            dst.close()
+            _sqlite_copy(root / "database.sqlite", target)
         for name, folder in (("media", s.media_dir), ("audit-anchors", s.anchor_dir)):
             if (root / name).is_dir():
                 if folder.exists():
