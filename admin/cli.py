@@ -55,22 +55,26 @@ def create_admin(email: str, password: str, tenant_slug: str, superuser: bool = 
         return user.id
 
 
-def create_api_key(tenant_slug: str, name: str, role: str, *, platform: bool = False) -> str:
+def create_api_key(tenant_slug: str, name: str, role: str, *, platform: bool = False,
+                   secret: str | None = None) -> str:
     """Create an API key for a machine client; returns the secret (shown once).
 
     ``platform``: the deployment's agent or avatar worker, serving every organisation's calls
     (only made here, on the server; an organisation's admin makes keys for its own calls only).
+    ``secret``: a key chosen outside (the deployment's environment) instead of a fresh one.
     """
-    secret = new_api_key()
+    chosen = secret is not None
+    secret = secret if chosen else new_api_key()
     with session_scope() as db:
         tenant = ensure_tenant(db, tenant_slug)
         key = ApiKey(tenant_id=tenant.id, name=name, role=Role(role).value, prefix=secret[:10],
                      key_hash=sha256_hex(secret), platform=platform)
         db.add(key)
         db.flush()
+        changes = {"name": name, "role": role, "cli": True, "platform": platform}
         audit.record(db, tenant_id=tenant.id, actor=audit.Actor("system", None), action="create",
                      resource="api_key", resource_id=key.id,
-                     changes={"name": name, "role": role, "cli": True, "platform": platform})
+                     changes={**changes, "from_environment": True} if chosen else changes)
     return secret
 
 
@@ -86,14 +90,7 @@ def ensure_platform_agent_key(secret: str, tenant_slug: str) -> None:
     with session_scope() as db:
         if db.scalar(select(ApiKey).where(ApiKey.key_hash == sha256_hex(secret))) is not None:
             return
-        tenant = ensure_tenant(db, tenant_slug)
-        key = ApiKey(tenant_id=tenant.id, name="deployment agent (environment)", role=Role.agent.value,
-                     prefix=secret[:10], key_hash=sha256_hex(secret), platform=True)
-        db.add(key)
-        db.flush()
-        audit.record(db, tenant_id=tenant.id, actor=audit.Actor("system", None), action="create",
-                     resource="api_key", resource_id=key.id,
-                     changes={"name": key.name, "role": "agent", "platform": True, "from_environment": True})
+    create_api_key(tenant_slug, "deployment agent (environment)", Role.agent.value, platform=True, secret=secret)
 
 
 def bootstrap(
