@@ -25,10 +25,10 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import stt as lk_stt
 
-from .metrics import HANDOFF_WAITING
-
 from dialogue.guardrails import redact
 from dialogue.templates import phrase
+
+from .metrics import HANDOFF_WAITING
 
 logger = logging.getLogger("agent.handoff")
 
@@ -94,9 +94,13 @@ class HandoffDesk:
         self._timer = asyncio.create_task(self._wait(), name="handoff-wait")
 
     def _set_waiting(self, waiting: bool) -> None:
-        if waiting != self._waiting:
-            self._waiting = waiting
-            HANDOFF_WAITING.inc() if waiting else HANDOFF_WAITING.dec()
+        if waiting == self._waiting:
+            return
+        self._waiting = waiting
+        if waiting:
+            HANDOFF_WAITING.inc()
+        else:
+            HANDOFF_WAITING.dec()
 
     async def _wait(self) -> None:
         await asyncio.sleep(self.timeout)

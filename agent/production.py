@@ -74,3 +74,11 @@ def check_worker(service: str, *, admin_key_names: tuple[str, ...], env: Mapping
     ])
     if err is not None:
         raise err
+
+
+def exit_if_insecure(service: str, *, admin_key_names: tuple[str, ...]) -> None:
+    """A worker's first step: :func:`check_worker`, ending the process with its one line."""
+    try:
+        check_worker(service, admin_key_names=admin_key_names)
+    except InsecureConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -239,12 +239,9 @@ def build_server(settings: AgentSettings | None = None) -> AgentServer:
 
 
 def main() -> None:
-    from .production import InsecureConfigurationError, check_worker
+    from .production import exit_if_insecure
 
-    try:
-        check_worker("the agent", admin_key_names=("DH_ADMIN_API_KEY",))
-    except InsecureConfigurationError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    exit_if_insecure("the agent", admin_key_names=("DH_ADMIN_API_KEY",))
     settings = AgentSettings()
     call_metrics.serve(settings.metrics_port, "agent")
     for rel, what in ((settings.whisper_model, "Whisper model folder"), (settings.piper_voice, "Piper voice"),

@@ -233,12 +233,9 @@ def build_server(settings: AvatarSettings | None = None) -> AgentServer:
 
 
 def main() -> None:
-    from agent.production import InsecureConfigurationError, check_worker
+    from agent.production import exit_if_insecure
 
-    try:
-        check_worker("the avatar worker", admin_key_names=("AVATAR_ADMIN_API_KEY", "DH_ADMIN_API_KEY"))
-    except InsecureConfigurationError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    exit_if_insecure("the avatar worker", admin_key_names=("AVATAR_ADMIN_API_KEY", "DH_ADMIN_API_KEY"))
     settings = AvatarSettings()
     get_engine(settings)  # fail fast with a clear error before registering
     call_metrics.serve(settings.metrics_port, "avatar")
