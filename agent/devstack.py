@@ -176,10 +176,16 @@ class Stack:
     def start_worker(self, module: str, timeout: float = 180.0) -> Proc:
         """Start ``python -m <module> start``; wait until it has registered and, for the agent,
         until its first job process has loaded the models (so the first call is not kept waiting)."""
-        proc = self.spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
         # the agent's first job thread has loaded the shared models once it says "job runner initialized"
         markers = ("registered worker", "job runner initialized") if module == "agent" else ("registered worker",)
         deadline = time.monotonic() + timeout
+        for attempt in range(3):
+            proc = self.spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
+            if not self._lost_its_port(proc, markers, deadline) or attempt == 2:
+                break
+            # free_port() only names a port that was free a moment ago: another process (a call's
+            # connection, another stack) can take it before the worker binds it; pick new ones
+            self.procs.remove(proc)
         while time.monotonic() < deadline:
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"{module} worker exited with {proc.popen.returncode}:\n{proc.tail()}")
@@ -188,6 +194,15 @@ class Stack:
                 return proc
             time.sleep(0.25)
         raise TimeoutError(f"{module} worker did not register within {timeout:.0f} s:\n{proc.tail()}")
+
+    @staticmethod
+    def _lost_its_port(proc: Proc, markers: tuple[str, ...], deadline: float) -> bool:
+        """Whether ``proc`` exited before its ``markers`` because its HTTP port was taken."""
+        while time.monotonic() < deadline and proc.popen.poll() is None:
+            if all(m in proc.log.read_text(errors="replace") for m in markers[:1]):
+                return False
+            time.sleep(0.25)
+        return proc.popen.poll() is not None and "address already in use" in proc.tail()
 
     def start_all(self) -> Stack:
         self.start_server()

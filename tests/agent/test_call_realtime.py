@@ -105,8 +105,6 @@ async def test_barge_in_stops_the_avatar_but_a_short_sound_does_not(stack, say, 
         mm = mm[loud[0] : loud[0] + int(0.15 * RATE)]
         _mm_start, mm_end = await caller.speak(mm)
         await asyncio.sleep(1.5)
-        kept = [r for t, r in caller.audio_rms if mm_end + 0.5 <= t <= mm_end + 1.5]
-        assert kept and np.mean([r > caller.loud_threshold for r in kept]) > 0.3, "a 150 ms sound stopped the answer"
 
         # a real question over the answer stops it, and the new answer follows
         q_start, q_end = await caller.speak(say("What are your opening hours?"))
@@ -127,6 +125,11 @@ async def test_barge_in_stops_the_avatar_but_a_short_sound_does_not(stack, say, 
     spoken = [r for r in log_records(stack, "agent") if r.get("role") == "assistant" and r.get("room") == caller.room.name]
     # the greeting, then the first answer (the second one may still be playing when the caller left)
     assert [r.get("interrupted") for r in spoken][:2] == [False, True], [r.get("message") for r in spoken]
+    # the 150 ms sound did not stop it: the agent's own record says it was still speaking when the
+    # question began (the caller's audio level cannot say this under load, where the next sentence's
+    # synthesis can leave a gap of its own)
+    stopped_at = spoken[1]["metrics"]["stopped_speaking_at"]
+    assert stopped_at > q_start, f"a 150 ms sound stopped the answer {stopped_at - mm_end:+.2f} s after it ended"
     assert "monday" in transcribe(whisper, caller.audio_between(second - 0.3, answer_end + 0.3))
 
 
