@@ -8,6 +8,8 @@ default on a laptop; compose: 9101 and 9102). Labels are bounded: no room, calle
   end-of-turn delays; assistant: LLM first token, TTS first byte, end-to-end)
 * ``dh_recorder_pending_events``: session events not yet acknowledged by the admin (the spool)
 * ``dh_handoff_waiting``: callers waiting for a colleague
+* ``dh_speech_failures_total{stage}``: utterances the recogniser (``stt``) or a voice (``tts``)
+  failed on; the caller was asked to say it again / heard an apology instead
 * ``dh_avatar_frames_total``, ``dh_avatar_render_seconds``: frames rendered (rate = fps), engine
   time per rendered chunk
 """
@@ -28,6 +30,7 @@ CALLS = Counter("dh_calls", "Calls ended in this worker", ["service", "outcome"]
 TURN_STAGE = Histogram("dh_turn_stage_seconds", "Per-turn stage latency (seconds)", ["role", "stage"],
                        buckets=LATENCY_BUCKETS)
 HANDOFF_WAITING = Gauge("dh_handoff_waiting", "Callers waiting for a colleague")
+SPEECH_FAILURES = Counter("dh_speech_failures", "Utterances the recogniser or a voice failed on", ["stage"])
 RECORDER_PENDING = Gauge("dh_recorder_pending_events", "Session events not yet acknowledged by the admin")
 FRAMES = Counter("dh_avatar_frames", "Video frames rendered by the avatar engine")
 RENDER = Histogram("dh_avatar_render_seconds", "Engine time per rendered chunk (seconds)",

@@ -6,7 +6,9 @@ disk before it is sent). One background thread moves events from memory to the
 spool and from the spool to ``POST {base_url}/api/v1/agent/events`` in order,
 retrying with exponential backoff while the backend or its database is down.
 The API remembers every event id, so a batch delivered twice (response lost,
-process restarted before the spool was trimmed) is applied exactly once.
+process restarted before the spool was trimmed) is applied exactly once. When the spool
+cannot take events (its disk full, an I/O error) they are kept in memory, in order (up to
+``MAX_HELD``), delivered from there, and spooled again once it can; the call notices nothing.
 
 Public methods never do I/O on the caller's thread: they hand the event to the
 recorder thread and return at once, so they are safe to call from the event
@@ -30,6 +32,7 @@ only: :func:`recorder_for_call`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -46,6 +49,7 @@ import httpx
 logger = logging.getLogger("agent.recorder")
 
 _STOP = object()
+MAX_HELD = 50_000  # events kept in memory while the spool cannot take them (a full disk): ~1 kB each
 # 4xx answers that may change without the events changing (a key being fixed, a rate limit, a
 # concurrent write): retried with back-off like 5xx and network errors. Every other 4xx is
 # permanent: a single event so refused is dropped (kept in the dead-letter table, with a log line).
@@ -105,6 +109,11 @@ class SessionRecorder:
         self._delivered = 0
         self._deadline: float | None = None
         self._isolate_through: int | None = None  # spool seq up to which events are sent one by one
+        self._acked_through = 0  # spool seq up to which the API has the events (deleted, or to delete)
+        self._held: list[dict[str, Any]] = []  # events the spool could not take (disk full), in order
+        self._held_isolating = False
+        self._untrimmed = False  # acknowledged events still in the spool (a delete failed: disk full)
+        self._respool_at = 0.0
         self._dropped = 0
         self._closed = False
         self._ready = threading.Event()
@@ -253,9 +262,18 @@ class SessionRecorder:
 
     # --- the recorder thread --------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._spool, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # fsync on every commit: a spooled event survives a crash
+        try:
+            return self._schema(sqlite3.connect(self._spool, isolation_level=None), durable=True)
+        except sqlite3.Error as exc:
+            logger.error("the spool %s cannot be opened (%s): events are kept in memory only (lost if the agent "
+                         "stops before the admin has them)", self._spool, exc)
+            return self._schema(sqlite3.connect(":memory:", isolation_level=None), durable=False)
+
+    @staticmethod
+    def _schema(db: sqlite3.Connection, *, durable: bool) -> sqlite3.Connection:
+        if durable:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # fsync on every commit: a spooled event survives a crash
         db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
             "event_id TEXT UNIQUE NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL)"
@@ -268,27 +286,30 @@ class SessionRecorder:
 
     def _run(self) -> None:
         db = self._open()
-        self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._count_unsent(db)
         self._ready.set()
         client = httpx.Client(timeout=self._timeout, transport=self._transport,
                               headers={"X-API-Key": self._api_key})
         backoff, next_try, stopping = 0.0, 0.0, False
         try:
             while True:
-                wait = 0.5 if self._unsent == 0 else max(0.0, next_try - time.monotonic())
+                idle = self._unsent == 0 and not self._held
+                wait = 0.5 if idle else max(0.0, next_try - time.monotonic())
                 items = self._drain(0 if stopping else min(wait, 0.5))
                 if any(i is _STOP for i in items):
                     stopping = True
                 events = [i for i in items if i is not _STOP]
-                if events:
+                if events or (self._held and time.monotonic() >= self._respool_at):
                     self._spool_events(db, events)
-                if stopping and (self._unsent == 0 or time.monotonic() >= (self._deadline or 0)):
+                idle = self._unsent == 0 and not self._held
+                if stopping and (idle or time.monotonic() >= (self._deadline or 0)):
                     break
-                if self._unsent == 0 or time.monotonic() < next_try:
+                if idle or time.monotonic() < next_try:
                     if stopping:
                         time.sleep(min(0.05, max(0.0, next_try - time.monotonic())))
                     continue
-                if self._send_batch(db, client):
+                # the spool's events first; events it could not take only once it holds nothing older
+                if self._send_batch(db, client) if self._unsent else self._send_held(client):
                     backoff = 0.0
                     next_try = 0.0
                 else:
@@ -299,8 +320,13 @@ class SessionRecorder:
         finally:
             # Anything still in memory goes to disk for the next recorder.
             leftover = [i for i in self._drain(0) if i is not _STOP]
-            if leftover:
+            if leftover or self._held:
                 self._spool_events(db, leftover)
+            if self._untrimmed:
+                self._trim(db)
+            if self._held:
+                logger.error("%d session events could not be spooled or delivered before the recorder stopped: lost",
+                             len(self._held))
             client.close()
             db.close()
 
@@ -314,61 +340,131 @@ class SessionRecorder:
             pass
         return items
 
+    def _count_unsent(self, db: sqlite3.Connection) -> None:
+        self._unsent = db.execute("SELECT count(*) FROM outbox WHERE seq > ?", (self._acked_through,)).fetchone()[0]
+
     def _spool_events(self, db: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
+        """Commit ``events`` (after any held in memory) to the spool; when the spool cannot take them
+        (disk full, I/O error), keep them in memory, in order, and try again a second later."""
+        batch = self._held + events
         now = time.time()
-        db.execute("BEGIN")
-        db.executemany(
-            "INSERT OR IGNORE INTO outbox (event_id, body, created_at) VALUES (?, ?, ?)",
-            [(e["event_id"], json.dumps(e, ensure_ascii=False, default=str), now) for e in events],
-        )
-        db.execute("COMMIT")
-        self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        try:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (event_id, body, created_at) VALUES (?, ?, ?)",
+                [(e["event_id"], json.dumps(e, ensure_ascii=False, default=str), now) for e in batch],
+            )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            if not self._held:
+                logger.error("the spool %s cannot take events (%s): they are kept in memory and sent from there "
+                             "until it can", self._spool, exc)
+            if len(batch) > MAX_HELD:
+                logger.error("%d session events over the %d kept in memory while the spool is full: the oldest are lost",
+                             len(batch) - MAX_HELD, MAX_HELD)
+                with self._count_lock:
+                    self._in_flight -= len(batch) - MAX_HELD
+                batch = batch[-MAX_HELD:]
+            self._held = batch
+            self._respool_at = time.monotonic() + 1.0
+            return
+        if self._held:
+            logger.info("the spool takes events again (%d were kept in memory)", len(self._held))
+        self._held = []
+        if self._untrimmed:
+            self._trim(db)
+        self._count_unsent(db)
         with self._count_lock:
-            self._in_flight -= len(events)
+            self._in_flight -= len(batch)
+
+    def _post(self, client: httpx.Client, bodies: list[str], where: str) -> httpx.Response | None:
+        try:
+            return client.post(self._url, content='{"events":[' + ",".join(bodies) + "]}",
+                               headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            logger.info("admin API unreachable (%s); %d events wait (these %d %s)", exc.__class__.__name__,
+                        self.pending, len(bodies), where)
+            return None
+
+    def _split(self, resp: httpx.Response, n: int) -> bool:
+        """Whether a batch of ``n`` so answered is sent again event by event: one bad event (or a batch
+        too large) must not sink the others; only an event that is itself refused is dropped."""
+        status = resp.status_code
+        if n > 1 and (_permanent(status) or (status >= 500 and status not in _UNAVAILABLE)):
+            logger.warning("admin API answered %d to a batch of %d events; sending them one by one", status, n)
+            return True
+        return False
 
     def _send_batch(self, db: sqlite3.Connection, client: httpx.Client) -> bool:
-        first = db.execute("SELECT min(seq) FROM outbox").fetchone()[0]
+        first = db.execute("SELECT min(seq) FROM outbox WHERE seq > ?", (self._acked_through,)).fetchone()[0]
         if first is None:
             return True
         isolating = self._isolate_through is not None and first <= self._isolate_through
         if self._isolate_through is not None and not isolating:
             self._isolate_through = None
         limit = 1 if isolating else self._batch_size
-        rows = db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        body = '{"events":[' + ",".join(r[1] for r in rows) + "]}"
-        try:
-            resp = client.post(self._url, content=body, headers={"Content-Type": "application/json"})
-        except httpx.HTTPError as exc:
-            logger.info("admin API unreachable (%s); %d events wait in the spool", exc.__class__.__name__, self._unsent)
+        rows = db.execute("SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                          (self._acked_through, limit)).fetchall()
+        resp = self._post(client, [r[1] for r in rows], "in the spool")
+        if resp is None:
             return False
-        last = rows[-1][0]
-        status = resp.status_code
-        if len(rows) > 1 and (_permanent(status) or (status >= 500 and status not in _UNAVAILABLE)):
-            # One bad event (or a batch too large) must not sink the others: send this batch's events
-            # one by one, so only an event that is itself refused is dropped.
-            self._isolate_through = rows[-1][0]
-            logger.warning("admin API answered %d to a batch of %d events; sending them one by one", status, len(rows))
+        last, status = rows[-1][0], resp.status_code
+        if self._split(resp, len(rows)):
+            self._isolate_through = last
             return True
         if _permanent(status):
             event_id = json.loads(rows[0][1])["event_id"]
             logger.error("admin API refused event %s for good (%d): %s; dropped (kept in dead_letter)",
                          event_id, status, resp.text[:300])
-            db.execute("BEGIN")
-            for seq, raw in rows:
-                db.execute(
+            with contextlib.suppress(sqlite3.Error):  # a full disk loses the dead-letter copy, not the loop
+                db.executemany(
                     "INSERT OR REPLACE INTO dead_letter (event_id, body, status, reason, created_at) VALUES (?,?,?,?,?)",
-                    (json.loads(raw)["event_id"], raw, status, resp.text[:1000], time.time()),
+                    [(json.loads(raw)["event_id"], raw, status, resp.text[:1000], time.time()) for _seq, raw in rows],
                 )
-            db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
-            db.execute("COMMIT")
             self._dropped += len(rows)
         elif resp.is_success:
-            db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
             self._delivered += len(rows)
         else:
             logger.info("admin API answered %d; retrying %d events later", status, len(rows))
             return False
-        self._unsent = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        # acknowledged: never sent again by this recorder, even while the disk is too full to delete them
+        self._acked_through = last
+        self._trim(db)
+        self._count_unsent(db)
+        return True
+
+    def _trim(self, db: sqlite3.Connection) -> None:
+        """Delete the acknowledged events from the spool (retried later when the disk is too full to)."""
+        try:
+            db.execute("DELETE FROM outbox WHERE seq <= ?", (self._acked_through,))
+            self._untrimmed = False
+        except sqlite3.Error:
+            self._untrimmed = True
+
+    def _send_held(self, client: httpx.Client) -> bool:
+        """Deliver events the spool could not take, straight from memory."""
+        batch = self._held[: 1 if self._held_isolating else self._batch_size]
+        resp = self._post(client, [json.dumps(e, ensure_ascii=False, default=str) for e in batch], "in memory")
+        if resp is None:
+            return False
+        if self._split(resp, len(batch)):
+            self._held_isolating = True
+            return True
+        if _permanent(resp.status_code):
+            logger.error("admin API refused event %s for good (%d): %s; dropped (the spool was full: no dead letter)",
+                         batch[0]["event_id"], resp.status_code, resp.text[:300])
+            self._dropped += len(batch)
+        elif resp.is_success:
+            self._delivered += len(batch)
+        else:
+            logger.info("admin API answered %d; retrying %d events later", resp.status_code, len(batch))
+            return False
+        del self._held[: len(batch)]
+        self._held_isolating = self._held_isolating and bool(self._held)
+        with self._count_lock:
+            self._in_flight -= len(batch)
         return True
 
 

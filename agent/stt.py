@@ -31,6 +31,7 @@ from livekit.agents import stt, utils
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions, NotGivenOr
 
 from .language import settle_transcript  # noqa: E402  (mandarin hook, agent/language.py)
+from .metrics import SPEECH_FAILURES  # noqa: E402
 
 logger = logging.getLogger("agent.stt")
 
@@ -210,6 +211,9 @@ class WhisperSTT(stt.STT):
         self._languages = languages
         self.ignore_backchannels: Callable[[], bool] | None = None
         self.min_voiced = 0.25
+        # called when the engine raises on an utterance (the call asks the caller to say it again);
+        # the utterance then gives an empty transcript, so the call's recognition stream lives on
+        self.on_failure: Callable[[], None] | None = None
 
     @property
     def model(self) -> str:
@@ -238,8 +242,18 @@ class WhisperSTT(stt.STT):
         audio = pcm.astype(np.float32) / 32768.0
         lang = (language if isinstance(language, str) and language else None) or self._language
         loop = asyncio.get_running_loop()
-        res = await loop.run_in_executor(self.engine.pool, self.engine.transcribe, audio, lang, self._languages)
-        res = await settle_transcript(self, audio, res, lang)  # mandarin: the call's language kept; zh simplified
+        try:
+            res = await loop.run_in_executor(self.engine.pool, self.engine.transcribe, audio, lang, self._languages)
+            res = await settle_transcript(self, audio, res, lang)  # mandarin: the call's language kept; zh simplified
+        except Exception:
+            # the framework would end this call's recognition for good: one bad utterance must not deafen the call
+            logger.exception("recognition failed on %.2f s of audio: the caller is asked to say it again",
+                             len(audio) / SAMPLE_RATE)
+            SPEECH_FAILURES.labels(stage="stt").inc()
+            if self.on_failure is not None and voiced_seconds(audio) >= self.min_voiced:
+                self.on_failure()
+            return stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                                   alternatives=[stt.SpeechData(language=lang or "", text="")])
         logger.info("transcribed %.2f s of audio in %.2f s [%s]%s: %r", len(audio) / SAMPLE_RATE, res.seconds,
                     res.language, " (loop cut)" if res.truncated else "", res.text,
                     extra={"asr_seconds": round(res.seconds, 3), "audio_seconds": round(len(audio) / SAMPLE_RATE, 2)})

@@ -12,18 +12,22 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
-from livekit.agents import (Agent, AgentServer, AgentSession, JobContext, JobExecutorType, JobProcess, StopResponse, cli,
-                            room_io)
+from livekit import rtc
+from livekit.agents import (Agent, AgentServer, AgentSession, JobContext, JobExecutorType, JobProcess, ModelSettings,
+                            StopResponse, cli, room_io)
 
 from dialogue import DialogueSettings, TurnRecord, load_knowledge
 from dialogue.guardrails import install_log_redaction, redact
+from dialogue.templates import phrase
 
 from . import metrics as call_metrics
 from .avatar_link import AvatarLink
 from .call_config import resolve_call
 from .handoff import HandoffDesk
+from .language import EspeakTTS
 from .models import shared_models
 from .recorder import SessionRecorder, recorder_for_call
 from .settings import AgentSettings, require
@@ -89,15 +93,41 @@ class CallLog:
 
 
 class CallAgent(Agent):
-    """The call's agent: answers every finished caller turn, except while a colleague has the call."""
+    """The call's agent: answers every finished caller turn, except while a colleague has the call.
 
-    def __init__(self, desk: HandoffDesk, **kw: Any) -> None:
+    ``apology`` gives the words (in the call's language) that replace the rest of an answer when its
+    voice raises: the caller hears them, in the same voice or else espeak-ng's, not silence.
+    """
+
+    def __init__(self, desk: HandoffDesk, *, apology: Callable[[], tuple[str, str]], **kw: Any) -> None:
         super().__init__(**kw)
         self._desk = desk
+        self._apology = apology
 
     async def on_user_turn_completed(self, turn_ctx: Any, new_message: Any) -> None:
         if self._desk.gate(new_message.text_content or ""):
             raise StopResponse()  # the colleague answers; the turn is in the record
+
+    async def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> AsyncIterator[rtc.AudioFrame]:
+        try:
+            async for frame in Agent.default.tts_node(self, text, model_settings):
+                yield frame
+        except Exception:
+            language, apology = self._apology()
+            logger.exception("the voice failed on an answer: the caller hears an apology instead")
+            call_metrics.SPEECH_FAILURES.labels(stage="tts").inc()
+            try:
+                async for frame in Agent.default.tts_node(self, _once(apology), model_settings):
+                    yield frame
+            except Exception:
+                logger.exception("the voice failed on the apology too: espeak-ng says it")
+                async with EspeakTTS(language=language, sample_rate=self.session.tts.sample_rate).synthesize(apology) as spoken:
+                    async for ev in spoken:
+                        yield ev.frame
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
 
 
 def turn_handling(settings: AgentSettings, detector: Any) -> dict[str, Any]:
@@ -170,6 +200,16 @@ async def entrypoint(ctx: JobContext) -> None:
     # "hmm" or "okay" over the answer is a backchannel, not a new turn
     models.stt.ignore_backchannels = lambda: session.agent_state == "speaking"
     models.stt.min_voiced = settings.interrupt_min_duration
+
+    def language() -> str:
+        return setup.policy.turns[-1].language if setup.policy.turns else setup.persona.default_language
+
+    def persona_phrase(key: str, lang: str) -> str:
+        p = setup.persona
+        return phrase(key, lang, p.phrases, name=p.name, organisation=p.organisation or p.name)
+
+    # the recogniser failing on one utterance: the caller is asked to say it again (a voice failing: CallAgent)
+    models.stt.on_failure = lambda: session.say(persona_phrase("not_heard", language()))
     session_id = None
     if recorder is not None:
         session_id = recorder.start_session(
@@ -181,7 +221,7 @@ async def entrypoint(ctx: JobContext) -> None:
     desk = HandoffDesk(
         room=ctx.room, session=session, state=setup.state, persona=setup.persona, recorder=recorder,
         session_id=session_id, listener=shared.listener, timeout=settings.handoff_timeout,
-        language=lambda: setup.policy.turns[-1].language if setup.policy.turns else setup.persona.default_language,
+        language=language,
     )
 
     call_metrics.CALLS_ACTIVE.labels(service="agent").inc()
@@ -208,7 +248,8 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.shutdown(reason=f"session closed: {getattr(ev, 'reason', '')}")
 
     await session.start(
-        agent=CallAgent(desk, instructions=setup.instructions, tools=setup.tools),
+        agent=CallAgent(desk, instructions=setup.instructions, tools=setup.tools,
+                        apology=lambda: (language(), persona_phrase("voice_failed", language()))),
         room=ctx.room,
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )

@@ -55,6 +55,10 @@ PHRASES: dict[str, dict[str, str]] = {
         "en": "Sorry, I didn't catch that. Could you say it again?",
         "zh": "抱歉，我没有听清，请您再说一遍。",
     },
+    "voice_failed": {
+        "en": "Sorry, I lost my voice for a moment. Could you ask me that again?",
+        "zh": "抱歉，我刚才没能说出来，请您再问一遍。",
+    },
     "apology_retry": {
         "en": "Sorry, I'm having a technical problem. Could you say that again, or shall I connect you to a person?",
         "zh": "抱歉，系统出了点问题。请您再说一遍，或者需要为您转接人工客服吗？",

@@ -47,6 +47,14 @@ def say(agent_settings):
     return _say
 
 
+def transcribe(whisper, pcm) -> str:
+    """What a person hears in ``pcm`` (int16 at 16 kHz), by the real Whisper model, in lower case."""
+    import numpy as np
+
+    segments, _ = whisper.transcribe(np.asarray(pcm).astype(np.float32) / 32768.0, language="en", beam_size=1)
+    return " ".join(s.text for s in segments).lower()
+
+
 def running_stack(tmp_path_factory, env: dict[str, str] | None = None):
     """livekit-server + avatar worker + agent worker on loopback (a generator for module fixtures)."""
     from agent.devstack import Stack, free_port

@@ -94,6 +94,82 @@ async def test_recording_does_not_block_the_event_loop(tmp_path):
     await rec.aclose(timeout=0.2)
 
 
+# The recorder on a real, full filesystem: a 1 MB tmpfs in a mount namespace of its own (root, as
+# in CI), filled up by the child itself before the call's turns arrive.
+FULL_DISK_CHILD = r"""
+import errno, json, logging, os, sys, time
+from pathlib import Path
+
+import httpx
+from agent.recorder import SessionRecorder
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+spool = Path(sys.argv[1])
+applied, calls, down = {}, [0], [False]
+
+def backend(request):
+    calls[0] += 1
+    if calls[0] <= 5 or down[0]:  # the admin is down too while the disk is full
+        raise httpx.ConnectError("backend down")
+    for e in json.loads(request.content)["events"]:
+        applied[e["event_id"]] = applied.get(e["event_id"], 0) + 1
+    return httpx.Response(200, json={})
+
+def recorder():
+    return SessionRecorder("http://admin", "k", spool, transport=httpx.MockTransport(backend), max_backoff=0.2)
+
+rec = recorder()
+sid = rec.start_session(room="full-disk")
+fd = os.open(spool / "filler", os.O_WRONLY | os.O_CREAT)
+try:
+    while True:
+        os.write(fd, bytes(4096))
+except OSError as exc:
+    assert exc.errno == errno.ENOSPC, exc
+os.close(fd)
+for i in range(300):
+    rec.add_turn(sid, "user" if i % 2 == 0 else "assistant", f"turn {i} " + "x" * 400)
+deadline = time.monotonic() + 30
+while rec.pending and time.monotonic() < deadline:
+    time.sleep(0.05)
+while_full = {"pending": rec.pending, "thread_alive": rec._thread.is_alive()}
+# room again, the admin down: the next turns are on disk when the agent stops, and the next recorder sends them
+os.unlink(spool / "filler")
+down[0] = True
+for i in range(300, 310):
+    rec.add_turn(sid, "user", f"turn {i}")
+left_on_disk = not rec.close(timeout=1.0)
+down[0] = False
+ok = recorder().close(timeout=10)
+print(json.dumps({"while_full": while_full, "left_on_disk": left_on_disk, "closed_clean": ok,
+                  "applied": len(applied), "max_copies": max(applied.values())}))
+"""
+
+
+def test_a_full_spool_disk_loses_no_turn(tmp_path):
+    """The spool's disk is full and the admin is down: the turns wait in memory, reach the admin once it
+    answers, exactly once each, and the recorder spools again once the disk has room."""
+    import shutil
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.fail("this test needs root and util-linux's unshare (a tmpfs in a private mount namespace)")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(FULL_DISK_CHILD)
+    run = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" "$3" "$1"', "sh",
+         str(spool), sys.executable, str(script)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["while_full"] == {"pending": 0, "thread_alive": True}, (out, run.stderr[-3000:])
+    assert out["left_on_disk"] and out["closed_clean"], out
+    assert out["applied"] == 1 + 310 and out["max_copies"] == 1, out
+    assert "cannot take events" in run.stderr, run.stderr[-3000:]
+
+
 # --- against a real backend process ---------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

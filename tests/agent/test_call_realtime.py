@@ -20,7 +20,7 @@ import pytest
 from agent.avsync import measure
 from agent.caller import RATE, ScriptedCaller
 from agent.token import caller_token
-from tests.conftest import running_stack
+from tests.conftest import running_stack, transcribe
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +30,6 @@ def stack(tmp_path_factory):
     """The stack with room for the calls of this module that may still be ending (a job outlives its
     caller by a few seconds): the workers' default of 2 calls would refuse the next avatar."""
     yield from running_stack(tmp_path_factory, {"AGENT_MAX_CALLS": "4", "AVATAR_MAX_CALLS": "4"})
-
-
-def transcribe(whisper, pcm: np.ndarray) -> str:
-    segments, _ = whisper.transcribe(pcm.astype(np.float32) / 32768.0, language="en", beam_size=1)
-    return " ".join(s.text for s in segments).lower()
 
 
 async def joined(url: str, **kw) -> ScriptedCaller:

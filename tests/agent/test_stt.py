@@ -89,3 +89,29 @@ async def test_the_framework_recognizes_through_the_shared_engine(engine, say):
     await a.aclose()
     ev2 = await b.recognize(frames)  # closing one call's STT leaves the shared engine working
     assert "branch" in ev2.alternatives[0].text.lower()
+
+
+async def test_a_recogniser_failure_gives_an_empty_transcript_and_asks_the_caller_again(engine, say, monkeypatch):
+    from livekit import rtc
+
+    def frame(pcm: np.ndarray) -> rtc.AudioFrame:
+        return rtc.AudioFrame(pcm.astype(np.int16).tobytes(), 16000, 1, len(pcm))
+
+    stt = WhisperSTT(engine, language="en")
+    asked: list[int] = []
+    stt.on_failure = lambda: asked.append(1)
+
+    def fails(*_a, **_kw):
+        raise RuntimeError("injected: the decoder raised")
+
+    monkeypatch.setattr(engine, "transcribe", fails)
+    event = await stt.recognize(buffer=[frame(say("What are your opening hours?"))])
+    assert [a.text for a in event.alternatives] == [""] and asked == [1]
+    # a click too short to be a question is not worth asking about
+    click = np.zeros(3200)
+    click[100:300] = 8000
+    await stt.recognize(buffer=[frame(click)])
+    assert asked == [1]
+    monkeypatch.undo()
+    event = await stt.recognize(buffer=[frame(say("What are your opening hours?"))])
+    assert "opening hours" in event.alternatives[0].text.lower()  # the next utterance is heard

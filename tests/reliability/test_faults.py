@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import textwrap
 import time
 import uuid
 
@@ -15,6 +16,7 @@ import pytest
 from agent.caller import ScriptedCaller
 from agent.devstack import Stack, free_port
 from agent.token import caller_token
+from tests.conftest import transcribe
 
 pytestmark = pytest.mark.e2e
 
@@ -77,3 +79,84 @@ async def test_a_stalled_avatar_is_replaced_by_audio_and_leaves_the_call(tmp_pat
         stack.stop()
     log = (tmp_path / "agent.log").read_text()
     assert "switching to audio only" in log and "removed the stalled avatar" in log
+
+
+# Loaded by the agent worker's interpreter (PYTHONPATH): the recogniser and the Piper voice raise
+# once, on the next utterance after the test drops a flag file; nothing else in the worker changes.
+FAULTS = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+
+    if sys.orig_argv[1:3] == ["-m", "agent"]:
+        import agent.stt, agent.tts
+
+        flags = Path(os.environ["DH_TEST_FAULTS"])
+
+        def armed(name):
+            try:
+                (flags / name).unlink()
+                return True
+            except FileNotFoundError:
+                return False
+
+        transcribe = agent.stt.WhisperEngine.transcribe
+
+        def failing_transcribe(self, audio, *args, **kwargs):
+            if len(audio) > 16000 and armed("stt"):
+                raise RuntimeError("injected fault: the recogniser raised")
+            return transcribe(self, audio, *args, **kwargs)
+
+        agent.stt.WhisperEngine.transcribe = failing_transcribe
+        run = agent.tts._PiperStream._run
+
+        async def failing_run(self, output_emitter):
+            if armed("tts"):
+                raise RuntimeError("injected fault: the voice raised")
+            return await run(self, output_emitter)
+
+        agent.tts._PiperStream._run = failing_run
+""")
+
+
+async def test_a_recogniser_or_voice_failing_once_gets_an_apology_and_the_call_goes_on(tmp_path, say, whisper):
+    """Whisper raises on one question: the caller is asked to say it again and the repeat is answered.
+    Piper raises on one answer: the caller hears the persona's apology in that voice, and the repeat
+    is answered. The call's recognition survives both (the framework would end it on the first)."""
+    inject, flags = tmp_path / "inject", tmp_path / "flags"
+    inject.mkdir()
+    flags.mkdir()
+    (inject / "sitecustomize.py").write_text(FAULTS)
+    stack = Stack(log_dir=tmp_path / "logs", http_port=free_port(),
+                  env={"PYTHONPATH": str(inject), "DH_TEST_FAULTS": str(flags)})
+    stack.start_all()
+    caller = ScriptedCaller(stack.url, caller_token(f"fault-{uuid.uuid4().hex[:6]}", "caller"))
+    try:
+        await caller.join()
+        assert await caller.wait_video(timeout=60)
+        await caller.wait_greeting()
+        await caller.wait_quiet(quiet_for=1.5)
+        recovery = {}
+        for stage, question, word in (("stt", "What are your opening hours?", "monday"),
+                                      ("tts", "Where is the nearest branch?", "station")):
+            (flags / stage).touch()
+            _s, end = await caller.speak(say(question))
+            first = await caller.wait_loud(end, timeout=20)
+            assert first is not None, f"silence after the {stage} failed"
+            done = await caller.wait_quiet(quiet_for=1.2)
+            assert not (flags / stage).exists(), f"the {stage} fault was never reached"
+            heard = transcribe(whisper, caller.audio_between(first - 0.3, done))
+            assert "again" in heard and word not in heard, (stage, heard)
+            recovery[stage] = first - end
+            t = time.time()
+            turn = await caller.ask(question, say(question), wait_answer_end=False)
+            assert turn.first_audio is not None, f"the repeat after the {stage} failure got no answer"
+            assert word in await caller.wait_said(t, (word,)), f"the repeat after the {stage} failure"
+            await caller.wait_quiet(quiet_for=1.2)
+        print("one failing utterance: the caller heard " + ", ".join(
+            f"{k}: the apology {v:.2f} s after the question" for k, v in recovery.items()))
+    finally:
+        await caller.leave()
+        stack.stop()
+    log = (tmp_path / "logs" / "agent.log").read_text()
+    assert "recognition failed" in log and "the caller hears an apology instead" in log
+    assert "AgentSession is closing" not in log

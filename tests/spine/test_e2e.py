@@ -16,13 +16,9 @@ import pytest
 
 from agent.caller import ScriptedCaller
 from agent.token import caller_token
+from tests.conftest import transcribe
 
 pytestmark = pytest.mark.e2e
-
-
-def transcribe(whisper, pcm: np.ndarray) -> str:
-    segments, _ = whisper.transcribe(pcm.astype(np.float32) / 32768.0, language="en", beam_size=1)
-    return " ".join(s.text for s in segments).lower()
 
 
 async def new_caller(url: str) -> ScriptedCaller:
