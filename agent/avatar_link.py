@@ -19,15 +19,10 @@ from livekit.agents import AgentSession, JobContext, utils
 from livekit.agents.voice.avatar import DataStreamAudioOutput
 from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
 
+from .contract import PING_RPC, PLAYING_WITHIN, REJOIN_WITHIN, AvatarDispatch, avatar_identity
+
 logger = logging.getLogger("agent.avatar")
 
-# The avatar worker answers this RPC with {"speech_age": seconds since it last sent out a speech
-# frame, or null}: the watchdog's proof of life when a segment's lk.playback_started is missing.
-PING_RPC = "dh.avatar_ping"
-PLAYING_WITHIN = 2.0  # s: an avatar that sent speech this recently is playing
-# s: how long the agent and the avatar wait for each other when they lost sight of each other
-# while their own connection was reconnecting (a livekit-server restart), before acting on it
-REJOIN_WITHIN = 20.0
 
 
 def reconnecting(room: rtc.Room) -> bool:
@@ -129,7 +124,7 @@ class AvatarLink:
         self._last_answer = last_answer  # () -> str | None: the answer to say again after a failure
         self._sample_rate = sample_rate
         self._metadata = metadata or {}
-        self.identity = f"avatar-{ctx.room.local_participant.identity}"
+        self.identity = avatar_identity(ctx.room.local_participant.identity)
         self.joined_after: float | None = None  # seconds from dispatch to the avatar's video track
         self._session: AgentSession | None = None
         self._room_tail: AudioOutput | None = None
@@ -145,11 +140,11 @@ class AvatarLink:
 
     async def _join(self) -> bool:
         room = self._ctx.room
-        meta = {**self._metadata, "agent_identity": room.local_participant.identity}
+        meta = AvatarDispatch(agent_identity=room.local_participant.identity, **self._metadata).to_metadata()
         t0 = time.perf_counter()
         try:
             await self._ctx.api.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=room.name, metadata=json.dumps(meta))
+                api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=room.name, metadata=meta)
             )
             await asyncio.wait_for(self._wait_video(), self._timeout)
         except asyncio.TimeoutError:

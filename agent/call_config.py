@@ -34,6 +34,8 @@ from typing import Any
 
 import httpx
 
+from .contract import AvatarDispatch, CallDispatch
+
 logger = logging.getLogger("agent.call_config")
 
 API = "/api/v1/agent/calls"
@@ -203,7 +205,7 @@ async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, ca
     """The call's configuration for the dispatch metadata ``meta``; never raises (see the module doc)."""
     from dialogue import load_persona
 
-    cfg = CallConfig(ticket=meta.get("ticket") if isinstance(meta.get("ticket"), str) else None)
+    cfg = CallConfig(ticket=CallDispatch.from_metadata(meta).ticket)
 
     def fallback(why: str) -> CallConfig:
         cfg.reasons.append(why)
@@ -255,11 +257,11 @@ async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, ca
     return cfg
 
 
-async def fetch_avatar_assets(meta: dict[str, Any], *, admin_url: str, api_key: str,
+async def fetch_avatar_assets(meta: AvatarDispatch, *, admin_url: str, api_key: str,
                               cache_dir: Path = DEFAULT_CACHE, timeout: float = 10.0) -> Path | None:
     """The avatar worker's side: the call's prepared face folder, or None (with one log line) when
     the metadata names none or it cannot be fetched -- the worker then shows its default face."""
-    ticket, avatar_id, revision = meta.get("ticket"), meta.get("avatar_id"), meta.get("revision")
+    ticket, avatar_id, revision = meta.ticket, meta.avatar_id, meta.revision
     if not (ticket and avatar_id and revision):
         return None
     if not (admin_url.strip() and api_key.strip()):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from livekit import rtc
+from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 
 logger = logging.getLogger("agent.caller")
 
@@ -244,7 +245,7 @@ class ScriptedCaller:
             self.mouth_box = tuple(int(v) for v in box.split(","))  # type: ignore[assignment]
 
     def _on_track(self, track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
-        is_avatar = p.attributes.get("lk.publish_on_behalf") is not None
+        is_avatar = p.attributes.get(ATTRIBUTE_PUBLISH_ON_BEHALF) is not None
         if track.kind == rtc.TrackKind.KIND_VIDEO and is_avatar:
             self.avatar_identity = p.identity
             self._on_attrs({}, p)

@@ -7,31 +7,19 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import uuid
 
-from livekit import api
-
+from .contract import CallDispatch, call_token
 from .settings import AgentSettings
 
 
-def caller_token(room: str, identity: str, *, ttl_minutes: float = 15, metadata: dict | None = None) -> str:
-    """A room-scoped join token whose room configuration dispatches the call agent."""
-    s = AgentSettings()
-    return (
-        api.AccessToken(os.environ.get("LIVEKIT_API_KEY", "devkey"), os.environ.get("LIVEKIT_API_SECRET", "secret"))
-        .with_identity(identity)
-        .with_name(identity)
-        .with_ttl(datetime.timedelta(minutes=ttl_minutes))
-        .with_grants(api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True))
-        .with_room_config(
-            api.RoomConfiguration(
-                agents=[api.RoomAgentDispatch(agent_name=s.agent_name, metadata=json.dumps(metadata or {}))]
-            )
-        )
-        .to_jwt()
-    )
+def caller_token(room: str, identity: str, *, ttl_minutes: float = 15, dispatch: CallDispatch | None = None) -> str:
+    """A room-scoped join token whose room configuration dispatches the call agent (no ticket: the
+    agent's default persona and knowledge, not recorded; the admin's token route gives one)."""
+    return call_token(os.environ.get("LIVEKIT_API_KEY", "devkey"), os.environ.get("LIVEKIT_API_SECRET", "secret"),
+                      room=room, identity=identity, agent_name=AgentSettings().agent_name,
+                      dispatch=dispatch or CallDispatch(), ttl=datetime.timedelta(minutes=ttl_minutes))
 
 
 def main(argv: list[str]) -> None:

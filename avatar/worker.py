@@ -22,11 +22,13 @@ from typing import Any
 
 from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobRequest, cli
+from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
 
 from agent import metrics as call_metrics
-from agent.avatar_link import PING_RPC, REJOIN_WITHIN, reconnecting, rejoined
+from agent.avatar_link import reconnecting, rejoined
 from agent.call_config import fetch_avatar_assets
+from agent.contract import PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
 
 from .engines import Engine, create_engine
 from .generator import EngineVideoGenerator
@@ -60,41 +62,27 @@ def _render_executor(settings: AvatarSettings) -> ThreadPoolExecutor:
     return _executor
 
 
-def parse_metadata(raw: str) -> dict[str, Any]:
-    """Dispatch metadata (set by the agent through the LiveKit API): ``{"agent_identity": ...,
-    "engine": ..., "avatar_id": ..., "revision": ..., "ticket": ...}`` -- the face is fetched from
-    the admin with the ticket (:func:`agent.call_config.fetch_avatar_assets`), never read from a path."""
-    try:
-        meta = json.loads(raw or "{}")
-    except json.JSONDecodeError:
-        raise ValueError("avatar dispatch metadata is not JSON") from None
-    if not isinstance(meta, dict) or not meta.get("agent_identity"):
-        raise ValueError("avatar dispatch metadata must name the agent_identity to publish for")
-    return meta
-
-
 async def on_request(req: JobRequest) -> None:
     """Accept with the identity and attributes that make us the agent's face."""
     try:
-        meta = parse_metadata(req.job.metadata)
+        meta = AvatarDispatch.from_metadata(req.job.metadata)
     except ValueError as e:
         logger.error("rejecting avatar job %s: %s", req.id, e)
         await req.reject()
         return
-    agent_identity = meta["agent_identity"]
     await req.accept(
         name="avatar",
-        identity=f"avatar-{agent_identity}",
-        attributes={"lk.publish_on_behalf": agent_identity},
+        identity=avatar_identity(meta.agent_identity),
+        attributes={ATTRIBUTE_PUBLISH_ON_BEHALF: meta.agent_identity},
     )
 
 
 async def entrypoint(ctx: JobContext) -> None:
     """Render one call's avatar until the room ends or the agent leaves."""
     settings = AvatarSettings()
-    meta = parse_metadata(ctx.job.metadata)
-    agent_identity = meta["agent_identity"]
-    engine = get_engine(settings, meta.get("engine") or None)
+    meta = AvatarDispatch.from_metadata(ctx.job.metadata)
+    agent_identity = meta.agent_identity
+    engine = get_engine(settings, meta.engine)
     fetched = await fetch_avatar_assets(meta, admin_url=settings.admin_url, api_key=settings.admin_api_key,
                                         cache_dir=settings.cache_dir)
     avatar_dir = fetched or settings.avatar_dir or None

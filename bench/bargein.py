@@ -36,7 +36,28 @@ def voiced_start(pcm: np.ndarray, threshold: int = 1500) -> float:
     return float(loud[0]) / RATE if loud.size else 0.0
 
 
-async def trials(url: str, n: int) -> dict:
+def kept_playing(agent_log: Path, room: str, asked: list[tuple[float, float]]) -> int:
+    """How many of the long answers were still being spoken when the question over them began,
+    by the agent's own record (``started/stopped_speaking_at``): the caller's audio level cannot
+    tell a "hmm" that stopped the answer from a gap before its next sentence on a busy machine.
+    ``asked``: (the answer's first audio at the caller, the question's start) per trial."""
+    spoken = []
+    for line in agent_log.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        m = rec.get("metrics")
+        if rec.get("room") == room and rec.get("role") == "assistant" and isinstance(m, dict) and "stopped_speaking_at" in m:
+            spoken.append((m["started_speaking_at"], m["stopped_speaking_at"]))
+    kept = 0
+    for first_audio, q_start in asked:
+        start, stop = min(spoken, key=lambda r: abs(r[0] - first_audio), default=(0.0, 0.0))
+        kept += int(abs(start - first_audio) < 1.5 and stop > q_start)
+    return kept
+
+
+async def trials(url: str, n: int, agent_log: Path) -> dict:
     s = AgentSettings()
     voice = s.model_path(s.piper_voice)
     long_q, over_q = synthesize(LONG, voice), synthesize(OVER, voice)
@@ -44,7 +65,9 @@ async def trials(url: str, n: int) -> dict:
     mm = mm[np.flatnonzero(np.abs(mm) > 2000)[0]:][: int(0.15 * RATE)]
     caller = ScriptedCaller(url, caller_token(f"barge-{uuid.uuid4().hex[:6]}", "caller"))
     await caller.join()
+    room = caller.room.name
     out: dict = {"stop_ms": [], "mm_kept": 0, "mm_trials": 0, "missed": 0}
+    asked: list[tuple[float, float]] = []
     try:
         assert await caller.wait_video(60), "no avatar video"
         await caller.wait_greeting()
@@ -55,9 +78,8 @@ async def trials(url: str, n: int) -> dict:
             _s, mm_end = await caller.speak(mm)
             await asyncio.sleep(1.2)
             out["mm_trials"] += 1
-            kept = [r for t, r in caller.audio_rms if mm_end + 0.4 <= t <= mm_end + 1.2]
-            out["mm_kept"] += int(bool(kept) and np.mean([r > caller.loud_threshold for r in kept]) > 0.3)
             q_start, q_end = await caller.speak(over_q)
+            asked.append((turn.first_audio or 0.0, q_start))
             onset = q_start + voiced_start(over_q)
             # the answer to the new question starts after q_end; the old one stopped before that
             await caller.wait_loud(q_end + 0.2, 20)
@@ -71,6 +93,8 @@ async def trials(url: str, n: int) -> dict:
             await caller.wait_quiet(1.5, timeout=30)
     finally:
         await caller.leave()
+    await asyncio.sleep(1.0)  # the agent's last turn records
+    out["mm_kept"] = kept_playing(agent_log, room, asked)
     return out
 
 
@@ -85,7 +109,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; starting the stack ...", flush=True)
     try:
         stack.start_all()
-        res = asyncio.run(trials(stack.url, args.trials))
+        res = asyncio.run(trials(stack.url, args.trials, stack.log_dir / "agent.log"))
     finally:
         stack.stop()
     stops = res["stop_ms"]

@@ -28,6 +28,7 @@ from agent.caller import ScriptedCaller, synthesize
 from agent.devstack import Stack, free_port
 from agent.settings import AgentSettings
 from agent.token import caller_token
+from bench.hostile import cpu_seconds
 
 QUESTIONS = [
     "What are your opening hours?",
@@ -143,6 +144,10 @@ def print_summary(s: dict) -> None:
     if s["first_video_after_audio_median"] is not None:
         print(f"first speaking video frame after first answer audio: median "
               f"{1000 * s['first_video_after_audio_median']:.0f} ms")
+    if s.get("cores_used"):
+        used = s["cores_used"]
+        print(f"CPU cores busy over the run ({os.cpu_count()} here): " + "  ".join(f"{k} {v:.2f}" for k, v in used.items())
+              + f"  = {sum(used.values()):.2f}")
     st = s["stages_median"]
     if st:
         print("agent stages (median, ms): " + "  ".join(f"{k}={1000 * v:.0f}" for k, v in sorted(st.items())))
@@ -171,11 +176,18 @@ def main() -> None:
         stack.start_all()
         for n in args.calls:
             offset = (stack.log_dir / "agent.log").stat().st_size
+            # CPU per part of the stack over this N; the callers are this process (its children are the stack)
+            pids = {p.name: p.popen.pid for p in stack.procs} | {"callers": os.getpid()}
+            used = lambda: {k: cpu_seconds(v, children=k != "callers") for k, v in pids.items()}  # noqa: E731
+            cpu0, t0 = used(), time.monotonic()
             results = asyncio.run(run_n(stack.url, n, args.stagger, speech, args.answer_timeout))
+            wall = time.monotonic() - t0
+            cores = {k: (v - cpu0[k]) / wall for k, v in used().items()}
             time.sleep(1.0)  # the agent's last log lines
             stages = agent_stages(stack.log_dir / "agent.log", {r["room"] for r in results}, offset)
             s = summarise(n, results, stages)
             s["load_average_after"] = os.getloadavg()[0]
+            s["cores_used"] = {k: round(v, 2) for k, v in cores.items()}
             (out / f"calls-{n}.json").write_text(json.dumps({"summary": s, "callers": results}, indent=2))
             print_summary(s)
             summaries.append(s)

@@ -12,17 +12,16 @@ the call's session, grant, persona, knowledge and face (:mod:`admin.api.routes.c
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from livekit import api as lk
 from sqlalchemy import delete
 
 from admin import crud
+from agent.contract import AVATAR_PREFIX, CallDispatch, call_token
 from admin.api.deps import Principal, SessionDep, require
 from admin.api.routes.handoffs import OPERATOR_PREFIX
 from admin.core import audit
@@ -34,7 +33,7 @@ from admin.schemas import CallTokenOut, CallTokenRequest
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]
 # LiveKit identities the platform's own participants use, or that the server gives callers.
-RESERVED_IDENTITY_PREFIXES = ("agent-", "avatar-", "caller-", OPERATOR_PREFIX)
+RESERVED_IDENTITY_PREFIXES = ("agent-", AVATAR_PREFIX, "caller-", OPERATOR_PREFIX)
 
 
 def _check_identity(identity: str) -> None:
@@ -75,19 +74,8 @@ def livekit_token(body: CallTokenRequest, request: Request, db: SessionDep, prin
                         avatar_id=avatar.id, created_at=now,
                         expires_at=now + timedelta(seconds=s.session_grant_ttl_seconds))
     db.add(ticket)
-    metadata = {"ticket": ticket.id}
-    token = (
-        lk.AccessToken(s.livekit_api_key, s.livekit_api_secret)
-        .with_identity(identity)
-        .with_name(body.name or identity)
-        .with_ttl(timedelta(seconds=ttl))
-        .with_grants(lk.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True,
-                                    can_publish_data=True))
-        .with_room_config(lk.RoomConfiguration(
-            agents=[lk.RoomAgentDispatch(agent_name=s.agent_name, metadata=json.dumps(metadata))]
-        ))
-        .to_jwt()
-    )
+    token = call_token(s.livekit_api_key, s.livekit_api_secret, room=room, identity=identity, name=body.name,
+                       agent_name=s.agent_name, dispatch=CallDispatch(ticket=ticket.id), ttl=timedelta(seconds=ttl))
     audit.record(db, tenant_id=principal.tenant_id, actor=principal.actor, action="issue_token",
                  resource="livekit_token", resource_id=session_id,
                  changes={"room": room, "identity": identity, "avatar_id": avatar.id, "ttl_seconds": ttl})

@@ -15,7 +15,7 @@ from ..base import EngineError
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("DH_AGENT_CACHE", Path.home() / ".cache" / "dh-agent"))
+    return Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent"))  # the one cache root (README)
 
 
 @dataclass(frozen=True)
