@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +26,8 @@ class AvatarSettings(BaseSettings):
     admin_url: str = Field(default="", validation_alias=AliasChoices("AVATAR_ADMIN_URL", "DH_ADMIN_URL"))
     admin_api_key: str = Field(default="", validation_alias=AliasChoices("AVATAR_ADMIN_API_KEY", "DH_ADMIN_API_KEY"))
     cache_dir: Path = Path.home() / ".cache" / "dh-agent" / "calls"  # faces fetched from the admin, by revision
-    engine_options: str = "{}"  # JSON: extra keyword settings for the engine (paths, device...)
+    # extra keyword settings for the engine (paths, device...): a mapping, given as JSON in the environment
+    engine_options: dict[str, Any] = Field(default_factory=dict)
     render_threads: int = 2  # threads shared by all calls of this worker for engine compute
     sync_queue_ms: int = 100  # audio/video queued ahead of the room (60 measured worse: -176 ms, more latency)
     http_port: int = 8082  # the worker's health-check port

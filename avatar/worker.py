@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from livekit import rtc
+from pydantic_settings import SettingsError
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobRequest, cli
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
@@ -47,9 +48,8 @@ def get_engine(settings: AvatarSettings, name: str | None = None) -> Engine:
     with _engines_lock:
         if name not in _engines:
             t0 = time.perf_counter()
-            options: dict[str, Any] = json.loads(settings.engine_options or "{}")
             _engines[name] = create_engine(
-                name, width=settings.width, height=settings.height, fps=settings.fps, **options
+                name, width=settings.width, height=settings.height, fps=settings.fps, **settings.engine_options
             )
             logger.info("engine %s loaded in %.2f s", name, time.perf_counter() - t0)
         return _engines[name]
@@ -241,7 +241,10 @@ def main() -> None:
     from agent.production import exit_if_insecure
 
     exit_if_insecure("the avatar worker", admin_key_names=("AVATAR_ADMIN_API_KEY", "DH_ADMIN_API_KEY"))
-    settings = AvatarSettings()
+    try:
+        settings = AvatarSettings()
+    except SettingsError as e:  # e.g. AVATAR_ENGINE_OPTIONS that is not a JSON object
+        raise SystemExit(f"avatar worker: {e} (AVATAR_ENGINE_OPTIONS must be a JSON object)") from None
     get_engine(settings)  # fail fast with a clear error before registering
     call_metrics.serve(settings.metrics_port, "avatar")
     cli.run_app(build_server(settings))
