@@ -129,10 +129,6 @@ class CallSetup:
         """The persona's greeting."""
         return self.persona.greeting_for(language)
 
-    def agent_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``Agent(...)``: instructions, tools and the policy-backed LLM."""
-        return {"instructions": self.instructions, "tools": self.tools, "llm": self.llm}
-
 
 def prepare_call(settings: DialogueSettings | None = None, *, persona: Persona | dict | None = None,
                  index: Any = None, on_turn: Callable[[TurnRecord], Any] | None = None,
@@ -151,8 +147,3 @@ def prepare_call(settings: DialogueSettings | None = None, *, persona: Persona |
     getattr(policy, "understanding", None)
     state = CallState(on_escalate=on_escalate, on_ticket=on_ticket, end_session=end_session)
     return CallSetup(persona=p, policy=policy, llm=PolicyLLM(policy), tools=build_tools(state, policy.registry), state=state)
-
-
-def build_agent_kwargs(settings: DialogueSettings | None = None, **kwargs: Any) -> dict[str, Any]:
-    """``Agent(**build_agent_kwargs(settings))``: shorthand for ``prepare_call(...).agent_kwargs()``."""
-    return prepare_call(settings, **kwargs).agent_kwargs()

@@ -49,8 +49,8 @@ async def test_conversation(conv, persona_setup, caplog):
 
     setup.tools = build_tools(setup.state, setup.policy.registry)
 
-    async with AgentSession() as session:
-        await session.start(Agent(**setup.agent_kwargs()))
+    async with AgentSession(llm=setup.llm) as session:  # as agent/worker.py builds it
+        await session.start(Agent(instructions=setup.instructions, tools=setup.tools))
         for i, turn in enumerate(conv["turns"]):
             n_records = len(setup.policy.turns)
             result = await session.run(user_input=turn["user"])
@@ -103,8 +103,8 @@ async def test_escalation_state_for_the_colleague(persona_setup):
     setup = prepare_call(DialogueSettings(), persona=persona, on_escalate=lambda st: seen.append(st.escalation_reason),
                          end_session=False)
     setup.policy.index = index
-    async with AgentSession() as session:
-        await session.start(Agent(**setup.agent_kwargs()))
+    async with AgentSession(llm=setup.llm) as session:  # as agent/worker.py builds it
+        await session.start(Agent(instructions=setup.instructions, tools=setup.tools))
         await session.run(user_input="My card 4111 1111 1111 1111 was used for fraud")
     assert setup.state.escalated and setup.state.escalation_reason == "suspected fraud"
     assert "[CARD]" in setup.state.escalation_summary and "4111" not in setup.state.escalation_summary
@@ -118,9 +118,9 @@ async def test_end_call_shuts_the_session_down(persona_setup):
     setup = prepare_call(DialogueSettings(), persona=persona)
     setup.policy.index = index
     closed = []
-    async with AgentSession() as session:
+    async with AgentSession(llm=setup.llm) as session:  # as agent/worker.py builds it
         session.on("close", lambda ev: closed.append(ev))
-        await session.start(Agent(**setup.agent_kwargs()))
+        await session.start(Agent(instructions=setup.instructions, tools=setup.tools))
         result = await session.run(user_input="that's all, bye")
         result.expect.contains_function_call(name="end_call")
         for _ in range(50):

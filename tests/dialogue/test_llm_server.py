@@ -99,8 +99,8 @@ async def _run_call(settings, persona_setup, questions):
     setup = prepare_call(settings, persona=persona, end_session=False)
     setup.policy.index = index
     replies = []
-    async with AgentSession() as session:
-        await session.start(Agent(**setup.agent_kwargs()))
+    async with AgentSession(llm=setup.llm) as session:  # as agent/worker.py builds it
+        await session.start(Agent(instructions=setup.instructions, tools=setup.tools))
         for q in questions:
             result = await session.run(user_input=q)
             replies.append((result, _spoken(result)))
