@@ -69,6 +69,8 @@ class EngineVideoGenerator(VideoGenerator):
         self._executor = executor
         self._pending: list[np.ndarray] = []  # int16 mono at the output rate, current segment
         self._pending_len = 0
+        self._resampler: rtc.AudioResampler | None = None  # for speech that arrives at another rate
+        self._resampler_rate = 0
         self._segments: list[np.ndarray] = []  # whole segments whose end marker has arrived
         self._epoch = 0
         self._engine_epoch = 0  # the epoch the engine's state belongs to
@@ -94,6 +96,9 @@ class EngineVideoGenerator(VideoGenerator):
                 # the end marker of the stream that was just cleared: nothing to end
                 self._ignore_stale_end = False
                 return
+            if self._resampler is not None:  # the segment's last samples still inside the resampler
+                self._queue(self._resampler.flush())
+                self._resampler = None
             self._segments.append(np.concatenate(self._pending) if self._pending else np.zeros(0, np.int16))
             self._pending, self._pending_len = [], 0
         else:
@@ -101,8 +106,22 @@ class EngineVideoGenerator(VideoGenerator):
             pcm = np.frombuffer(frame.data, dtype=np.int16)
             if frame.num_channels > 1:
                 pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
-            if frame.sample_rate != self._out_rate:
-                pcm = (_resample(_to_float(pcm), frame.sample_rate, self._out_rate) * 32767).astype(np.int16)
+            if frame.sample_rate == self._out_rate:
+                self._queue_pcm(pcm)
+                return
+            # another rate than ours: one stateful resampler over the whole segment (no seams per frame)
+            if self._resampler is None or self._resampler_rate != frame.sample_rate:
+                self._resampler = rtc.AudioResampler(frame.sample_rate, self._out_rate, num_channels=1,
+                                                     quality=rtc.AudioResamplerQuality.HIGH)
+                self._resampler_rate = frame.sample_rate
+            self._queue(self._resampler.push(rtc.AudioFrame(pcm.tobytes(), frame.sample_rate, 1, len(pcm))))
+
+    def _queue(self, frames: list[rtc.AudioFrame]) -> None:
+        for f in frames:
+            self._queue_pcm(np.frombuffer(f.data, dtype=np.int16))
+
+    def _queue_pcm(self, pcm: np.ndarray) -> None:
+        if len(pcm):
             self._pending.append(pcm)
             self._pending_len += len(pcm)
 
@@ -110,6 +129,7 @@ class EngineVideoGenerator(VideoGenerator):
         """Drop all queued and in-flight speech; the engine returns to idle."""
         self._epoch += 1
         self._pending, self._pending_len = [], 0
+        self._resampler = None  # what it holds belongs to the dropped speech
         self._segments.clear()
         self._ignore_stale_end = True
         self._speaking = False

@@ -105,6 +105,29 @@ async def test_output_rate_differs_from_engine_rate():
     await gen.aclose()
 
 
+async def test_speech_at_another_rate_is_resampled_without_seams():
+    """The agent streams 10 ms frames at 48 kHz to an avatar that plays 16 kHz: one resampler over the
+    segment, so the tone comes out whole (a resampler per frame leaves a seam every 10 ms)."""
+    sess = RecordingSession()
+    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    src = 48000
+    t = np.arange(src * 4 // 10) / src  # 400 ms of 220 Hz
+    tone = (0.4 * 32767 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+    for i in range(0, len(tone), 480):
+        await gen.push_audio(rtc.AudioFrame(tone[i:i + 480].tobytes(), src, 1, 480))
+    await gen.push_audio(AudioSegmentEnd())
+    items = await collect(gen, 20)
+    out = np.concatenate([np.frombuffer(a.data, np.int16) for a in items if isinstance(a, rtc.AudioFrame)])
+    assert abs(len(out) - RATE * 4 // 10) <= 640  # the speech, to within a video frame
+    body = out[800:5600].astype(np.float64)  # away from the resampler's start and the padded tail
+    n = np.arange(len(body))
+    basis = np.stack([np.sin(2 * np.pi * 220 * n / RATE), np.cos(2 * np.pi * 220 * n / RATE)], axis=1)
+    fit, *_ = np.linalg.lstsq(basis, body, rcond=None)
+    residual = np.sqrt(np.mean((body - basis @ fit) ** 2)) / np.sqrt(np.mean(body ** 2))
+    assert residual < 0.005, f"the resampled tone is {100 * residual:.1f} % off a clean 220 Hz tone"
+    await gen.aclose()
+
+
 async def test_interrupt_drops_queued_speech_and_resets_the_engine():
     sess = RecordingSession()
     gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
