@@ -19,6 +19,7 @@ import weakref
 from typing import Any
 
 import numpy as np
+from livekit import rtc
 from livekit.agents import tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
@@ -80,13 +81,21 @@ class EspeakTTS(tts.TTS):
         return pcm, rate
 
 
-def _resample(pcm: np.ndarray, src: int, dst: int) -> np.ndarray:
-    """Linear-interpolation resampling (speech voices only; quality is ample for formant speech)."""
-    if src == dst or len(pcm) == 0:
-        return pcm
-    n = int(round(len(pcm) * dst / src))
-    x = np.linspace(0, len(pcm) - 1, n)
-    return np.interp(x, np.arange(len(pcm)), pcm.astype(np.float32)).astype(np.int16)
+class Resampled:
+    """Mono int16 speech from ``src`` Hz to ``dst`` Hz through one stateful ``rtc.AudioResampler``
+    for a whole utterance (frames resampled one by one would leave a seam at each)."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        self._rs = rtc.AudioResampler(src, dst, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH) if src != dst else None
+        self._src = src
+
+    def push(self, pcm: np.ndarray) -> bytes:
+        if self._rs is None:
+            return pcm.tobytes()
+        return b"".join(bytes(f.data) for f in self._rs.push(rtc.AudioFrame(pcm.tobytes(), self._src, 1, len(pcm))))
+
+    def flush(self) -> bytes:
+        return b"" if self._rs is None else b"".join(bytes(f.data) for f in self._rs.flush())
 
 
 class _EspeakStream(tts.ChunkedStream):
@@ -95,7 +104,9 @@ class _EspeakStream(tts.ChunkedStream):
         output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=engine.sample_rate, num_channels=1,
                                   mime_type="audio/pcm")
         pcm, rate = await engine.render(self._input_text)
-        output_emitter.push(_resample(pcm, rate, engine.sample_rate).tobytes())
+        rs = Resampled(rate, engine.sample_rate)
+        if data := rs.push(pcm) + rs.flush():
+            output_emitter.push(data)
         output_emitter.flush()
 
 
@@ -139,13 +150,18 @@ class _BilingualStream(tts.ChunkedStream):
         voice = router.voice_for(tts_language(self._input_text, router.default))
         output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=router.sample_rate, num_channels=1,
                                   mime_type="audio/pcm")
+        rs: Resampled | None = None
         async with voice.synthesize(self._input_text, conn_options=self._conn_options) as stream:
             async for ev in stream:
                 frame = ev.frame
                 pcm = np.frombuffer(frame.data, dtype=np.int16)
                 if frame.num_channels > 1:
                     pcm = pcm.reshape(-1, frame.num_channels)[:, 0].copy()
-                output_emitter.push(_resample(pcm, frame.sample_rate, router.sample_rate).tobytes())
+                rs = rs or Resampled(frame.sample_rate, router.sample_rate)
+                if data := rs.push(pcm):
+                    output_emitter.push(data)
+        if rs is not None and (data := rs.flush()):
+            output_emitter.push(data)
         output_emitter.flush()
 
 
