@@ -83,10 +83,15 @@ class CallLog:
         if self._recorder is None or self.session_id is None or item.role not in ("user", "assistant"):
             return
         last = self.policy_turns[-1] if self.policy_turns else None
+        # an answer's citations are those of the policy turn that wrote it (an interrupted one is a
+        # prefix of it); what the call says by itself (greeting, apology, handoff) cites nothing
+        said = " ".join(text.split())
+        answered = next((r for r in reversed(self.policy_turns[-3:]) if said and " ".join(r.reply.split()).startswith(said)),
+                        None)
         self._recorder.add_turn(
             self.session_id, item.role, text,
-            language=last.language if last else None,
-            citations=(last.citations if last and item.role == "assistant" else None),
+            language=(answered or last).language if (answered or last) else None,
+            citations=(answered.citations if answered and item.role == "assistant" else None),
             latency={k: v for k, v in metrics.items() if not k.endswith("_at")},
             interrupted=interrupted,
         )

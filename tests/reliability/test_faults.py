@@ -219,6 +219,10 @@ async def test_a_livekit_server_restart_mid_call_is_one_call_with_its_face(tmp_p
         said = " ".join(t["text"].lower() for t in rec["turns"] if t["speaker"] == "assistant")
         users = [t for t in rec["turns"] if t["speaker"] == "user"]
         assert "monday" in said and "station" in said and len(users) >= 2, rec["turns"]
+        # each answer is stored with the knowledge it came from; the greeting cites nothing
+        answers = [t for t in rec["turns"] if t["speaker"] == "assistant" and "station" in t["text"].lower()]
+        assert answers and answers[0]["citations"], rec["turns"]
+        assert rec["turns"][0]["speaker"] == "assistant" and not rec["turns"][0]["citations"], rec["turns"][0]
         same_room = httpx.get(f"{admin}/api/v1/sessions", params={"room": tok["room"]}, headers=viewer, timeout=30).json()
         assert same_room["total"] == 1, same_room
     finally:
