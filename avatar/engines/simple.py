@@ -1,4 +1,4 @@
-"""The spine's simple engine: a real portrait whose mouth opens with the speech loudness.
+"""The simple engine: a real portrait whose mouth opens with the speech loudness.
 
 Kept as a light fallback and for tests of the worker itself; the portrait engine
 (avatar.engines.portrait) is the default CPU engine.

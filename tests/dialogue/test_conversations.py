@@ -133,7 +133,7 @@ async def test_end_call_shuts_the_session_down(persona_setup):
 
 
 def test_default_policy_demo_answers():
-    """The spine's demo questions work with no environment variables (default persona and knowledge)."""
+    """The demo questions work with no environment variables (default persona and knowledge)."""
     import asyncio
 
     from dialogue import Message, TextDelta

@@ -1,5 +1,5 @@
 """Faults in the middle of a call, through the real livekit-server and workers: what the caller
-experiences, measured (issue "reliability"; the avatar killed outright is tests/spine/test_fallback.py).
+experiences, measured (issue "reliability"; the avatar killed outright is tests/reliability/test_avatar_fallback.py).
 """
 
 from __future__ import annotations

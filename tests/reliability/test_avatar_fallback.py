@@ -12,7 +12,7 @@ import pytest
 from agent.caller import ScriptedCaller
 from agent.devstack import Stack, free_port
 from agent.token import caller_token
-from tests.spine.test_e2e import transcribe
+from tests.conftest import transcribe
 
 pytestmark = pytest.mark.e2e
 
