@@ -11,8 +11,7 @@ from sqlalchemy import select
 
 from admin import crud
 from admin.core import audit
-from admin.core.config import InsecureConfigurationError
-from admin.core.config import get_settings
+from admin.core.config import InsecureConfigurationError, get_settings
 from admin.core.db import session_scope
 from admin.core.security import API_KEY_PREFIX, hash_password, new_api_key, sha256_hex, verify_password
 from admin.models import ApiKey, Avatar, Role, Tenant, User

@@ -25,7 +25,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from admin.core.config import get_settings
 from admin.core.db import session_scope
-from admin.ingest import IngestLimitError, build_index, plain_ingestor, simple_chunks  # noqa: F401  (simple_chunks re-exported)
+from admin.ingest import (  # noqa: F401  (simple_chunks re-exported)
+    IngestLimitError,
+    build_index,
+    plain_ingestor,
+    simple_chunks,
+)
 from admin.models import Avatar, CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Turn, utcnow
 from dialogue.guardrails import find_pii, redact
 

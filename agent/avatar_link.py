@@ -72,7 +72,7 @@ class WatchedAvatarOutput(DataStreamAudioOutput):
     async def _watchdog(self) -> None:
         try:
             await asyncio.wait_for(self._started.wait(), self._stall_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if await self._avatar_playing():
                 # its playback_started went missing (seen after a barge-in under load), not the avatar
                 logger.warning("no playback_started from the avatar within %.1f s, but it is playing: keeping it",
@@ -147,7 +147,7 @@ class AvatarLink:
                 api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=room.name, metadata=meta)
             )
             await asyncio.wait_for(self._wait_video(), self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning(
                 "avatar %r did not join within %.1f s: the call goes on with audio only",
                 self._agent_name, self._timeout,

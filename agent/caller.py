@@ -404,7 +404,7 @@ class ScriptedCaller:
         try:
             await asyncio.wait_for(self._video_track_ready.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def speak(self, pcm: np.ndarray) -> tuple[float, float]:

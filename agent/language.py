@@ -229,7 +229,7 @@ class CallLanguage:
 
 _HAN_CHARS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN_WORDS = re.compile(r"[A-Za-z]+")
-_calls: "weakref.WeakKeyDictionary[object, CallLanguage]" = weakref.WeakKeyDictionary()
+_calls: weakref.WeakKeyDictionary[object, CallLanguage] = weakref.WeakKeyDictionary()
 
 
 def call_language(owner: object) -> CallLanguage:

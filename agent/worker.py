@@ -16,8 +16,18 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import (Agent, AgentServer, AgentSession, JobContext, JobExecutorType, JobProcess, ModelSettings,
-                            StopResponse, cli, room_io)
+from livekit.agents import (
+    Agent,
+    AgentServer,
+    AgentSession,
+    JobContext,
+    JobExecutorType,
+    JobProcess,
+    ModelSettings,
+    StopResponse,
+    cli,
+    room_io,
+)
 
 from dialogue import DialogueSettings, TurnRecord, load_knowledge
 from dialogue.guardrails import install_log_redaction, redact

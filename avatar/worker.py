@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from livekit import rtc
-from pydantic_settings import SettingsError
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobRequest, cli
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, DataStreamAudioReceiver
+from pydantic_settings import SettingsError
 
 from agent import metrics as call_metrics
 from agent.avatar_link import reconnecting, rejoined

@@ -178,7 +178,9 @@ def main() -> None:
             offset = (stack.log_dir / "agent.log").stat().st_size
             # CPU per part of the stack over this N; the callers are this process (its children are the stack)
             pids = {p.name: p.popen.pid for p in stack.procs} | {"callers": os.getpid()}
-            used = lambda: {k: cpu_seconds(v, children=k != "callers") for k, v in pids.items()}  # noqa: E731
+            def used(pids: dict[str, int] = pids) -> dict[str, float]:
+                return {k: cpu_seconds(v, children=k != "callers") for k, v in pids.items()}
+
             cpu0, t0 = used(), time.monotonic()
             results = asyncio.run(run_n(stack.url, n, args.stagger, speech, args.answer_timeout))
             wall = time.monotonic() - t0

@@ -11,13 +11,12 @@ LLM. No passage, no answer: the agent says so and offers a person.
 from __future__ import annotations
 
 import asyncio
-
 import json
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .guardrails import find_pii, is_prompt_injection, redact, redact_obj, speakable
@@ -27,8 +26,8 @@ from .persona import Persona
 from .policy import Policy, PolicyError
 from .templates import OFFER_KEYS, PHRASES, phrase
 from .tools import CORE_TOOL_NAMES, ToolRegistry
-from .understanding import IntentMatch, Understanding
 from .types import Message, ReplyEvent, TextDelta, ToolCall, ToolSpec, TurnRecord
+from .understanding import IntentMatch, Understanding
 
 logger = logging.getLogger("dialogue.policy")
 
@@ -162,7 +161,7 @@ class GroundedPolicy(Policy):
         lang = self._language(messages)
         last = messages[-1] if messages else Message("user", "")
         rec = TurnRecord(turn=len(self.turns) + 1, language=lang, user="", decision="", policy=self.name,
-                         model=self.model, at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                         model=self.model, at=datetime.now(UTC).isoformat(timespec="seconds"))
         try:
             if last.role == "tool":
                 async for ev in self._after_tool(messages, last, lang, rec):

@@ -2,8 +2,22 @@
 
 from fastapi import APIRouter
 
-from admin.api.routes import api_keys, audit, avatars, knowledge, login, personas, sessions, tenants, tokens, users, widget
-from admin.api.routes import calls, console, handoffs
+from admin.api.routes import (
+    api_keys,
+    audit,
+    avatars,
+    calls,
+    console,
+    handoffs,
+    knowledge,
+    login,
+    personas,
+    sessions,
+    tenants,
+    tokens,
+    users,
+    widget,
+)
 
 api_router = APIRouter()
 for module in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit, widget, console, calls, handoffs):

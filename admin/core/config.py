@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 from agent.production import (  # the secret rules of every service (one place)
     DEFAULT_SECRET_KEY,
     InsecureConfigurationError,

@@ -26,8 +26,8 @@ WRONG_ANSWER_COST = 2.0
 
 
 def calibrate(model: str = "e5") -> dict:
-    from . import _setups, load_items
     from ..understanding import INTENT_KINDS, THRESHOLDS_FILE, Understanding, shared_encoder
+    from . import _setups, load_items
 
     items = load_items("dev")
     setups = _setups({i.persona for i in items})

@@ -77,8 +77,20 @@ def _routes():
     from fastapi.routing import APIRoute
 
     from admin.api.main import api_router  # noqa: F401  (imports every route module)
-    from admin.api.routes import (api_keys, audit, avatars, calls, handoffs, knowledge, login, personas, sessions, tenants,
-                                  tokens, users)
+    from admin.api.routes import (
+        api_keys,
+        audit,
+        avatars,
+        calls,
+        handoffs,
+        knowledge,
+        login,
+        personas,
+        sessions,
+        tenants,
+        tokens,
+        users,
+    )
 
     for mod in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit, calls, handoffs):
         for route in mod.router.routes:

@@ -158,7 +158,7 @@ def test_a_full_spool_disk_loses_no_turn(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(FULL_DISK_CHILD)
     run = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" "$3" "$1"', "sh",
+        ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" "$3" "$1"', "sh",
          str(spool), sys.executable, str(script)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )

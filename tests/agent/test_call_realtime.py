@@ -136,7 +136,7 @@ async def test_two_callers_at_once_share_one_set_of_models(stack, say, whisper):
             # A caller who is not understood asks again, as people do: with two calls on two cores a
             # starved VAD can cut a question in two (seen once in CI: "What are you?" + "for opening
             # now."). The second try must be understood.
-            for attempt in (1, 2):
+            for _attempt in (1, 2):
                 t = time.time()
                 turn = await caller.ask(question, say(question))
                 said = await caller.wait_said(t, (expect,))

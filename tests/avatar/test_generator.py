@@ -162,7 +162,7 @@ def test_cpu_engines_open_the_mouth_with_speech_and_close_it_after(engine):
     talk = [sess.generate(speech[i * spf : (i + 1) * spf], speaking=True)[0] for i in range(12)]
     sess.interrupt()
     after = [sess.generate(np.zeros(spf, np.float32), speaking=False)[0] for _ in range(6)]
-    box = getattr(sess, "mouth_box")
+    box = sess.mouth_box
     x, y, w, h = box
 
     def mouth_diff(f: np.ndarray) -> float:

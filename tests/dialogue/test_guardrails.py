@@ -6,8 +6,17 @@ import logging
 
 import pytest
 
-from dialogue.guardrails import (RedactingFilter, cn_id_valid, find_pii, iban_valid, is_prompt_injection, luhn_valid,
-                                 redact, redact_obj, speakable)
+from dialogue.guardrails import (
+    RedactingFilter,
+    cn_id_valid,
+    find_pii,
+    iban_valid,
+    is_prompt_injection,
+    luhn_valid,
+    redact,
+    redact_obj,
+    speakable,
+)
 
 
 @pytest.mark.parametrize("text,tag", [

@@ -58,7 +58,7 @@ def test_plain_text_and_chinese():
 
 
 def test_faq_yaml():
-    raw = "lang: en\nfaq:\n  - question: Do you deliver on Sundays?\n    answer: No, we deliver Monday to Saturday.\n".encode()
+    raw = b"lang: en\nfaq:\n  - question: Do you deliver on Sundays?\n    answer: No, we deliver Monday to Saturday.\n"
     (chunk,) = ingest_document(raw, name="faq.yaml")
     assert chunk.answer == "No, we deliver Monday to Saturday." and chunk.title == "Do you deliver on Sundays?"
 

@@ -72,7 +72,7 @@ def llama_server(tmp_path_factory):
                 break
             except OSError:
                 if time.time() > deadline:
-                    raise RuntimeError("llama_cpp.server did not start in 90 s")
+                    raise RuntimeError("llama_cpp.server did not start in 90 s") from None
                 time.sleep(0.5)
         yield base
     finally:
@@ -140,7 +140,7 @@ async def test_agent_session_with_llama_cpp(llama_server, persona_setup):
         "What is the weather tomorrow?",            # nothing approved -> declined, no LLM call
         "I want to talk to a human",                # handover, with the tool call
     ])
-    for result, text in replies:
+    for _result, text in replies:
         assert text.strip(), "the agent must never stay silent"
     decisions = [r.decision for r in setup.policy.turns]
     assert decisions[0] in ("answer", "llm_error")

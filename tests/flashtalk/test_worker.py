@@ -6,9 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
-
-rtc = pytest.importorskip("livekit.rtc")
+from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd
 
 from avatar.generator import EngineVideoGenerator

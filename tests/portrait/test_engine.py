@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.engines import EngineError, create_engine as registry_create
+from avatar.engines import EngineError
+from avatar.engines import create_engine as registry_create
 from avatar.engines.portrait import create_engine
 
 from .conftest import run

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar.engines import PreparationError, prepare_avatar
 import avatar.engines.portrait as portrait_pkg
+from avatar.engines import PreparationError, prepare_avatar
 from avatar.engines.portrait import prepare, samples
 
 from .conftest import needs_face_venv

@@ -8,7 +8,6 @@ the agent's recorder takes its URL and key from its own settings only.
 from __future__ import annotations
 
 import asyncio
-
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

@@ -110,7 +110,6 @@ def _call(app, method: str, path: str, headers: dict[str, str], stream: _Stream)
 def test_streamed_upload_without_length_stops_at_the_cap(app, tenant):
     """Authenticated, chunked, 300 MB: the app pulls at most the route's cap (plus one message)."""
     import httpx
-
     from fastapi.testclient import TestClient
 
     with TestClient(app) as c:

@@ -60,8 +60,8 @@ def test_every_stored_field_is_redacted(client, tenant):
 def test_admin_uses_dialogues_redactor_only():
     import importlib.util
 
-    from admin.api.routes import sessions
     from admin import worker
+    from admin.api.routes import sessions
     from dialogue import guardrails
 
     assert importlib.util.find_spec("admin.core.redaction") is None  # the weaker copy is gone

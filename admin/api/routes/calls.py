@@ -16,8 +16,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 
 from admin.api.deps import Principal, SessionDep, require
-from admin.call_config import (INDEX_FILES, avatar_ready, avatar_revision, call_voices, dialogue_persona, index_revision,
-                               tar_folder)
+from admin.call_config import (
+    INDEX_FILES,
+    avatar_ready,
+    avatar_revision,
+    call_voices,
+    dialogue_persona,
+    index_revision,
+    tar_folder,
+)
 from admin.core.config import get_settings
 from admin.core.security import mint_session_grant
 from admin.models import Avatar, CallTicket, KnowledgeBase, Persona, Role, Tenant, utcnow

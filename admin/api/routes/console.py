@@ -22,7 +22,16 @@ from admin.api.deps import READERS, Principal, Readers, SessionDep, require
 from admin.api.routes import login as login_routes
 from admin.core import audit
 from admin.models import (
-    CallSession, Document, DocumentChunk, JobStatus, KnowledgeBase, Persona, Role, Turn, User, utcnow,
+    CallSession,
+    Document,
+    DocumentChunk,
+    JobStatus,
+    KnowledgeBase,
+    Persona,
+    Role,
+    Turn,
+    User,
+    utcnow,
 )
 from admin.schemas import In, UserOut, UtcDatetime
 from dialogue.templates import PHRASES

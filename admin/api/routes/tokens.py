@@ -21,7 +21,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from sqlalchemy import delete
 
 from admin import crud
-from agent.contract import AVATAR_PREFIX, CallDispatch, call_token
 from admin.api.deps import Principal, SessionDep, require
 from admin.api.routes.handoffs import OPERATOR_PREFIX
 from admin.core import audit
@@ -29,6 +28,7 @@ from admin.core.config import get_settings
 from admin.core.security import room_prefix
 from admin.models import Avatar, CallTicket, JobStatus, Role, utcnow
 from admin.schemas import CallTokenOut, CallTokenRequest
+from agent.contract import AVATAR_PREFIX, CallDispatch, call_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]

@@ -141,9 +141,9 @@ def run_chunks(stream, settings: FlashTalkSettings, chunks: int, device: torch.d
         fut.add_done_callback(lambda _f, i=i: done_at.__setitem__(i, time.perf_counter()))
         submitted.append((fut, timer))
     rows = []
-    for i, (fut, timer) in enumerate(submitted):
+    for fut, _timer in submitted:
         assert len(fut.result()) == settings.chunk_frames
-    for i, (fut, timer) in enumerate(submitted):
+    for i, (_fut, timer) in enumerate(submitted):
         period = done_at[i] - (done_at[i - 1] if i else t_start)
         rows.append((i, timer, period))
         line = " ".join(

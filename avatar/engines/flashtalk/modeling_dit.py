@@ -23,13 +23,13 @@ from torch import nn
 
 from ..base import EngineError
 from .attention import attention
-from .parallel import SequenceParallel, TokenLayout
 from .checkpoint import (
     load_sharded_safetensors,
     load_strict,
     read_json,
     save_sharded_safetensors,
 )
+from .parallel import SequenceParallel, TokenLayout
 
 logger = logging.getLogger("avatar.engines.flashtalk")
 

@@ -30,7 +30,7 @@ class PortraitEngine(Engine):
     def __init__(self, settings: PortraitSettings):
         self.settings = settings
         self.info = EngineInfo("portrait", settings.width, settings.height, settings.fps, 16000, 1)
-        self.info.samples_per_frame  # validates fps
+        _ = self.info.samples_per_frame  # validates fps
         cv2.setNumThreads(max(1, settings.threads))
         self._rigs: dict[Path, Rig] = {}
         self._lock = threading.Lock()
@@ -48,7 +48,7 @@ class PortraitEngine(Engine):
                 logger.info("portrait rig ready for %s at %dx%d", path, s.width, s.height)
             return self._rigs[path]
 
-    def open_session(self, avatar_dir: Path | None = None) -> "PortraitSession":
+    def open_session(self, avatar_dir: Path | None = None) -> PortraitSession:
         """Start a call for a prepared avatar folder, or the built-in one when ``avatar_dir`` is None."""
         return PortraitSession(self.info, self.rig(avatar_dir), self.settings)
 

@@ -49,7 +49,7 @@ def main(src: str, dst: str) -> int:
         x0, y0, x1, y1, _ = boxes[0]
         side = 2.2 * max(x1 - x0, y1 - y0)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        l, t = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        l, t = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))  # noqa: E741 - left, top, right, bottom
         r, b = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
         with mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.5

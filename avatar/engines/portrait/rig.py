@@ -38,7 +38,7 @@ class Box:
     y1: int
 
     @classmethod
-    def around(cls, pts: np.ndarray, w: int, h: int, pad: float = 0.0) -> "Box":
+    def around(cls, pts: np.ndarray, w: int, h: int, pad: float = 0.0) -> Box:
         x0, y0 = np.floor(pts.min(0) - pad).astype(int)
         x1, y1 = np.ceil(pts.max(0) + pad).astype(int)
         return cls(max(0, x0), max(0, y0), min(w, x1), min(h, y1))

@@ -50,7 +50,7 @@ class PortraitSettings:
     threads: int = 1
 
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> "PortraitSettings":
+    def from_kwargs(cls, **kwargs: Any) -> PortraitSettings:
         """Build settings from keyword arguments, rejecting unknown names and bad values."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - names)
