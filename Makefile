@@ -58,7 +58,7 @@ console-deps:
 
 test: setup llm browser services console-deps deploy-tools
 	@set -a; eval "$$(bash scripts/services.sh env)"; set +a; \
-	$(PY) -m pytest -q -ra --force-short-summary $(PYTEST_ARGS)
+	COLUMNS=$${COLUMNS:-240} $(PY) -m pytest -q -ra --force-short-summary $(PYTEST_ARGS)
 
 # Without the end-to-end calls (quick loop while developing).
 test-fast: setup

@@ -69,3 +69,15 @@ def test_failed_avatar_gets_no_token(client, tenant):
         a.status, a.status_detail = "failed", "No face was found in the photo."
     r = client.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"]}, headers=tenant.headers["agent"])
     assert r.status_code == 409 and "No face" in r.json()["detail"]
+
+
+def test_a_call_room_survives_the_redactor_whatever_its_ids():
+    """Rooms are stored redacted; a generated one must come back as it is, even when an id's first
+    8 hex digits are all decimal (seen in CI: "dh…-59627935-9459a977" was stored as "dh…-[PHONE]-…")."""
+    from admin.api.routes.tokens import call_room
+    from dialogue.guardrails import redact
+
+    for avatar_id, session_id in (("59627935-0000-4000-8000-000000000000", "94590977-1111-4111-8111-111111111111"),
+                                  ("abcdef12-0000-4000-8000-000000000000", "12345678-1111-4111-8111-111111111111")):
+        room = call_room("tenant-1", avatar_id, session_id)
+        assert redact(room) == room, room
