@@ -16,7 +16,7 @@ import pytest
 
 from agent.caller import ScriptedCaller
 from agent.token import caller_token
-from tests.conftest import transcribe
+from tests.conftest import log_records, transcribe
 
 pytestmark = pytest.mark.e2e
 
@@ -90,8 +90,12 @@ async def test_barge_in_stops_the_avatar_and_the_new_answer_follows(stack, say, 
     )
     assert stopped is not None, "the avatar kept talking over the caller"
     print(f"avatar stopped {stopped - q2_start:.2f} s after the caller started talking")
-    assert stopped - q2_start < 2.5
-    assert stopped < first.first_audio + 5.0
+    assert first.first_audio is not None and stopped > first.first_audio  # it was the first answer that stopped
+    # it was cut, not finished: the agent recorded the first answer as interrupted before its end
+    # ("... open day and night."); how soon is bench.bargein's figure, not a test's
+    spoken = [r for r in log_records(stack, "agent") if r.get("role") == "assistant" and r.get("room") == caller.room.name]
+    assert [r.get("interrupted") for r in spoken][:2] == [False, True], [r.get("message") for r in spoken]
+    assert "day and night" not in spoken[1]["message"], spoken[1]["message"]
 
     heard = transcribe(whisper, caller.audio_between(second - 0.3, answer_end + 0.3))
     assert "monday" in heard, heard

@@ -9,7 +9,6 @@ models, and the recording keeps audio and video together.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from datetime import datetime
@@ -20,7 +19,7 @@ import pytest
 from agent.avsync import measure
 from agent.caller import RATE, ScriptedCaller
 from agent.token import caller_token
-from tests.conftest import running_stack, transcribe
+from tests.conftest import log_records, running_stack, transcribe
 
 pytestmark = pytest.mark.e2e
 
@@ -40,16 +39,6 @@ async def joined(url: str, **kw) -> ScriptedCaller:
     await asyncio.sleep(0.5)
     await caller.wait_quiet(quiet_for=1.5)  # a greeting's second sentence can follow a gap on a busy machine
     return caller
-
-
-def log_records(stack, name: str) -> list[dict]:
-    out = []
-    for line in (stack.log_dir / f"{name}.log").read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
 
 
 async def test_a_pause_in_mid_sentence_is_not_the_end_of_the_turn(stack, say, whisper, tmp_path):
@@ -113,13 +102,13 @@ async def test_barge_in_stops_the_avatar_but_a_short_sound_does_not(stack, say, 
     assert stopped is not None, "the avatar kept talking over the caller"
     print(f"barge-in: the avatar's audio stopped {1000 * (stopped - q_start):.0f} ms after the caller started")
     assert stopped > turn.first_audio  # it was the first answer that stopped
-    # ... because it was interrupted, not because it had ended: the agent recorded it so. The figure
-    # (0.6 s on a quiet box) is bench.bargein's; under a CI machine's load this bounds the class of
-    # error (the avatar finishing its answer), not the last hundreds of milliseconds.
-    assert stopped - q_start < 2.0
+    # ... because it was interrupted, not because it had ended: the agent recorded it so, and its end
+    # ("... open day and night.") was never said. How soon is bench.bargein's figure, not a test's:
+    # CI measured 2.4 s on a machine whose Whisper ran 4x slower than on a quiet one.
     spoken = [r for r in log_records(stack, "agent") if r.get("role") == "assistant" and r.get("room") == caller.room.name]
     # the greeting, then the first answer (the second one may still be playing when the caller left)
     assert [r.get("interrupted") for r in spoken][:2] == [False, True], [r.get("message") for r in spoken]
+    assert "day and night" not in spoken[1]["message"], spoken[1]["message"]
     # the 150 ms sound did not stop it: the agent's own record says it was still speaking when the
     # question began (the caller's audio level cannot say this under load, where the next sentence's
     # synthesis can leave a gap of its own)
