@@ -87,12 +87,21 @@ async def call(d, org: str, questions: list[str], say) -> dict:
         await caller.wait_quiet(quiet_for=1.5)
         greeting = await caller.wait_said(0.0, ("harbor", "tutoring", "learning"))
         out = {"room": tok["room"], "greeting": greeting, "frame": caller.last_frame, "answers": []}
-        for q, expect in questions:
-            t = time.time()
-            turn = await caller.ask(q, say(q), wait_answer_end=False)
-            assert turn.first_audio is not None, f"{org}: no answer to {q!r}"
-            # the whole answer's captions before the next question (they can trail the audio)
-            out["answers"].append(await caller.wait_said(t, expect))
+        for i, (q, expect) in enumerate(questions):
+            for attempt in (1, 2):
+                t = time.time()
+                turn = await caller.ask(q, say(q), wait_answer_end=False)
+                assert turn.first_audio is not None, f"{org}: no answer to {q!r}"
+                # the whole answer's captions before the next question (they can trail the audio)
+                answer = await caller.wait_said(t, expect)
+                # a caller not understood asks once more, as people do: two calls on two cores can
+                # starve the recogniser ("How much is a group lesson?" heard as "How much is how The
+                # curve block", seen in CI). Only the own-knowledge question: the other one must fail.
+                if i > 0 or attempt == 2 or any(w in answer for w in expect):
+                    break
+                print(f"{org}: {q!r} not understood the first time ({answer!r}); asking again")
+                await caller.wait_quiet(quiet_for=1.5)
+            out["answers"].append(answer)
         return out
     finally:
         await caller.leave()
