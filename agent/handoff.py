@@ -26,7 +26,6 @@ from livekit import rtc
 from livekit.agents import stt as lk_stt
 
 from dialogue.guardrails import redact
-from dialogue.templates import phrase
 
 from .metrics import HANDOFF_WAITING
 
@@ -116,9 +115,7 @@ class HandoffDesk:
         self._turn("system", f"no colleague accepted within {self.timeout:.0f} s; call-back ticket {ticket_id}")
         logger.warning("no colleague accepted within %.0f s: ticket %s", self.timeout, ticket_id,
                        extra={"room": self._room.name, "session_id": self._session_id})
-        p = self._persona
-        self._session.say(phrase("handoff_unanswered", self._language(), p.phrases, ticket_id=ticket_id,
-                                 name=p.name, organisation=p.organisation or p.name))
+        self._session.say(self._persona.phrase("handoff_unanswered", self._language(), ticket_id=ticket_id))
 
     # -------------------------------------------------------------- the colleague
     def _on_join(self, p: rtc.RemoteParticipant) -> None:
@@ -178,9 +175,7 @@ class HandoffDesk:
         self._turn("system", "the colleague handed the call back")
         logger.info("the colleague handed the call back after %.1f s", time.time() - (self.joined_at or time.time()),
                     extra={"room": self._room.name})
-        pers = self._persona
-        self._session.say(phrase("handoff_back", self._language(), pers.phrases, name=pers.name,
-                                 organisation=pers.organisation or pers.name))
+        self._session.say(self._persona.phrase("handoff_back", self._language()))
 
     # -------------------------------------------------------------- while a person is there
     def gate(self, text: str) -> bool:

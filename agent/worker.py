@@ -31,7 +31,6 @@ from livekit.agents import (
 
 from dialogue import DialogueSettings, TurnRecord, load_knowledge
 from dialogue.guardrails import install_log_redaction, redact
-from dialogue.templates import phrase
 
 from . import metrics as call_metrics
 from .avatar_link import AvatarLink
@@ -229,12 +228,8 @@ async def entrypoint(ctx: JobContext) -> None:
     def language() -> str:
         return setup.policy.turns[-1].language if setup.policy.turns else setup.persona.default_language
 
-    def persona_phrase(key: str, lang: str) -> str:
-        p = setup.persona
-        return phrase(key, lang, p.phrases, name=p.name, organisation=p.organisation or p.name)
-
     # the recogniser failing on one utterance: the caller is asked to say it again (a voice failing: CallAgent)
-    models.stt.on_failure = lambda: session.say(persona_phrase("not_heard", language()))
+    models.stt.on_failure = lambda: session.say(setup.persona.phrase("not_heard", language()))
     session_id = None
     if recorder is not None:
         session_id = recorder.start_session(
@@ -273,7 +268,7 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.shutdown(reason=f"session closed: {getattr(ev, 'reason', '')}")
 
     call_agent = CallAgent(desk, instructions=setup.instructions, tools=setup.tools,
-                           apology=lambda: (language(), persona_phrase("voice_failed", language())))
+                           apology=lambda: (language(), setup.persona.phrase("voice_failed", language())))
     await session.start(
         agent=call_agent,
         room=ctx.room,

@@ -24,7 +24,7 @@ from .knowledge import Hit, KnowledgeIndex, keywords
 from .language import detect_language
 from .persona import Persona
 from .policy import Policy, PolicyError
-from .templates import OFFER_KEYS, PHRASES, phrase
+from .templates import OFFER_KEYS, PHRASES
 from .tools import CORE_TOOL_NAMES, ToolRegistry
 from .types import Message, ReplyEvent, TextDelta, ToolCall, ToolSpec, TurnRecord
 from .understanding import IntentMatch, Understanding
@@ -100,11 +100,7 @@ class GroundedPolicy(Policy):
         return self._understanding or None
 
     def _say(self, key: str, lang: str, **values: str) -> str:
-        p = self.persona
-        topics = ("、" if lang == "zh" else ", ").join(p.allowed_topics[:4]) or (
-            "我们的服务" if lang == "zh" else "our services")
-        fill = {"name": p.name, "organisation": p.organisation or p.name, "topics": topics, **values}
-        return phrase(key, lang, p.phrases, **fill)
+        return self.persona.phrase(key, lang, **values)
 
     def _offered_person(self, messages: list[Message]) -> bool:
         last_assistant = next((m.content for m in reversed(messages[:-1]) if m.role == "assistant"), "")

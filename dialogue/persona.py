@@ -63,6 +63,16 @@ class Persona(BaseModel):
     phrases: dict[str, Localized] = Field(default_factory=dict)
     base_dir: str = ""  # where relative knowledge paths are resolved (set by load_persona)
 
+    def phrase(self, key: str, language: str, **values: str) -> str:
+        """What this persona says for ``key`` (:mod:`dialogue.templates`, its own ``phrases`` first) in
+        ``language``, with its name, organisation and first topics filled in (and ``values``)."""
+        from .templates import phrase
+
+        topics = ("、" if language == "zh" else ", ").join(self.allowed_topics[:4]) or (
+            "我们的服务" if language == "zh" else "our services")
+        fill = {"name": self.name, "organisation": self.organisation or self.name, "topics": topics, **values}
+        return phrase(key, language, self.phrases, **fill)
+
     def greeting_for(self, language: str | None = None) -> str:
         """The greeting in ``language`` (the default language when missing)."""
         lang = language or self.default_language
