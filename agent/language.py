@@ -19,11 +19,12 @@ import weakref
 from typing import Any
 
 import numpy as np
-from livekit import rtc
 from livekit.agents import tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
 from dialogue.language import detect_language, tts_language
+
+from .audio import Resampled
 
 logger = logging.getLogger("agent.language")
 
@@ -79,23 +80,6 @@ class EspeakTTS(tts.TTS):
             rate = w.getframerate()
             pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
         return pcm, rate
-
-
-class Resampled:
-    """Mono int16 speech from ``src`` Hz to ``dst`` Hz through one stateful ``rtc.AudioResampler``
-    for a whole utterance (frames resampled one by one would leave a seam at each)."""
-
-    def __init__(self, src: int, dst: int) -> None:
-        self._rs = rtc.AudioResampler(src, dst, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH) if src != dst else None
-        self._src = src
-
-    def push(self, pcm: np.ndarray) -> bytes:
-        if self._rs is None:
-            return pcm.tobytes()
-        return b"".join(bytes(f.data) for f in self._rs.push(rtc.AudioFrame(pcm.tobytes(), self._src, 1, len(pcm))))
-
-    def flush(self) -> bytes:
-        return b"" if self._rs is None else b"".join(bytes(f.data) for f in self._rs.flush())
 
 
 class _EspeakStream(tts.ChunkedStream):

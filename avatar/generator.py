@@ -22,6 +22,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
+from agent.audio import Resampled
 from agent.metrics import FRAMES, RENDER
 
 from .engines.base import EngineSession
@@ -69,8 +70,7 @@ class EngineVideoGenerator(VideoGenerator):
         self._executor = executor
         self._pending: list[np.ndarray] = []  # int16 mono at the output rate, current segment
         self._pending_len = 0
-        self._resampler: rtc.AudioResampler | None = None  # for speech that arrives at another rate
-        self._resampler_rate = 0
+        self._resampler: Resampled | None = None  # for speech that arrives at another rate
         self._segments: list[np.ndarray] = []  # whole segments whose end marker has arrived
         self._epoch = 0
         self._engine_epoch = 0  # the epoch the engine's state belongs to
@@ -97,7 +97,7 @@ class EngineVideoGenerator(VideoGenerator):
                 self._ignore_stale_end = False
                 return
             if self._resampler is not None:  # the segment's last samples still inside the resampler
-                self._queue(self._resampler.flush())
+                self._queue_pcm(np.frombuffer(self._resampler.flush(), np.int16))
                 self._resampler = None
             self._segments.append(np.concatenate(self._pending) if self._pending else np.zeros(0, np.int16))
             self._pending, self._pending_len = [], 0
@@ -110,15 +110,9 @@ class EngineVideoGenerator(VideoGenerator):
                 self._queue_pcm(pcm)
                 return
             # another rate than ours: one stateful resampler over the whole segment (no seams per frame)
-            if self._resampler is None or self._resampler_rate != frame.sample_rate:
-                self._resampler = rtc.AudioResampler(frame.sample_rate, self._out_rate, num_channels=1,
-                                                     quality=rtc.AudioResamplerQuality.HIGH)
-                self._resampler_rate = frame.sample_rate
-            self._queue(self._resampler.push(rtc.AudioFrame(pcm.tobytes(), frame.sample_rate, 1, len(pcm))))
-
-    def _queue(self, frames: list[rtc.AudioFrame]) -> None:
-        for f in frames:
-            self._queue_pcm(np.frombuffer(f.data, dtype=np.int16))
+            if self._resampler is None or self._resampler.src != frame.sample_rate:
+                self._resampler = Resampled(frame.sample_rate, self._out_rate)
+            self._queue_pcm(np.frombuffer(self._resampler.push(pcm), np.int16))
 
     def _queue_pcm(self, pcm: np.ndarray) -> None:
         if len(pcm):
