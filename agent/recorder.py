@@ -110,7 +110,7 @@ class SessionRecorder:
         self._deadline: float | None = None
         self._isolate_through: int | None = None  # spool seq up to which events are sent one by one
         self._acked_through = 0  # spool seq up to which the API has the events (deleted, or to delete)
-        self._held: list[dict[str, Any]] = []  # events the spool could not take (disk full), in order
+        self._held: list[tuple[str, str]] = []  # (id, JSON) of events the spool could not take (disk full), in order
         self._held_isolating = False
         self._untrimmed = False  # acknowledged events still in the spool (a delete failed: disk full)
         self._respool_at = 0.0
@@ -346,14 +346,12 @@ class SessionRecorder:
     def _spool_events(self, db: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
         """Commit ``events`` (after any held in memory) to the spool; when the spool cannot take them
         (disk full, I/O error), keep them in memory, in order, and try again a second later."""
-        batch = self._held + events
+        batch = self._held + [(e["event_id"], json.dumps(e, ensure_ascii=False, default=str)) for e in events]
         now = time.time()
         try:
             db.execute("BEGIN")
-            db.executemany(
-                "INSERT OR IGNORE INTO outbox (event_id, body, created_at) VALUES (?, ?, ?)",
-                [(e["event_id"], json.dumps(e, ensure_ascii=False, default=str), now) for e in batch],
-            )
+            db.executemany("INSERT OR IGNORE INTO outbox (event_id, body, created_at) VALUES (?, ?, ?)",
+                           [(eid, body, now) for eid, body in batch])
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -379,23 +377,32 @@ class SessionRecorder:
         with self._count_lock:
             self._in_flight -= len(batch)
 
-    def _post(self, client: httpx.Client, bodies: list[str], where: str) -> httpx.Response | None:
+    def _deliver(self, client: httpx.Client, events: list[tuple[str, str]], where: str,
+                 refused: str) -> tuple[str, httpx.Response | None]:
+        """POST ``events`` ((event id, JSON body) in order) and judge the answer: ``retry`` (network, "not
+        now"), ``split`` (send them one by one: one bad event, or a batch too large, must not sink the
+        others), ``refused`` (this single event, for good: counted as dropped) or ``delivered``."""
         try:
-            return client.post(self._url, content='{"events":[' + ",".join(bodies) + "]}",
+            resp = client.post(self._url, content='{"events":[' + ",".join(b for _eid, b in events) + "]}",
                                headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
             logger.info("admin API unreachable (%s); %d events wait (these %d %s)", exc.__class__.__name__,
-                        self.pending, len(bodies), where)
-            return None
-
-    def _split(self, resp: httpx.Response, n: int) -> bool:
-        """Whether a batch of ``n`` so answered is sent again event by event: one bad event (or a batch
-        too large) must not sink the others; only an event that is itself refused is dropped."""
+                        self.pending, len(events), where)
+            return "retry", None
         status = resp.status_code
-        if n > 1 and (_permanent(status) or (status >= 500 and status not in _UNAVAILABLE)):
-            logger.warning("admin API answered %d to a batch of %d events; sending them one by one", status, n)
-            return True
-        return False
+        if len(events) > 1 and (_permanent(status) or (status >= 500 and status not in _UNAVAILABLE)):
+            logger.warning("admin API answered %d to a batch of %d events; sending them one by one", status, len(events))
+            return "split", resp
+        if _permanent(status):
+            logger.error("admin API refused event %s for good (%d): %s; dropped (%s)", events[0][0], status,
+                         resp.text[:300], refused)
+            self._dropped += len(events)
+            return "refused", resp
+        if resp.is_success:
+            self._delivered += len(events)
+            return "delivered", resp
+        logger.info("admin API answered %d; retrying %d events later", status, len(events))
+        return "retry", resp
 
     def _send_batch(self, db: sqlite3.Connection, client: httpx.Client) -> bool:
         first = db.execute("SELECT min(seq) FROM outbox WHERE seq > ?", (self._acked_through,)).fetchone()[0]
@@ -405,30 +412,22 @@ class SessionRecorder:
         if self._isolate_through is not None and not isolating:
             self._isolate_through = None
         limit = 1 if isolating else self._batch_size
-        rows = db.execute("SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+        rows = db.execute("SELECT seq, event_id, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                           (self._acked_through, limit)).fetchall()
-        resp = self._post(client, [r[1] for r in rows], "in the spool")
-        if resp is None:
+        outcome, resp = self._deliver(client, [(eid, body) for _seq, eid, body in rows], "in the spool",
+                                      "kept in dead_letter")
+        last = rows[-1][0]
+        if outcome == "retry":
             return False
-        last, status = rows[-1][0], resp.status_code
-        if self._split(resp, len(rows)):
+        if outcome == "split":
             self._isolate_through = last
             return True
-        if _permanent(status):
-            event_id = json.loads(rows[0][1])["event_id"]
-            logger.error("admin API refused event %s for good (%d): %s; dropped (kept in dead_letter)",
-                         event_id, status, resp.text[:300])
+        if outcome == "refused":
             with contextlib.suppress(sqlite3.Error):  # a full disk loses the dead-letter copy, not the loop
                 db.executemany(
                     "INSERT OR REPLACE INTO dead_letter (event_id, body, status, reason, created_at) VALUES (?,?,?,?,?)",
-                    [(json.loads(raw)["event_id"], raw, status, resp.text[:1000], time.time()) for _seq, raw in rows],
+                    [(eid, body, resp.status_code, resp.text[:1000], time.time()) for _seq, eid, body in rows],
                 )
-            self._dropped += len(rows)
-        elif resp.is_success:
-            self._delivered += len(rows)
-        else:
-            logger.info("admin API answered %d; retrying %d events later", status, len(rows))
-            return False
         # acknowledged: never sent again by this recorder, even while the disk is too full to delete them
         self._acked_through = last
         self._trim(db)
@@ -446,21 +445,12 @@ class SessionRecorder:
     def _send_held(self, client: httpx.Client) -> bool:
         """Deliver events the spool could not take, straight from memory."""
         batch = self._held[: 1 if self._held_isolating else self._batch_size]
-        resp = self._post(client, [json.dumps(e, ensure_ascii=False, default=str) for e in batch], "in memory")
-        if resp is None:
+        outcome, _resp = self._deliver(client, batch, "in memory", "the spool was full: no dead letter")
+        if outcome == "retry":
             return False
-        if self._split(resp, len(batch)):
+        if outcome == "split":
             self._held_isolating = True
             return True
-        if _permanent(resp.status_code):
-            logger.error("admin API refused event %s for good (%d): %s; dropped (the spool was full: no dead letter)",
-                         batch[0]["event_id"], resp.status_code, resp.text[:300])
-            self._dropped += len(batch)
-        elif resp.is_success:
-            self._delivered += len(batch)
-        else:
-            logger.info("admin API answered %d; retrying %d events later", resp.status_code, len(batch))
-            return False
         del self._held[: len(batch)]
         self._held_isolating = self._held_isolating and bool(self._held)
         with self._count_lock:
