@@ -24,7 +24,6 @@ from .contract import PING_RPC, PLAYING_WITHIN, REJOIN_WITHIN, AvatarDispatch, a
 logger = logging.getLogger("agent.avatar")
 
 
-
 def reconnecting(room: rtc.Room) -> bool:
     """Whether ``room``'s own connection is down or being re-established just now: a participant
     that "left" at such a moment may only be rejoining the server with us."""

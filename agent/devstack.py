@@ -6,6 +6,7 @@ child and stopped (SIGTERM, then SIGKILL) on exit; logs go to files.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -195,7 +196,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         for attempt in range(3):
             proc = self.spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
-            if not self._lost_its_port(proc, markers, deadline) or attempt == 2:
+            if not self._lost_its_port(proc, markers[0], deadline) or attempt == 2:
                 break
             # free_port() only names a port that was free a moment ago: another process (a call's
             # connection, another stack) can take it before the worker binds it; pick new ones
@@ -210,13 +211,24 @@ class Stack:
         raise TimeoutError(f"{module} worker did not register within {timeout:.0f} s:\n{proc.tail()}")
 
     @staticmethod
-    def _lost_its_port(proc: Proc, markers: tuple[str, ...], deadline: float) -> bool:
-        """Whether ``proc`` exited before its ``markers`` because its HTTP port was taken."""
+    def _lost_its_port(proc: Proc, registered: str, deadline: float) -> bool:
+        """Whether ``proc`` exited before logging ``registered`` because its HTTP port was taken (the
+        worker binds it before it registers)."""
         while time.monotonic() < deadline and proc.popen.poll() is None:
-            if all(m in proc.log.read_text(errors="replace") for m in markers[:1]):
+            if registered in proc.log.read_text(errors="replace"):
                 return False
             time.sleep(0.25)
         return proc.popen.poll() is not None and "address already in use" in proc.tail()
+
+    def log_records(self, name: str) -> list[dict[str, Any]]:
+        """The JSON records of one process's log (``agent``, ``avatar``), in order."""
+        out = []
+        for line in (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        return out
 
     def start_all(self) -> Stack:
         self.start_server()

@@ -75,6 +75,15 @@ def sign_in(base_url: str, email: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
+def admin_call(values: dict[str, str]) -> dict[str, Any]:
+    """A call set up by the admin's token route, the production path (``values``: the bootstrap values of
+    :meth:`agent.devstack.Stack.start_admin`): the caller's token, room and session id."""
+    r = httpx.post(values["DH_ADMIN_URL"].rstrip("/") + f"{API}/tokens/livekit", json={"avatar_id": values["DH_AVATAR_ID"]},
+                   headers={"X-API-Key": values["DH_ADMIN_API_KEY"]}, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
 def provision(base_url: str, headers: dict[str, str], persona_yaml: Path, *, avatar_id: str | None = None,
               avatar_name: str | None = None, portrait: Path | None = None, engine: str = "portrait",
               timeout: float = 300.0) -> dict[str, str]:

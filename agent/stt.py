@@ -31,7 +31,7 @@ from livekit.agents import stt, utils
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions, NotGivenOr
 
 from .language import settle_transcript  # noqa: E402  (mandarin hook, agent/language.py)
-from .metrics import SPEECH_FAILURES  # noqa: E402
+from .metrics import SPEECH_FAILURES
 
 logger = logging.getLogger("agent.stt")
 

@@ -97,9 +97,10 @@ class CallLog:
         said = " ".join(text.split())
         answered = next((r for r in reversed(self.policy_turns[-3:]) if said and " ".join(r.reply.split()).startswith(said)),
                         None)
+        rec = answered or last
         self._recorder.add_turn(
             self.session_id, item.role, text,
-            language=(answered or last).language if (answered or last) else None,
+            language=rec.language if rec else None,
             citations=(answered.citations if answered and item.role == "assistant" else None),
             latency={k: v for k, v in metrics.items() if not k.endswith("_at")},
             interrupted=interrupted,

@@ -36,20 +36,15 @@ def voiced_start(pcm: np.ndarray, threshold: int = 1500) -> float:
     return float(loud[0]) / RATE if loud.size else 0.0
 
 
-def kept_playing(agent_log: Path, room: str, asked: list[tuple[float, float]]) -> int:
+def kept_playing(stack: Stack, room: str, asked: list[tuple[float, float]]) -> int:
     """How many of the long answers were still being spoken when the question over them began,
     by the agent's own record (``started/stopped_speaking_at``): the caller's audio level cannot
     tell a "hmm" that stopped the answer from a gap before its next sentence on a busy machine.
     ``asked``: (the answer's first audio at the caller, the question's start) per trial."""
-    spoken = []
-    for line in agent_log.read_text(errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        m = rec.get("metrics")
-        if rec.get("room") == room and rec.get("role") == "assistant" and isinstance(m, dict) and "stopped_speaking_at" in m:
-            spoken.append((m["started_speaking_at"], m["stopped_speaking_at"]))
+    spoken = [(r["metrics"]["started_speaking_at"], r["metrics"]["stopped_speaking_at"])
+              for r in stack.log_records("agent")
+              if r.get("room") == room and r.get("role") == "assistant" and isinstance(r.get("metrics"), dict)
+              and "stopped_speaking_at" in r["metrics"]]
     kept = 0
     for first_audio, q_start in asked:
         start, stop = min(spoken, key=lambda r: abs(r[0] - first_audio), default=(0.0, 0.0))
@@ -57,13 +52,13 @@ def kept_playing(agent_log: Path, room: str, asked: list[tuple[float, float]]) -
     return kept
 
 
-async def trials(url: str, n: int, agent_log: Path) -> dict:
+async def trials(stack: Stack, n: int) -> dict:
     s = AgentSettings()
     voice = s.model_path(s.piper_voice)
     long_q, over_q = synthesize(LONG, voice), synthesize(OVER, voice)
     mm = synthesize("Hmm.", voice)
     mm = mm[np.flatnonzero(np.abs(mm) > 2000)[0]:][: int(0.15 * RATE)]
-    caller = ScriptedCaller(url, caller_token(f"barge-{uuid.uuid4().hex[:6]}", "caller"))
+    caller = ScriptedCaller(stack.url, caller_token(f"barge-{uuid.uuid4().hex[:6]}", "caller"))
     await caller.join()
     room = caller.room.name
     out: dict = {"stop_ms": [], "mm_kept": 0, "mm_trials": 0, "missed": 0}
@@ -94,7 +89,7 @@ async def trials(url: str, n: int, agent_log: Path) -> dict:
     finally:
         await caller.leave()
     await asyncio.sleep(1.0)  # the agent's last turn records
-    out["mm_kept"] = kept_playing(agent_log, room, asked)
+    out["mm_kept"] = kept_playing(stack, room, asked)
     return out
 
 
@@ -109,7 +104,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; starting the stack ...", flush=True)
     try:
         stack.start_all()
-        res = asyncio.run(trials(stack.url, args.trials, stack.log_dir / "agent.log"))
+        res = asyncio.run(trials(stack, args.trials))
     finally:
         stack.stop()
     stops = res["stop_ms"]

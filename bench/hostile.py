@@ -139,12 +139,9 @@ def _tokens(admin: dict[str, str] | None):  # noqa: ANN202
     def token(name: str) -> str:
         if admin is None:
             return caller_token(f"{name}-{uuid.uuid4().hex[:6]}", "caller")
-        import httpx
+        from agent.provision import admin_call
 
-        r = httpx.post(f"{admin['DH_ADMIN_URL']}/api/v1/tokens/livekit", json={"avatar_id": admin["DH_AVATAR_ID"]},
-                       headers={"X-API-Key": admin["DH_ADMIN_API_KEY"]}, timeout=30)
-        r.raise_for_status()
-        return r.json()["token"]
+        return admin_call(admin)["token"]
 
     return token
 

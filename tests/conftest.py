@@ -55,19 +55,6 @@ def transcribe(whisper, pcm) -> str:
     return " ".join(s.text for s in segments).lower()
 
 
-def log_records(stack, name: str) -> list[dict]:
-    """The JSON records of one worker's log (``agent``, ``avatar``) in a running stack."""
-    import json
-
-    out = []
-    for line in (stack.log_dir / f"{name}.log").read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
-
-
 def running_stack(tmp_path_factory, env: dict[str, str] | None = None):
     """livekit-server + avatar worker + agent worker on loopback (a generator for module fixtures)."""
     from agent.devstack import Stack, free_port

@@ -16,7 +16,7 @@ import pytest
 
 from agent.caller import ScriptedCaller
 from agent.token import caller_token
-from tests.conftest import log_records, transcribe
+from tests.conftest import transcribe
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +93,7 @@ async def test_barge_in_stops_the_avatar_and_the_new_answer_follows(stack, say, 
     assert first.first_audio is not None and stopped > first.first_audio  # it was the first answer that stopped
     # it was cut, not finished: the agent recorded the first answer as interrupted before its end
     # ("... open day and night."); how soon is bench.bargein's figure, not a test's
-    spoken = [r for r in log_records(stack, "agent") if r.get("role") == "assistant" and r.get("room") == caller.room.name]
+    spoken = [r for r in stack.log_records("agent") if r.get("role") == "assistant" and r.get("room") == caller.room.name]
     assert [r.get("interrupted") for r in spoken][:2] == [False, True], [r.get("message") for r in spoken]
     assert "day and night" not in spoken[1]["message"], spoken[1]["message"]
 

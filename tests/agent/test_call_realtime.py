@@ -19,7 +19,7 @@ import pytest
 from agent.avsync import measure
 from agent.caller import RATE, ScriptedCaller
 from agent.token import caller_token
-from tests.conftest import log_records, running_stack, transcribe
+from tests.conftest import running_stack, transcribe
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +105,7 @@ async def test_barge_in_stops_the_avatar_but_a_short_sound_does_not(stack, say, 
     # ... because it was interrupted, not because it had ended: the agent recorded it so, and its end
     # ("... open day and night.") was never said. How soon is bench.bargein's figure, not a test's:
     # CI measured 2.4 s on a machine whose Whisper ran 4x slower than on a quiet one.
-    spoken = [r for r in log_records(stack, "agent") if r.get("role") == "assistant" and r.get("room") == caller.room.name]
+    spoken = [r for r in stack.log_records("agent") if r.get("role") == "assistant" and r.get("room") == caller.room.name]
     # the greeting, then the first answer (the second one may still be playing when the caller left)
     assert [r.get("interrupted") for r in spoken][:2] == [False, True], [r.get("message") for r in spoken]
     assert "day and night" not in spoken[1]["message"], spoken[1]["message"]
@@ -143,7 +143,7 @@ async def test_two_callers_at_once_share_one_set_of_models(stack, say, whisper):
     a, b = await asyncio.gather(call(0.0, "What are your opening hours?", "monday"),
                                 call(1.5, "Where is the nearest branch?", "harb"))
     print(f"two callers: answers after {a:.2f} s and {b:.2f} s")
-    recs = log_records(stack, "agent")
+    recs = stack.log_records("agent")
     # the models were loaded once for the worker, not once per call
     assert sum("call models loaded" in r.get("message", "") for r in recs) == 1
     # once calls were coming in, every new job thread started without loading anything

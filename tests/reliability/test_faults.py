@@ -168,11 +168,12 @@ async def test_a_livekit_server_restart_mid_call_is_one_call_with_its_face(tmp_p
     answered by the avatar, and the admin holds one session with the turns from before and after."""
     import httpx
 
+    from agent.provision import admin_call
+
     stack = Stack(log_dir=tmp_path / "logs", http_port=free_port())
     values = stack.start_with_admin(tmp_path / "admin")
-    admin, headers = values["DH_ADMIN_URL"], {"X-API-Key": values["DH_ADMIN_API_KEY"]}
-    tok = httpx.post(f"{admin}/api/v1/tokens/livekit", json={"avatar_id": values["DH_AVATAR_ID"]},
-                     headers=headers, timeout=30).json()
+    admin = values["DH_ADMIN_URL"]
+    tok = admin_call(values)
     caller = ScriptedCaller(stack.url, tok["token"])
     reconnected: list[float] = []
     caller.room.on("reconnected", lambda: reconnected.append(time.time()))
