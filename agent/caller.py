@@ -339,7 +339,9 @@ class ScriptedCaller:
             if self.mouth_box:
                 x, y, w, h = self.mouth_box
                 mouth = rgb[max(0, y) : y + h, max(0, x) : x + w].mean(axis=2, dtype=np.float32)
-                if prev is not None and prev.shape == mouth.shape:
+                if mouth.size == 0:  # the box lies outside this frame (a smaller fallback picture)
+                    mouth = None
+                elif prev is not None and prev.shape == mouth.shape:
                     motion = float(np.abs(mouth - prev).mean())
                 prev = mouth
             self.last_frame = rgb  # what the caller sees now (RGB, the frame's own buffer)

@@ -63,13 +63,14 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
         (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2))
         _shot(page, "2-first-frame")
 
-        # The avatar video plays: frames keep coming and the clock advances.
+        # The avatar video plays: frames keep coming and the clock advances. How fast they come
+        # is a figure for the benchmarks (bench.calls), not for this test: a loaded CI box
+        # renders fewer of them in the first seconds.
         f0, t0 = page.evaluate(f"[{W}.frames, {W}.video.currentTime]")
-        page.wait_for_timeout(2000)
+        w0 = time.monotonic()
+        page.wait_for_function(f"{W}.frames >= {f0} + 20 && {W}.video.currentTime > {t0} + 0.5", timeout=20_000)
         f1, t1 = page.evaluate(f"[{W}.frames, {W}.video.currentTime]")
-        print(f"frames over 2 s: {f1 - f0}, currentTime {t0:.2f} -> {t1:.2f}")
-        assert f1 - f0 >= 20, (f0, f1)
-        assert t1 > t0
+        print(f"frames: {f1 - f0} in {time.monotonic() - w0:.1f} s, currentTime {t0:.2f} -> {t1:.2f}")
         size = page.evaluate(f"[{W}.video.videoWidth, {W}.video.videoHeight]")
         assert size[0] >= 128 and size[1] >= 128, size
 
