@@ -35,11 +35,11 @@ from typing import Any
 import httpx
 
 from .contract import AvatarDispatch, CallDispatch
+from .paths import cache_root
 
 logger = logging.getLogger("agent.call_config")
 
 API = "/api/v1/agent/calls"
-DEFAULT_CACHE = Path.home() / ".cache" / "dh-agent" / "calls"
 _MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a prepared FlashTalk face is tens of MB; an index a few
 
 
@@ -93,8 +93,8 @@ class AdminClient:
 class BundleCache:
     """Folders fetched as tars from the admin, kept on disk under ``root/kind/name/revision``."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else cache_root() / "calls"
 
     def folder(self, kind: str, name: str, revision: str) -> Path:
         safe = lambda s: "".join(c for c in s if c.isalnum() or c in "-_")[:80] or "x"  # noqa: E731
@@ -200,7 +200,7 @@ async def _knowledge(client: AdminClient, cache: BundleCache, ticket: str, kb: d
     return index
 
 
-async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, cache_dir: Path = DEFAULT_CACHE,
+async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, cache_dir: Path | None = None,
                        embedding_model: str | None = None, timeout: float = 5.0) -> CallConfig:
     """The call's configuration for the dispatch metadata ``meta``; never raises (see the module doc)."""
     from dialogue import load_persona
@@ -258,7 +258,7 @@ async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, ca
 
 
 async def fetch_avatar_assets(meta: AvatarDispatch, *, admin_url: str, api_key: str,
-                              cache_dir: Path = DEFAULT_CACHE, timeout: float = 10.0) -> Path | None:
+                              cache_dir: Path | None = None, timeout: float = 10.0) -> Path | None:
     """The avatar worker's side: the call's prepared face folder, or None (with one log line) when
     the metadata names none or it cannot be fetched -- the worker then shows its default face."""
     ticket, avatar_id, revision = meta.ticket, meta.avatar_id, meta.revision

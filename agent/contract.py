@@ -7,6 +7,7 @@
   :func:`avatar_identity` of the agent, with the framework's ``lk.publish_on_behalf`` attribute
   (``livekit.agents.types.ATTRIBUTE_PUBLISH_ON_BEHALF``; not imported here, so that the admin,
   which imports this module, does not load the agents framework).
+* The agent streams its speech to the avatar as PCM at :data:`PCM_RATE`.
 * While they share a call: the ``dh.avatar_ping`` RPC (the agent's watchdog asks the avatar whether
   it is playing) and the grace both give each other across a server restart (``REJOIN_WITHIN``).
 """
@@ -21,8 +22,12 @@ from typing import Any
 
 from livekit import api
 
-__all__ = ["AVATAR_PREFIX", "AvatarDispatch", "CallDispatch", "PING_RPC",
+__all__ = ["AVATAR_PREFIX", "PCM_RATE", "AvatarDispatch", "CallDispatch", "PING_RPC",
            "PLAYING_WITHIN", "REJOIN_WITHIN", "avatar_identity", "call_token"]
+
+# The agent's speech on its way to the avatar, and the avatar's published audio: mono 16-bit PCM
+# at this rate. One fact for both ends (the avatar resamples to its engine's own rate at its input).
+PCM_RATE = 16000
 
 AVATAR_PREFIX = "avatar-"
 # The avatar worker answers this RPC with {"speech_age": seconds since it last sent out a speech

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CACHE = Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent"))
+from .paths import cache_root
+
+CACHE = cache_root()
 LIVEKIT_VERSION = "v1.13.5"
 REPO = Path(__file__).resolve().parent.parent
 # The demo organisation's assistant, set up through the admin API by start_admin (persona + its knowledge).

@@ -7,7 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODELS = Path.home() / ".cache" / "dh-agent" / "models"
+from .paths import cache_root
+from .paths import models_dir as default_models_dir
 
 
 class AgentSettings(BaseSettings):
@@ -20,8 +21,7 @@ class AgentSettings(BaseSettings):
     avatar_enabled: bool = True
     avatar_join_timeout: float = 8.0  # seconds; after that the call goes on with audio only
     avatar_stall_timeout: float = 5.0  # seconds without playback from the avatar before audio-only
-    avatar_sample_rate: int = 16000
-    models_dir: Path = Field(default=DEFAULT_MODELS, validation_alias="DH_MODELS_DIR")
+    models_dir: Path = Field(default_factory=default_models_dir, validation_alias="DH_MODELS_DIR")
     whisper_model: str = "whisper-base"  # folder under models_dir, or an absolute path
     whisper_compute_type: str = "int8"
     whisper_threads: int = 2
@@ -47,8 +47,8 @@ class AgentSettings(BaseSettings):
     # Session logging to the admin backend (empty URL: calls are only logged locally).
     admin_url: str = Field(default="", validation_alias="DH_ADMIN_URL")
     admin_api_key: str = Field(default="", validation_alias="DH_ADMIN_API_KEY")
-    spool_dir: Path = Path.home() / ".cache" / "dh-agent" / "spool"
-    call_cache_dir: Path = Path.home() / ".cache" / "dh-agent" / "calls"  # knowledge indexes fetched from the admin
+    spool_dir: Path = Field(default_factory=lambda: cache_root() / "spool")
+    call_cache_dir: Path = Field(default_factory=lambda: cache_root() / "calls")  # knowledge indexes fetched from the admin
 
     @property
     def language_list(self) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from dialogue.guardrails import install_log_redaction, redact
 from . import metrics as call_metrics
 from .avatar_link import AvatarLink
 from .call_config import resolve_call
+from .contract import PCM_RATE
 from .handoff import HandoffDesk
 from .language import EspeakTTS
 from .models import shared_models
@@ -193,7 +194,7 @@ async def entrypoint(ctx: JobContext) -> None:
             ctx,
             avatar_agent_name=settings.avatar_agent_name,
             join_timeout=settings.avatar_join_timeout,
-            sample_rate=settings.avatar_sample_rate,
+            sample_rate=PCM_RATE,
             stall_timeout=settings.avatar_stall_timeout,
             last_answer=lambda: call_agent.spoken or None,
             metadata=cfg.avatar_metadata(),

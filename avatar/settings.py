@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.paths import cache_root
+
 
 class AvatarSettings(BaseSettings):
     """What the avatar worker renders and how it registers with LiveKit."""
@@ -20,12 +22,11 @@ class AvatarSettings(BaseSettings):
     height: int = 512
     fps: int = 25
     video_max_bitrate: int = 1_500_000  # bits/s for the avatar's video track
-    audio_sample_rate: int = 16000  # what the agent streams and the avatar publishes
     avatar_dir: str = ""  # the default face: a prepared avatar folder; empty = the engine's built-in portrait
     # Where a call's own face comes from: the admin API, with a worker key (or the agent's key).
     admin_url: str = Field(default="", validation_alias=AliasChoices("AVATAR_ADMIN_URL", "DH_ADMIN_URL"))
     admin_api_key: str = Field(default="", validation_alias=AliasChoices("AVATAR_ADMIN_API_KEY", "DH_ADMIN_API_KEY"))
-    cache_dir: Path = Path.home() / ".cache" / "dh-agent" / "calls"  # faces fetched from the admin, by revision
+    cache_dir: Path = Field(default_factory=lambda: cache_root() / "calls")  # faces fetched from the admin, by revision
     # extra keyword settings for the engine (paths, device...): a mapping, given as JSON in the environment
     engine_options: dict[str, Any] = Field(default_factory=dict)
     render_threads: int = 2  # threads shared by all calls of this worker for engine compute

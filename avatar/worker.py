@@ -29,7 +29,7 @@ from pydantic_settings import SettingsError
 from agent import metrics as call_metrics
 from agent.avatar_link import reconnecting, rejoined
 from agent.call_config import fetch_avatar_assets
-from agent.contract import PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
+from agent.contract import PCM_RATE, PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
 
 from .engines import Engine, create_engine
 from .generator import EngineVideoGenerator
@@ -48,8 +48,12 @@ def get_engine(settings: AvatarSettings, name: str | None = None) -> Engine:
     with _engines_lock:
         if name not in _engines:
             t0 = time.perf_counter()
+            # AVATAR_ENGINE_OPTIONS are the configured engine's own settings: an avatar prepared
+            # for another engine gets that engine's defaults at the worker's size (each engine
+            # refuses names it does not know).
+            options = settings.engine_options if name == settings.engine else {}
             _engines[name] = create_engine(
-                name, width=settings.width, height=settings.height, fps=settings.fps, **settings.engine_options
+                name, width=settings.width, height=settings.height, fps=settings.fps, **options
             )
             logger.info("engine %s loaded in %.2f s", name, time.perf_counter() - t0)
         return _engines[name]
@@ -100,7 +104,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
     gen = EngineVideoGenerator(
         session,
-        audio_sample_rate=settings.audio_sample_rate,
+        audio_sample_rate=PCM_RATE,
         executor=_render_executor(settings),
     )
     receiver = DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity)
@@ -116,7 +120,7 @@ async def entrypoint(ctx: JobContext) -> None:
             video_width=info.width,
             video_height=info.height,
             video_fps=info.fps,
-            audio_sample_rate=settings.audio_sample_rate,
+            audio_sample_rate=PCM_RATE,
             audio_channels=1,
         ),
     )

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.paths import cache_root
+
 RATE = 16000
 SNRS = (20.0, 15.0, 10.0)
 
@@ -169,7 +171,7 @@ def build(out: Path, *, voice: str = "neural", seed: int = 20) -> list[dict]:
 
 
 def default_dir(voice: str = "neural") -> Path:
-    return Path.home() / ".cache" / "dh-agent" / "bench" / f"zh-speech-{voice}"
+    return cache_root() / "bench" / f"zh-speech-{voice}"
 
 
 def load(path: Path) -> np.ndarray:

@@ -180,7 +180,7 @@ def plan(name: str, service: dict, state: Path) -> dict:
     if "build" in service:
         env.update(dockerfile_env(REPO / "Dockerfile"))
         if env.get("DH_MODELS_DIR"):  # the image's models, made by the same set-up step
-            mounts.append((str(Path.home() / ".cache" / "dh-agent" / "models"), env["DH_MODELS_DIR"]))
+            mounts.append((os.environ.get("DH_MODELS_DIR") or str(Path(os.environ.get("DH_CACHE") or Path.home() / ".cache" / "dh-agent") / "models"), env["DH_MODELS_DIR"]))
         python = str(REPO / ".venv" / "bin" / "python")
         argv = [python if a == "python" else a for a in command]
     else:

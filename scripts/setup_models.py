@@ -3,7 +3,7 @@
     python scripts/setup_models.py [--dest DIR]
 
 Idempotent: a model already in place (checked by size) is left alone.
-Default destination: $DH_MODELS_DIR or ~/.cache/dh-agent/models.
+Default destination: $DH_MODELS_DIR or $DH_CACHE/models (~/.cache/dh-agent/models).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def zh_voice(dest: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    default = os.environ.get("DH_MODELS_DIR") or str(Path.home() / ".cache" / "dh-agent" / "models")
+    default = os.environ.get("DH_MODELS_DIR") or str(Path(os.environ.get("DH_CACHE") or Path.home() / ".cache" / "dh-agent") / "models")
     ap.add_argument("--dest", default=default)
     args = ap.parse_args()
     dest = Path(args.dest).expanduser()

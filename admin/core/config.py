@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.paths import cache_root
+from agent.paths import models_dir as default_models_dir
 from agent.production import (  # the secret rules of every service (one place)
     DEFAULT_SECRET_KEY,
     InsecureConfigurationError,
@@ -25,7 +27,7 @@ __all__ = ["DEFAULT_SECRET_KEY", "InsecureConfigurationError", "Settings", "get_
 
 
 def _default_data_dir() -> Path:
-    return Path.home() / ".cache" / "dh-agent"
+    return cache_root()
 
 
 class Settings(BaseSettings):
@@ -35,7 +37,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     # The models folder, when the agent's models are on this machine: voice names are checked against it.
-    models_dir: Path = Field(default=Path.home() / ".cache" / "dh-agent" / "models",
+    models_dir: Path = Field(default_factory=default_models_dir,
                              validation_alias=AliasChoices("ADMIN_MODELS_DIR", "DH_MODELS_DIR"))
     database_url: str = ""  # empty -> sqlite under data_dir/admin.db
     broker_url: str = ""  # empty -> sqla+sqlite under data_dir/broker.db; redis://... in deployment

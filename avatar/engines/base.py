@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any, ClassVar, Self
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class EngineError(RuntimeError):
@@ -33,6 +35,37 @@ class EngineError(RuntimeError):
 
 class PreparationError(EngineError):
     """An avatar image could not be prepared (no face, several faces, unreadable...)."""
+
+
+class EngineSettings(BaseModel):
+    """Base of every engine's settings: typed fields, and one rule for all engines.
+
+    Values may come as strings (environment, JSON): they are converted to the field's type
+    ("true"/"1"/"on" for booleans, numbers, paths). ``None`` means "the default". An unknown
+    name is refused with the list of known ones, so a typo is never silently ignored.
+    Impossible values raise :class:`EngineError` with one sentence.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+    engine: ClassVar[str] = "engine"
+
+    @classmethod
+    def from_kwargs(cls, **settings: Any) -> Self:
+        given = {k: (str(v) if isinstance(v, PurePath) else v) for k, v in settings.items() if v is not None}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as e:
+            errors = e.errors()
+            unknown = sorted(str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden")
+            if unknown:
+                raise EngineError(
+                    f"unknown {cls.engine} engine setting(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(sorted(cls.model_fields))}"
+                ) from None
+            err = errors[0]
+            raise EngineError(
+                f"{cls.engine} engine setting {'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}"
+            ) from None
 
 
 @dataclass(frozen=True)

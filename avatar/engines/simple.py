@@ -7,11 +7,12 @@ Kept as a light fallback and for tests of the worker itself; the portrait engine
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ..portraits import default_portrait
-from .base import Engine, EngineInfo, EngineSession
+from .base import Engine, EngineInfo, EngineSession, EngineSettings
 
 _LIPS = np.array([150, 60, 60], np.float32)
 _INSIDE = np.array([45, 12, 15], np.float32)
@@ -64,10 +65,21 @@ class SimpleSession(EngineSession):
         pass
 
 
+class SimpleSettings(EngineSettings):
+    """The simple engine's settings: only the output video's size and rate."""
+
+    engine: ClassVar[str] = "simple"
+
+    width: int = 512
+    height: int = 512
+    fps: int = 25
+
+
 class SimpleEngine(Engine):
-    def __init__(self, width: int = 512, height: int = 512, fps: int = 25, **_: object) -> None:
-        self.info = EngineInfo(name="simple", width=width, height=height, fps=fps)
-        self._portrait = default_portrait(width, height)
+    def __init__(self, settings: SimpleSettings | None = None) -> None:
+        s = settings or SimpleSettings()
+        self.info = EngineInfo(name="simple", width=s.width, height=s.height, fps=s.fps)
+        self._portrait = default_portrait(s.width, s.height)
 
     def open_session(self, avatar_dir: Path | None = None) -> EngineSession:
         p = self._portrait
@@ -75,7 +87,7 @@ class SimpleEngine(Engine):
 
 
 def create_engine(**settings: object) -> SimpleEngine:
-    return SimpleEngine(**settings)  # type: ignore[arg-type]
+    return SimpleEngine(SimpleSettings.from_kwargs(**settings))
 
 
 def prepare(image: np.ndarray, out_dir: Path, **settings: object) -> dict:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from agent.paths import cache_root
 from agent.recorder import SessionRecorder
 
 from .conftest import PG_URL, make_tenant, requires_pg
@@ -239,7 +240,7 @@ async def test_backend_restart_mid_call_loses_no_turn_and_duplicates_none(tmp_pa
         assert db.scalar(select(func.count()).select_from(Turn).where(Turn.session_id == sid)) == 30
 
 
-PG_CLUSTER = Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent")) / "pg" / "PG_VERSION"
+PG_CLUSTER = cache_root() / "pg" / "PG_VERSION"
 
 
 @requires_pg

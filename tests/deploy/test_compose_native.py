@@ -18,11 +18,12 @@ import pytest
 import yaml
 
 from agent.devstack import REPO
+from agent.paths import cache_root
 
 sys.path.insert(0, str(REPO / "scripts"))
 import compose_native  # noqa: E402
 
-SCHEMA = Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent")) / "compose-spec" / \
+SCHEMA = cache_root() / "compose-spec" / \
     "compose-spec-v2.10.0.json"
 DOMAIN = "dh.test"
 

@@ -4,7 +4,7 @@ Loads the official checkpoint unchanged, runs on CPU (fp32, tiny test models) an
 (bf16, SDPA or flash-attention, optional ``torch.compile``). The avatar worker reaches it
 through :func:`create_engine` and :func:`prepare` (see :mod:`avatar.engines`).
 
-Settings (keyword arguments; strings are converted, unknown names are ignored with a log line):
+Settings (keyword arguments; strings are converted, an unknown name is refused with the list of known ones):
 
 - ``checkpoint_dir`` (required): folder with ``config.json``, the DiT index + shards,
   ``Wan2.1_VAE.pth``, and for preparation the umT5 and CLIP ``.pth`` files and tokenizers.

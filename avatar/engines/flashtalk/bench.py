@@ -14,7 +14,6 @@ can be measured on a GPU without the checkpoint. On CUDA the peak GPU memory is 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import tempfile
@@ -280,18 +279,18 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for n in ranks_list:
-        sn = dataclasses.replace(s, sequence_parallel=n)
+        sn = s.model_copy(update={"sequence_parallel": n})
         engine = None
         if a.full_size:
             if n == 1:  # FP8 (if asked) is switched on after a reference chunk: see compare_fp8
-                pipe, feats = random_pipeline(dataclasses.replace(sn, fp8=False))
+                pipe, feats = random_pipeline(sn.model_copy(update={"fp8": False}))
                 stream = pipe.open_stream(feats)
             else:
                 from .engine import ParallelFlashTalkEngine
 
                 engine = ParallelFlashTalkEngine(
                     sn, builder="avatar.engines.flashtalk.bench:full_size_rank_pipeline",
-                    builder_kwargs={"settings": dataclasses.asdict(sn)},
+                    builder_kwargs={"settings": sn.model_dump()},
                 )  # fmt: skip
                 pipe = engine.pipeline
                 feats = _bench_features(sn, pipe)
@@ -299,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .engine import create_engine
 
-            engine = create_engine(**dataclasses.asdict(sn))
+            engine = create_engine(**sn.model_dump())
             pipe = engine.pipeline
             feats = load_avatar(tiny["default_avatar"]) if a.tiny else feats0
             stream = engine.open_avatar(feats).stream

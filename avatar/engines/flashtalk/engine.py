@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 from pathlib import Path
@@ -126,7 +125,7 @@ class ParallelFlashTalkEngine(FlashTalkEngine):
 
         world = settings.sequence_parallel
         kwargs = (
-            {"settings": dataclasses.asdict(settings)}
+            {"settings": settings.model_dump()}
             if builder_kwargs is None
             else builder_kwargs
         )

@@ -1,25 +1,25 @@
-"""FlashTalk engine settings: one dataclass, filled from the keyword settings the worker passes."""
+"""FlashTalk engine settings: one pydantic model, filled from the keyword settings the worker passes."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
+from pydantic import model_validator
 
-from ..base import EngineError
+from ..base import EngineError, EngineSettings
 
 logger = logging.getLogger("avatar.engines.flashtalk")
 
 DEFAULT_PROMPT = "A person is talking. Only the foreground characters are moving, the background remains static."
 
 
-@dataclass
-class FlashTalkSettings:
+class FlashTalkSettings(EngineSettings):
     """Every setting of the FlashTalk engine; see the package docstring for what each means."""
+
+    engine: ClassVar[str] = "flashtalk"
 
     checkpoint_dir: str | None = None
     wav2vec_dir: str | None = None
@@ -47,40 +47,8 @@ class FlashTalkSettings:
     default_avatar: str | None = None
     prompt: str = DEFAULT_PROMPT
 
-    @classmethod
-    def from_kwargs(cls, **settings: Any) -> FlashTalkSettings:
-        """Build from keyword settings; values given as strings (env vars) are converted, unknown names logged."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        known: dict[str, Any] = {}
-        for key, value in settings.items():
-            if key not in fields:
-                logger.info("flashtalk: ignoring setting %s", key)
-                continue
-            if value is None:
-                continue
-            default = fields[key].default
-            if key in (
-                "checkpoint_dir",
-                "wav2vec_dir",
-                "default_avatar",
-            ) and isinstance(value, Path):
-                value = str(value)
-            if isinstance(default, bool) and isinstance(value, str):
-                value = value.strip().lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, bool):
-                value = bool(value)
-            elif isinstance(default, int):
-                value = int(value)
-            elif isinstance(default, float):
-                value = float(value)
-            elif isinstance(value, Path):
-                value = str(value)
-            known[key] = value
-        s = cls(**known)
-        s.validate()
-        return s
-
-    def validate(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> FlashTalkSettings:
         """Raise :class:`EngineError` with one sentence for an impossible combination."""
         if self.frame_num < 5 or (self.frame_num - 1) % 4:
             raise EngineError(
@@ -117,6 +85,7 @@ class FlashTalkSettings:
             raise EngineError("sequence_parallel must be 1 (off) or the number of GPUs to use.")
         if self.attention not in ("auto", "sdpa", "flash"):
             raise EngineError("attention must be auto, sdpa or flash.")
+        return self
 
     @property
     def chunk_frames(self) -> int:

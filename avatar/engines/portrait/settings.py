@@ -1,25 +1,23 @@
 """Settings of the portrait engine: one dataclass, laptop-friendly defaults.
 
 Every field can be passed as a keyword to :func:`avatar.engines.portrait.create_engine`
-(and to ``prepare``); unknown keywords are rejected so a typo is not silently ignored.
+(and to ``prepare``); the rules (conversion, unknown names refused) are :class:`EngineSettings`'.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-from ..base import EngineError
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from agent.paths import cache_root
+
+from ..base import EngineError, EngineSettings
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("DH_CACHE", Path.home() / ".cache" / "dh-agent"))  # the one cache root (README)
-
-
-@dataclass(frozen=True)
-class PortraitSettings:
+class PortraitSettings(EngineSettings):
     """Options of the CPU portrait engine.
 
     width, height, fps: output video (fps must divide 16000).
@@ -35,6 +33,9 @@ class PortraitSettings:
     threads: OpenCV threads used by this process (1 keeps one call on one core).
     """
 
+    model_config = ConfigDict(frozen=True)
+    engine: ClassVar[str] = "portrait"
+
     width: int = 512
     height: int = 512
     fps: int = 25
@@ -43,29 +44,23 @@ class PortraitSettings:
     mouth_gain: float = 1.0
     blink_interval_s: float = 4.0
     seed: int | None = None
-    cache_dir: Path = _cache_root() / "avatars"
-    face_venv: Path = Path(os.environ.get("DH_FACE_VENV", _cache_root() / "venv-face"))
+    cache_dir: Path = Field(default_factory=lambda: cache_root() / "avatars")
+    face_venv: Path = Field(default_factory=lambda: Path(os.environ.get("DH_FACE_VENV") or cache_root() / "venv-face"))
     min_face_px: int = 80
     max_image_side: int = 4096
     threads: int = 1
 
+    @field_validator("cache_dir", "face_venv")
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> PortraitSettings:
-        """Build settings from keyword arguments, rejecting unknown names and bad values."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise EngineError(
-                f"unknown portrait engine setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-            )
-        for key in ("cache_dir", "face_venv"):
-            if key in kwargs and kwargs[key] is not None:
-                kwargs[key] = Path(kwargs[key]).expanduser()
-        s = cls(**{k: v for k, v in kwargs.items() if v is not None or k == "seed"})
-        if s.width < 64 or s.height < 64 or s.width > 2048 or s.height > 2048:
-            raise EngineError(f"portrait engine size {s.width}x{s.height} is out of range; use 64..2048 pixels")
-        if s.fps <= 0 or 16000 % s.fps:
-            raise EngineError(f"portrait engine fps {s.fps} must divide 16000 (e.g. 25)")
-        if not 0.15 <= s.face_scale <= 0.9:
-            raise EngineError(f"face_scale {s.face_scale} is out of range; use 0.15..0.9")
-        return s
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @model_validator(mode="after")
+    def _check(self) -> PortraitSettings:
+        if self.width < 64 or self.height < 64 or self.width > 2048 or self.height > 2048:
+            raise EngineError(f"portrait engine size {self.width}x{self.height} is out of range; use 64..2048 pixels")
+        if self.fps <= 0 or 16000 % self.fps:
+            raise EngineError(f"portrait engine fps {self.fps} must divide 16000 (e.g. 25)")
+        if not 0.15 <= self.face_scale <= 0.9:
+            raise EngineError(f"face_scale {self.face_scale} is out of range; use 0.15..0.9")
+        return self
