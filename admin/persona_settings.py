@@ -7,14 +7,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
 Lang = str
+MAX_EXAMPLES = 50  # example phrases per language of one topic or rule (each one is embedded for the call)
+# What a caller might say, matched by meaning (dialogue.understanding): one sentence, not a document.
+Example = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
+Examples = dict[Lang, Annotated[list[Example], Field(max_length=MAX_EXAMPLES)]]
 
 
 def _clean_words(v: dict[Lang, list[str]]) -> dict[Lang, list[str]]:
     out = {lang: [w.strip() for w in words if w.strip()] for lang, words in v.items()}
     return {lang: words for lang, words in out.items() if words}
+
+
+def _check_lang(lang: str) -> None:
+    if not (2 <= len(lang) <= 8) or not lang.replace("-", "").isalpha():
+        raise ValueError(f"'{lang}' is not a language code (e.g. en, zh)")
+
+
+def _clean_examples(v: dict[Lang, list[str]]) -> dict[Lang, list[str]]:
+    """Example phrases per language without blanks and repeats (languages without any are dropped)."""
+    for lang in v:
+        _check_lang(lang)
+    return {lang: list(dict.fromkeys(x for x in phrases if x)) for lang, phrases in v.items() if any(phrases)}
 
 
 class TopicSettings(BaseModel):
@@ -23,13 +39,18 @@ class TopicSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     keywords: dict[Lang, list[str]] = Field(min_length=1)
-    examples: dict[Lang, list[str]] = {}  # what a caller might say about it: matched by meaning
+    examples: Examples = {}  # what a caller might say about it: matched by meaning
     reply: dict[Lang, str] = {}
 
     @field_validator("keywords")
     @classmethod
     def _words(cls, v: dict[Lang, list[str]]) -> dict[Lang, list[str]]:
         return _require_words(v)
+
+    @field_validator("examples")
+    @classmethod
+    def _examples(cls, v: dict[Lang, list[str]]) -> dict[Lang, list[str]]:
+        return _clean_examples(v)
 
 
 class EscalationSettings(BaseModel):
@@ -38,12 +59,17 @@ class EscalationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=200)
     keywords: dict[Lang, list[str]] = Field(min_length=1)
-    examples: dict[Lang, list[str]] = {}  # what a caller might say when it applies: matched by meaning
+    examples: Examples = {}  # what a caller might say when it applies: matched by meaning
 
     @field_validator("keywords")
     @classmethod
     def _words(cls, v: dict[Lang, list[str]]) -> dict[Lang, list[str]]:
         return _require_words(v)
+
+    @field_validator("examples")
+    @classmethod
+    def _examples(cls, v: dict[Lang, list[str]]) -> dict[Lang, list[str]]:
+        return _clean_examples(v)
 
 
 def _require_words(v: dict[Lang, list[str]]) -> dict[Lang, list[str]]:
@@ -71,8 +97,7 @@ class PersonaSettings(BaseModel):
         if v is None:
             return v
         for lang, text in v.items():
-            if not (2 <= len(lang) <= 8) or not lang.replace("-", "").isalpha():
-                raise ValueError(f"'{lang}' is not a language code (e.g. en, zh)")
+            _check_lang(lang)
             if len(text) > 500:
                 raise ValueError(f"the {lang} greeting is longer than 500 characters")
         return {lang: text.strip() for lang, text in v.items() if text.strip()}

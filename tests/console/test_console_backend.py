@@ -164,6 +164,25 @@ def test_persona_settings_errors_name_their_field(client, tenant):
     assert Persona.model_validate(s).escalation_rule("I want to file a complaint").reason == "complaint"
 
 
+def test_persona_examples_are_checked_per_language_and_cleaned(client, tenant):
+    h = tenant.headers["operator"]
+    p = client.post(f"{API}/personas", json={"name": "Ava"}, headers=h).json()
+    rule = {"reason": "complaint", "keywords": {"any": ["complaint"]}}
+    bad = {"settings": {"escalation": [{**rule, "examples": {"en": ["x" * 301], "zh": ["好"] * 51}}],
+                        "forbidden_topics": [{"name": "advice", "keywords": {"any": ["invest"]}, "examples": {"english!": ["a"]}}]}}
+    r = client.patch(f"{API}/personas/{p['id']}", json=bad, headers=h)
+    assert r.status_code == 422
+    errors = {".".join(map(str, e["loc"])): e["msg"] for e in r.json()["detail"]}
+    assert "300 characters" in errors["body.settings.escalation.0.examples.en.0"]
+    assert "50 items" in errors["body.settings.escalation.0.examples.zh"]
+    assert "not a language code" in errors["body.settings.forbidden_topics.0.examples"]
+    good = {"settings": {"escalation": [{**rule, "examples": {"en": [" I want to complain ", "", "I want to complain", "this is a disgrace"],
+                                                               "zh": [" "]}}]}}
+    r = client.patch(f"{API}/personas/{p['id']}", json=good, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["settings"]["escalation"][0]["examples"] == {"en": ["I want to complain", "this is a disgrace"]}
+
+
 def test_knowledge_search_finds_an_uploaded_document(client, tenant):
     h = tenant.headers["operator"]
     kb = client.post(f"{API}/knowledge-bases", json={"name": "FAQ"}, headers=h).json()

@@ -212,17 +212,33 @@ def test_persona_errors_appear_next_to_their_field_then_save(console, tenant):
                                             "examples": {}}]
     assert p["settings"]["greeting"]["zh"].startswith("您好") and p["greeting"] == "Hello, how can I help?"
     console.shot("05-persona")
-    # examples (matched by meaning) have no field in the console yet: saving the form keeps them
-    rule = {**p["settings"]["escalation"][0], "examples": {"en": ["let me talk to someone real"]}}
+    # examples (what a caller might say, matched by meaning): one phrase per line per language, with
+    # their errors next to the field; a language the form has no field for is kept as it is
+    rule = {**p["settings"]["escalation"][0], "examples": {"de": ["ich will einen Menschen sprechen"]}}
     r = httpx.patch(f"{console.server.url}{API}/personas/{pid}", json={"settings": {**p["settings"], "escalation": [rule]}},
                     headers=tenant.headers["operator"])
     assert r.status_code == 200, r.text
     page.reload()
+    en = page.get_by_label("What a caller might say (English)")
+    en.fill("let me talk to someone real\n\n" + "far too long " * 30)
+    page.get_by_label("What a caller might say (Chinese)").fill("我要找真人")
+    page.get_by_role("button", name="Save").click()
+    ex_err = page.locator('[data-error-for="settings.escalation.0.examples.en"]')
+    ex_err.wait_for()
+    assert "at most 300 characters" in ex_err.inner_text()
+    assert en.get_attribute("aria-invalid") == "true" and page.evaluate("document.activeElement.dataset.field") == \
+        "settings.escalation.0.examples.en"
+    en.fill("let me talk to someone real\n  \nI need a human being")
     page.get_by_label("Tone").fill("calm")
     page.get_by_role("button", name="Save").click()
     page.get_by_test_id("saved").wait_for()
+    assert ex_err.inner_text() == "" and en.get_attribute("aria-invalid") is None
     s = httpx.get(f"{console.server.url}{API}/personas/{pid}", headers=tenant.headers["viewer"]).json()["settings"]
-    assert s["tone"] == "calm" and s["escalation"][0]["examples"] == {"en": ["let me talk to someone real"]}
+    assert s["tone"] == "calm"
+    assert s["escalation"][0]["examples"] == {"de": ["ich will einen Menschen sprechen"],
+                                              "en": ["let me talk to someone real", "I need a human being"], "zh": ["我要找真人"]}
+    page.reload()
+    assert en.input_value() == "let me talk to someone real\nI need a human being"
 
 
 def test_viewer_sees_no_edit_controls_and_the_api_refuses_their_writes(console, tenant):
@@ -301,8 +317,8 @@ def test_knowledge_upload_becomes_searchable(console, tenant):
     page.get_by_label("Name", exact=True).fill("Branch FAQ")
     page.get_by_role("button", name="Create").click()
     page.get_by_role("heading", name="Branch FAQ").wait_for()
-    doc = ("# Opening hours\n\nThe Harbor Street branch opens at 9:00 and closes at 17:00 on weekdays.\n\n"
-           "# Lost cards\n\nCall the card line at any hour and the card is blocked immediately.\n").encode()
+    doc = (b"# Opening hours\n\nThe Harbor Street branch opens at 9:00 and closes at 17:00 on weekdays.\n\n"
+           b"# Lost cards\n\nCall the card line at any hour and the card is blocked immediately.\n")
     page.get_by_test_id("doc-input").set_input_files({"name": "branch.md", "mimeType": "text/markdown", "buffer": doc})
     page.get_by_role("button", name="Upload").click()
     page.locator('tr[data-doc="branch.md"] [data-status="ready"]').wait_for(timeout=120_000)

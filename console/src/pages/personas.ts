@@ -53,6 +53,13 @@ export async function personaPage(ctx: Ctx): Promise<void> {
       hint ? h('p', { class: 'hint', id: `${id}-hint` }, hint) : null, e);
   }
 
+  // an error line for a group of fields, e.g. settings.escalation.0.examples (a bad language code)
+  function groupError(key: string): HTMLElement {
+    const e = h('p', { class: 'field-error', 'data-error-for': key });
+    errors.set(key, e);
+    return e;
+  }
+
   const nameIn = h('input', { value: p.name, maxlength: '200' });
   const langIn = h('select', null, LANGS.map((l) => h('option', { value: l, selected: p.language === l }, t(`lang.${l}`))));
   const greetings = LANGS.map((l) => h('input', { value: s.greeting?.[l] ?? (l === p.language ? p.greeting || '' : '') }));
@@ -61,29 +68,44 @@ export async function personaPage(ctx: Ctx): Promise<void> {
   const allowedIn = h('textarea', { rows: '3' }, (s.allowed_topics || []).join('\n'));
   const topicsBox = h('div', { class: 'rows' });
   const rulesBox = h('div', { class: 'rows' });
-  // examples (matched by meaning) have no fields here yet: kept as they are when saving
+  // examples: what a caller might say, one phrase per line per language (matched by meaning); languages
+  // the form has no field for are kept as they are
   type Examples = Record<string, string[]>;
-  const topics: { name: HTMLInputElement; kw: HTMLInputElement; reply: HTMLInputElement[]; examples?: Examples }[] = [];
-  const rules: { reason: HTMLInputElement; kw: HTMLInputElement; examples?: Examples }[] = [];
-  const kept = (ex?: Examples) => (ex && Object.keys(ex).length ? { examples: ex } : {});
+  const topics: { name: HTMLInputElement; kw: HTMLInputElement; reply: HTMLInputElement[]; ex: HTMLTextAreaElement[]; examples?: Examples }[] = [];
+  const rules: { reason: HTMLInputElement; kw: HTMLInputElement; ex: HTMLTextAreaElement[]; examples?: Examples }[] = [];
+  const exampleBoxes = (ex?: Examples) => LANGS.map((l) => h('textarea', { rows: '3' }, (ex?.[l] || []).join('\n')));
+  const lines = (s: string) => s.split('\n').map((w) => w.trim()).filter(Boolean);
+  function examplesOf(boxes: HTMLTextAreaElement[], old?: Examples): Examples {
+    const out: Examples = {};
+    for (const [l, v] of Object.entries(old || {})) if (!LANGS.includes(l)) out[l] = v;
+    LANGS.forEach((l, j) => { const v = lines(boxes[j].value); if (v.length) out[l] = v; });
+    return out;
+  }
+  const exampleFields = (prefix: string, boxes: HTMLTextAreaElement[]) => [
+    LANGS.map((l, j) => field(`${prefix}.examples.${l}`, t('personas.examplesIn', { lang: t(`lang.${l}`) }), boxes[j],
+      j === 0 ? t('personas.examplesHint') : '')),
+    groupError(`${prefix}.examples`)];
 
   function addTopic(tp?: Topic): void {
     const i = topics.length;
     const row = { name: h('input', { value: tp?.name || '' }), kw: h('input', { value: Object.values(tp?.keywords || {}).flat().join(', ') }),
-      reply: LANGS.map((l) => h('input', { value: tp?.reply?.[l] || '' })), examples: tp?.examples };
+      reply: LANGS.map((l) => h('input', { value: tp?.reply?.[l] || '' })), ex: exampleBoxes(tp?.examples), examples: tp?.examples };
     topics.push(row);
     topicsBox.append(h('fieldset', { class: 'row' }, h('legend', null, t('personas.topicN', { n: i + 1 })),
       field(`settings.forbidden_topics.${i}.name`, t('field.name'), row.name),
       field(`settings.forbidden_topics.${i}.keywords`, t('personas.keywords'), row.kw, t('personas.keywordsHint')),
+      exampleFields(`settings.forbidden_topics.${i}`, row.ex),
       LANGS.map((l, j) => field(`settings.forbidden_topics.${i}.reply.${l}`, t('personas.replyIn', { lang: t(`lang.${l}`) }), row.reply[j]))));
   }
   function addRule(r?: Rule): void {
     const i = rules.length;
-    const row = { reason: h('input', { value: r?.reason || '' }), kw: h('input', { value: Object.values(r?.keywords || {}).flat().join(', ') }), examples: r?.examples };
+    const row = { reason: h('input', { value: r?.reason || '' }), kw: h('input', { value: Object.values(r?.keywords || {}).flat().join(', ') }),
+      ex: exampleBoxes(r?.examples), examples: r?.examples };
     rules.push(row);
     rulesBox.append(h('fieldset', { class: 'row' }, h('legend', null, t('personas.ruleN', { n: i + 1 })),
       field(`settings.escalation.${i}.reason`, t('personas.reason'), row.reason),
-      field(`settings.escalation.${i}.keywords`, t('personas.keywords'), row.kw, t('personas.keywordsHint'))));
+      field(`settings.escalation.${i}.keywords`, t('personas.keywords'), row.kw, t('personas.keywordsHint')),
+      exampleFields(`settings.escalation.${i}`, row.ex)));
   }
   (s.forbidden_topics || []).forEach(addTopic);
   (s.escalation || []).forEach(addRule);
@@ -102,9 +124,9 @@ export async function personaPage(ctx: Ctx): Promise<void> {
         forbidden_topics: topics.map((r) => {
           const reply: Record<string, string> = {};
           LANGS.forEach((l, j) => { if (r.reply[j].value.trim()) reply[l] = r.reply[j].value.trim(); });
-          return { name: r.name.value.trim(), keywords: { any: words(r.kw.value) }, reply, ...kept(r.examples) };
+          return { name: r.name.value.trim(), keywords: { any: words(r.kw.value) }, reply, examples: examplesOf(r.ex, r.examples) };
         }),
-        escalation: rules.map((r) => ({ reason: r.reason.value.trim(), keywords: { any: words(r.kw.value) }, ...kept(r.examples) })),
+        escalation: rules.map((r) => ({ reason: r.reason.value.trim(), keywords: { any: words(r.kw.value) }, examples: examplesOf(r.ex, r.examples) })),
       };
       try {
         await api.patch<Persona>(`/personas/${p.id}`, {
