@@ -65,12 +65,13 @@ def test_small_face_message_names_the_size(tmp_path):
 @pytest.mark.parametrize(
     "image, message",
     [
-        (b"this is not an image", "could not be read"),
-        (b"", "could not be read"),
+        (b"this is not an image", "not a JPEG, PNG or WebP"),
+        (b"", "not a JPEG, PNG or WebP"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "could not be decoded"),
         (np.zeros((10, 10), np.float64)[None], "could not be read"),
         (np.zeros((5000, 300, 3), np.uint8), "over the 4096 pixel limit"),
     ],
-    ids=["garbage-bytes", "empty-bytes", "bad-array", "oversized"],
+    ids=["garbage-bytes", "empty-bytes", "truncated-png", "bad-array", "oversized"],
 )
 def test_unreadable_or_oversized_images_are_rejected(tmp_path, image, message):
     with pytest.raises(PreparationError, match=message):

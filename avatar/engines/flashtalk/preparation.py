@@ -146,7 +146,6 @@ def prepare(image: np.ndarray, out_dir: Path, **settings: Any) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> None:
     """CLI body of ``python -m avatar.engines.flashtalk.prepare --checkpoint DIR --image PATH --out DIR``."""
-    from PIL import Image
 
     p = argparse.ArgumentParser(
         description="Prepare an avatar image for the FlashTalk engine."
@@ -170,7 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt", default=None)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    image = np.asarray(Image.open(a.image).convert("RGB"))
+    from ...images import ImageError, decode_image, rgb_array
+
+    try:
+        img, _ = decode_image(Path(a.image).read_bytes(), max_bytes=64 << 20, min_side=64, what="avatar image")
+    except (OSError, ImageError) as exc:
+        p.error(str(exc))
+    image = rgb_array(img)
     meta = prepare(
         image, Path(a.out), checkpoint_dir=a.checkpoint, width=a.width, height=a.height, frame_num=a.frame_num,
         device=a.device, dtype=a.dtype, prompt=a.prompt,

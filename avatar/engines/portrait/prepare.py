@@ -9,7 +9,6 @@ it needs protobuf<5 while the worker's venv has protobuf>=5.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ...images import ImageError, decode_image, rgb_array
 from ..base import EngineError, PreparationError
 from . import landmarks as L
 from .settings import PortraitSettings
@@ -34,44 +34,23 @@ _TOOL = Path(__file__).with_name("face_mesh_tool.py")
 _MAX_BYTES = 40 * 1024 * 1024
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from an encoded image's header without decoding it; None if unknown."""
-    try:
-        from PIL import Image
-    except ImportError:
-        return None
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            return probe.size
-    except Image.DecompressionBombError:
-        return (1 << 30, 1 << 30)
-    except (OSError, ValueError):
-        return None  # not a format PIL knows: OpenCV decides
-
-
 def load_image(image: Any, max_side: int = 4096) -> np.ndarray:
-    """Return ``image`` (RGB array, encoded bytes or a file path) as RGB uint8, or raise PreparationError."""
+    """Return ``image`` (RGB array, encoded bytes or a file path) as RGB uint8, or raise PreparationError.
+
+    Encoded pictures go through the one decoder (:func:`avatar.images.decode_image`), as uploads do.
+    """
     if isinstance(image, (str, Path)):
         try:
             image = Path(image).read_bytes()
         except OSError as exc:
             raise PreparationError(f"cannot read the avatar image file ({exc.strerror}); upload a PNG or JPEG") from None
     if isinstance(image, (bytes, bytearray, memoryview)):
-        if len(image) > _MAX_BYTES:
-            raise PreparationError("the avatar image file is over 40 MB; upload a smaller PNG or JPEG")
-        data = bytes(image)
-        # Read the header first so an oversized image (a decompression bomb) is refused before decoding.
-        size = _header_size(data)
-        if size is not None and max(size) > max_side:
-            raise PreparationError(
-                f"the avatar image is {size[0]}x{size[1]} pixels, over the {max_side} pixel limit; "
-                "upload a smaller picture"
-            )
-        buf = np.frombuffer(data, np.uint8)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-        if bgr is None:
-            raise PreparationError("the avatar image could not be read; upload a PNG or JPEG photo of one face")
-        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            img, _ = decode_image(bytes(image), max_bytes=_MAX_BYTES, max_side=max_side, min_side=32,
+                                  what="avatar image")
+        except ImageError as exc:
+            raise PreparationError(str(exc)) from None
+        image = rgb_array(img)
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise PreparationError("the avatar image could not be read; upload a PNG or JPEG photo of one face")
     if image.ndim == 2:
