@@ -63,11 +63,18 @@ def get_recorder(settings: AgentSettings, meta: dict[str, Any]) -> SessionRecord
     return rec
 
 
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
+
+
 class CallLog:
     """Per-turn log lines and session records: what was heard and said, with per-stage figures.
 
-    Texts are redacted before they are logged or stored; citations and language come
-    from the policy's own turn record.
+    Texts are redacted before they are logged or stored; citations and language come from the
+    policy's own turn record for that utterance, found by its words (a caller's turn by what the
+    policy heard, an answer by what it said), never by position. The framework may add a caller's
+    turn to the conversation before or after the policy has answered it, so a caller's turn waits
+    (at most until the next item or the end of the call) for its policy record.
     """
 
     def __init__(self, session: AgentSession, room: str, recorder: SessionRecorder | None, session_id: str | None) -> None:
@@ -75,10 +82,27 @@ class CallLog:
         self._recorder = recorder
         self.session_id = session_id
         self.policy_turns: list[TurnRecord] = []
+        self._waiting: dict[str, Any] | None = None  # a caller's turn whose policy record has not come yet
         session.on("conversation_item_added", self._on_item)
 
     def on_policy_turn(self, rec: TurnRecord) -> None:
         self.policy_turns.append(rec)
+        if self._waiting is not None and _same(rec.user, self._waiting["text"]):
+            self._record(self._waiting, rec.language)
+
+    def close(self) -> None:
+        """Record a caller's turn still waiting for its policy record (the call ended first)."""
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._waiting is not None:  # no policy record heard these words (handoff, end of call)
+            last = self.policy_turns[-1] if self.policy_turns else None
+            self._record(self._waiting, last.language if last else None)
+
+    def _record(self, turn: dict[str, Any], language: str | None) -> None:
+        self._waiting = None
+        assert self._recorder is not None and self.session_id is not None
+        self._recorder.add_turn(self.session_id, language=language, **turn)
 
     def _on_item(self, ev: Any) -> None:
         item = ev.item
@@ -92,20 +116,24 @@ class CallLog:
         call_metrics.observe_turn(item.role, metrics)
         if self._recorder is None or self.session_id is None or item.role not in ("user", "assistant"):
             return
-        last = self.policy_turns[-1] if self.policy_turns else None
+        self._flush()
+        turn = {"speaker": item.role, "text": text, "interrupted": interrupted,
+                "latency": {k: v for k, v in metrics.items() if not k.endswith("_at")}}
+        recent = self.policy_turns[-3:]
+        if item.role == "user":
+            heard = next((r for r in reversed(recent) if _same(r.user, text)), None)
+            if heard is None:
+                self._waiting = turn
+            else:
+                self._record(turn, heard.language)
+            return
         # an answer's citations are those of the policy turn that wrote it (an interrupted one is a
         # prefix of it); what the call says by itself (greeting, apology, handoff) cites nothing
         said = " ".join(text.split())
-        answered = next((r for r in reversed(self.policy_turns[-3:]) if said and " ".join(r.reply.split()).startswith(said)),
-                        None)
+        answered = next((r for r in reversed(recent) if said and " ".join(r.reply.split()).startswith(said)), None)
+        last = self.policy_turns[-1] if self.policy_turns else None
         rec = answered or last
-        self._recorder.add_turn(
-            self.session_id, item.role, text,
-            language=rec.language if rec else None,
-            citations=(answered.citations if answered and item.role == "assistant" else None),
-            latency={k: v for k, v in metrics.items() if not k.endswith("_at")},
-            interrupted=interrupted,
-        )
+        self._record({**turn, "citations": answered.citations if answered else None}, rec.language if rec else None)
 
 
 class CallAgent(Agent):
@@ -255,6 +283,7 @@ async def entrypoint(ctx: JobContext) -> None:
         outcome = desk.outcome or ("escalated" if st.escalated else "completed")
         call_metrics.CALLS_ACTIVE.labels(service="agent").dec()
         call_metrics.CALLS.labels(service="agent", outcome=outcome).inc()
+        call_log.close()
         if recorder is not None and session_id is not None:
             recorder.end_session(
                 session_id, outcome=outcome,
