@@ -449,6 +449,7 @@ class HandoffOut(BaseModel):
     requested_at: datetime
     accepted_at: datetime | None
     accepted_by: str | None
+    accepted_by_name: str | None = None  # the colleague who took it (full name, else e-mail)
     operator_joined_at: datetime | None
     ended_at: datetime | None
     waiting_seconds: float

@@ -120,7 +120,7 @@ export interface Insights {
 export interface HandoffTurn { speaker: string; text: string; at: string | null }
 export interface Handoff {
   id: string; session_id: string; room: string | null; status: string; reason: string | null; summary: string | null;
-  requested_at: string; accepted_at: string | null; accepted_by: string | null; operator_joined_at: string | null;
+  requested_at: string; accepted_at: string | null; accepted_by: string | null; accepted_by_name?: string | null; operator_joined_at: string | null;
   ended_at: string | null; waiting_seconds: number; avatar_id: string | null; caller_identity: string | null; transcript: HandoffTurn[];
 }
 export interface HandoffAccept { server_url: string; token: string; room: string; identity: string; expires_at: string; handoff: Handoff }

@@ -323,3 +323,47 @@ def test_at_most_twenty_unanswered_questions(client, tenant):
     assert len(out["unanswered"]) == 20 and out["unanswered_total"] == 26
     assert out["unanswered"][0] == {**out["unanswered"][0], "key": "question number 7", "count": 2}
     assert all(q["count"] == 1 for q in out["unanswered"][1:])
+
+
+def test_handoff_history_is_closed_handoffs_paged_by_time(client, tenant):
+    """GET /handoffs?state=closed (the console's history): handed back or nobody came, newest first,
+    ``before`` pages back, ``transcript=false`` leaves the turns out, the taker's name is given."""
+    from datetime import UTC, datetime, timedelta
+
+    from admin.core.security import mint_session_grant
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    events, taken = [], ""
+    for n, state in enumerate(["returned", "unanswered", "returned", "waiting"]):
+        sid, at = str(uuid.uuid4()), (start + timedelta(minutes=n)).isoformat()
+        for typ, payload in (("session_start", {"room": f"r{n}", "started_at": at}),
+                             ("turn", {"seq": 0, "speaker": "user", "text": f"question {n}"}),
+                             ("handoff", {"state": "waiting", "reason": f"reason {n}", "at": at})):
+            events.append({"event_id": str(uuid.uuid4()), "type": typ, "payload": {"session_id": sid, **payload}})
+        if n == 0:  # an operator takes this one, then hands it back
+            taken = sid
+        elif state != "waiting":
+            events.append({"event_id": str(uuid.uuid4()), "type": "handoff", "payload": {"session_id": sid, "state": state}})
+
+    def post(evs):
+        evs = [{"grant": mint_session_grant(tenant.id, e["payload"]["session_id"], 3600), **e} for e in evs]
+        assert client.post(f"{API}/agent/events", json={"events": evs}, headers=tenant.headers["agent"]).status_code == 200
+
+    post(events)
+    hid = next(h["id"] for h in client.get(f"{API}/handoffs", headers=tenant.headers["viewer"]).json()
+               if h["room"] == "r0")
+    assert client.post(f"{API}/handoffs/{hid}/accept", headers=tenant.headers["operator"]).status_code == 200
+    post([{"event_id": str(uuid.uuid4()), "type": "handoff", "payload": {"session_id": taken, "state": "returned"}}])
+
+    h = tenant.headers["viewer"]
+    closed = client.get(f"{API}/handoffs", params={"state": "closed", "transcript": "false"}, headers=h).json()
+    assert [(x["reason"], x["status"]) for x in closed] == [("reason 2", "returned"), ("reason 1", "unanswered"),
+                                                          ("reason 0", "returned")]
+    assert all(x["transcript"] == [] for x in closed)
+    assert closed[2]["accepted_by_name"] == tenant.emails["operator"] and closed[0]["accepted_by_name"] is None
+    older = client.get(f"{API}/handoffs", params={"state": "closed", "before": closed[0]["requested_at"], "limit": 1},
+                       headers=h).json()
+    assert [x["reason"] for x in older] == ["reason 1"]
+    full = client.get(f"{API}/handoffs", params={"state": "closed"}, headers=h).json()
+    assert full[0]["transcript"][0]["text"] == "question 2"
+    assert client.get(f"{API}/handoffs", params={"state": "closed"}, headers=make_tenant().headers["viewer"]).json() == []

@@ -558,8 +558,10 @@ def test_handoff_queue_is_live_and_an_operator_accepts_a_call(console):
     assert "New call waiting for a person: account closure complaint." in page.get_by_test_id("handoff-announce").inner_text()
     card.locator("[data-testid=waiting-for]", has_text=re.compile(r"^waiting for ([3-9]|\d\d) s$")).wait_for(timeout=10_000)
     console.shot("15-handoffs-waiting")
-    # live from the stream: one list request when the page opened, no polling since
-    assert seen == [("GET", "/handoffs?state=open"), ("GET", "/handoffs/stream")], seen
+    # live from the stream: the queue and the history loaded once when the page opened, no polling since
+    loads = [("GET", "/handoffs?state=open"), ("GET", "/handoffs?state=closed&limit=25&transcript=false")]
+    assert sorted(seen) == sorted([*loads, ("GET", "/handoffs/stream")]), seen
+    page.get_by_test_id("history-none").wait_for()
 
     with page.expect_response(lambda r: r.url.endswith("/accept")) as resp:
         card.get_by_role("button", name="Accept").click()
@@ -592,7 +594,19 @@ def test_handoff_queue_is_live_and_an_operator_accepts_a_call(console):
     handoff_state(console.server, t, sid, "returned")
     page.locator(f"article[data-handoff-id='{got['handoff']['id']}']").wait_for(state="detached", timeout=15_000)
     assert "left the queue (handed back)" in page.get_by_test_id("handoff-announce").inner_text()
-    assert [m for m in seen if m[1].startswith("/handoffs?")] == [("GET", "/handoffs?state=open")]
+    # ... and into the history, from the stream too: who took it, how long the caller waited, the session
+    row = page.locator(f"[data-testid=handoff-history] tr[data-handoff-id='{got['handoff']['id']}']")
+    row.wait_for()
+    assert page.get_by_test_id("history-none").is_hidden()
+    assert row.get_attribute("data-status") == "returned" and row.get_by_test_id("history-status").inner_text() == "handed back"
+    assert reason in row.inner_text() and summary in row.inner_text()
+    assert row.get_by_test_id("history-taker").inner_text() == t.emails["operator"]
+    assert re.fullmatch(r"([3-9]|\d\d) s|\d+ min \d\d s", row.get_by_test_id("history-waited").inner_text())
+    assert sorted(m for m in seen if m[1].startswith("/handoffs?")) == sorted(loads)
+    console.shot("16b-handoff-history")
+    row.get_by_role("link", name=re.compile(room)).click()
+    page.get_by_test_id("transcript").wait_for()
+    assert "close my account" in page.get_by_test_id("transcript").inner_text()
 
 
 def test_viewer_watches_the_queue_without_accept_and_the_api_refuses_them(console):
@@ -652,5 +666,55 @@ def test_handoff_queue_catches_up_after_the_stream_reconnects(console):
     card.wait_for(state="detached", timeout=20_000)
     page.locator("[data-testid=stream-state][data-state=live]").wait_for()
     assert len(streams) >= 3, streams
-    assert lists == [None, "1"], lists  # the page's own load, then one catch-up (a background request)
+    # the page's own loads (queue and history), then one catch-up of both (background requests)
+    assert lists == [None, None, "1", "1"], lists
     page.get_by_test_id("handoffs-none").wait_for()
+    # the call that left while the stream was down is in the history
+    page.locator("[data-testid=handoff-history] tr[data-status=returned]", has_text="lost card").wait_for()
+
+
+def test_handoff_history_pages_back_through_past_calls(console):
+    """The history lists the calls that left the queue (handed back, nobody came), newest first, 25 at a
+    time; Load more (keyboard) pages back; calls still in the queue and other organisations' are not in it."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.admin.conftest import make_tenant
+
+    t, other = make_tenant(), make_tenant()
+    start = datetime.now(UTC) - timedelta(days=1)
+    events, names = [], []
+    for n in range(27):
+        at = start + timedelta(minutes=n)
+        sid, ev = call_events(at.isoformat(), [("user", f"question {n}")])
+        state = "unanswered" if n % 2 else "returned"
+        names.append((f"reason {n}", state))
+        ev += [{"event_id": str(uuid.uuid4()), "type": "handoff", "payload": {
+                    "session_id": sid, "state": "waiting", "room": f"room-{n}", "reason": f"reason {n}", "at": at.isoformat()}},
+               {"event_id": str(uuid.uuid4()), "type": "handoff", "payload": {
+                    "session_id": sid, "state": state, "at": (at + timedelta(seconds=40 + n)).isoformat()}}]
+        events += ev
+    post_events(console.server, t, events)
+    handoff_call(console.server, t, "still waiting", "In the queue now.")
+    handoff_call(console.server, other, "another organisation", "Not ours.")
+    page = console.page
+    console.sign_in(t.emails["viewer"], t.password)
+    console.go("#/handoffs")
+    rows = page.locator("[data-testid=handoff-history] tbody tr")
+    rows.nth(24).wait_for()
+    assert rows.count() == 25
+    assert [rows.nth(i).locator("td").nth(1).inner_text() for i in (0, 24)] == ["reason 26", "reason 2"]
+    assert rows.nth(0).get_by_test_id("history-status").inner_text() == "handed back"
+    assert rows.nth(1).get_by_test_id("history-status").inner_text() == "nobody came"
+    assert rows.nth(0).get_by_test_id("history-waited").inner_text() == "1 min 06 s"  # asked to nobody came: 40 + 26 s
+    assert rows.nth(0).get_by_test_id("history-taker").inner_text() == "—"
+    more = page.get_by_test_id("history-more")
+    more.focus()
+    page.keyboard.press("Enter")
+    rows.nth(26).wait_for()
+    assert rows.count() == 27 and more.is_hidden()
+    listed = [(rows.nth(i).locator("td").nth(1).inner_text(), rows.nth(i).get_attribute("data-status")) for i in range(27)]
+    assert listed == names[::-1]
+    text = page.get_by_test_id("handoff-history").inner_text()
+    assert "still waiting" not in text and "another organisation" not in text
+    page.locator("[data-testid=handoffs-waiting] article", has_text="still waiting").wait_for()
+    console.shot("18-handoff-history")

@@ -30,7 +30,7 @@ from admin.core import audit
 from admin.core.config import get_settings
 from admin.core.db import session_scope
 from admin.models import CallSession, Handoff, Turn, User, utcnow
-from admin.schemas import HandoffAcceptOut, HandoffOut
+from admin.schemas import HandoffAcceptOut, HandoffOut, UtcDatetime
 
 router = APIRouter(prefix="/handoffs", tags=["handoffs"])
 Watchers = Annotated[Principal, Depends(require(*READERS))]
@@ -48,9 +48,11 @@ def _out(db: Session, h: Handoff, *, transcript: bool = True) -> HandoffOut:
         rows = db.scalars(select(Turn).where(Turn.session_id == h.session_id).order_by(Turn.seq, Turn.started_at))
         turns = [{"speaker": t.speaker, "text": t.text, "at": t.started_at.isoformat() if t.started_at else None}
                  for t in rows]
+    taker = db.get(User, h.accepted_by) if h.accepted_by else None
     return HandoffOut(
         id=h.id, session_id=h.session_id, room=h.room, status=h.status, reason=h.reason, summary=h.summary,
         requested_at=h.requested_at, accepted_at=h.accepted_at, accepted_by=h.accepted_by,
+        accepted_by_name=(taker.full_name or taker.email) if taker is not None and taker.tenant_id == h.tenant_id else None,
         operator_joined_at=h.operator_joined_at, ended_at=h.ended_at, waiting_seconds=round(max(0.0, waited), 2),
         avatar_id=s.avatar_id if s else None, caller_identity=s.caller_identity if s else None, transcript=turns,
     )
@@ -58,15 +60,23 @@ def _out(db: Session, h: Handoff, *, transcript: bool = True) -> HandoffOut:
 
 @router.get("", response_model=list[HandoffOut])
 def list_handoffs(db: SessionDep, principal: Watchers,
-                  state: Literal["open", "waiting", "accepted", "returned", "unanswered", "all"] = "open",
-                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[HandoffOut]:
-    """The organisation's handoffs, newest first (``open``: waiting or taken over now)."""
+                  state: Literal["open", "waiting", "accepted", "returned", "unanswered", "closed", "all"] = "open",
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                  before: Annotated[UtcDatetime | None, Query(description="only handoffs asked for before this time")] = None,
+                  transcript: bool = True) -> list[HandoffOut]:
+    """The organisation's handoffs, newest first (``open``: waiting or taken over now; ``closed``: handed
+    back or nobody came, the history). ``before`` pages back through them (the last ``requested_at``);
+    ``transcript=false`` leaves the calls' turns out."""
     q = select(Handoff).where(Handoff.tenant_id == principal.tenant_id)
     if state == "open":
         q = q.where(Handoff.status.in_(OPEN))
+    elif state == "closed":
+        q = q.where(Handoff.status.not_in(OPEN))
     elif state != "all":
         q = q.where(Handoff.status == state)
-    return [_out(db, h) for h in db.scalars(q.order_by(Handoff.requested_at.desc()).limit(limit))]
+    if before is not None:
+        q = q.where(Handoff.requested_at < before)
+    return [_out(db, h, transcript=transcript) for h in db.scalars(q.order_by(Handoff.requested_at.desc()).limit(limit))]
 
 
 def _changes(tenant_id: str, since: datetime) -> tuple[list[dict], datetime]:

@@ -3,13 +3,16 @@
 // each time one changes); there is no polling besides EventSource's own reconnect (after which the
 // list is loaded once more, to drop calls that left the queue while the stream was down). Admins and
 // operators accept a call (POST /handoffs/{id}/accept) and get the room, their identity and a LiveKit
-// URL + token to join it with a LiveKit client; viewers watch.
+// URL + token to join it with a LiveKit client; viewers watch. Below the queue, the history: calls that
+// left it (handed back, nobody came), from GET /handoffs?state=closed (paged back with `before`), and
+// each call that leaves the queue while the page is open is added at the top from the stream.
 import { api, Handoff, HandoffAccept } from '../api';
 import { Ctx, errorText, fmtDate, role, title } from '../app';
 import { Child, h, nextId, put } from '../dom';
 import { t } from '../i18n';
 
 const OPEN = ['waiting', 'accepted'];
+const HISTORY_PAGE = 25;
 type StreamState = 'connecting' | 'live' | 'reconnecting' | 'closed';
 interface Entry { h: Handoff; at: number; card: HTMLElement }
 
@@ -58,7 +61,9 @@ function joinedPanel(a: HandoffAccept): HTMLElement {
 
 export async function handoffsPage(ctx: Ctx): Promise<void> {
   const canTake = role.canEdit(ctx.me);
-  const first = await api.get<Handoff[]>('/handoffs', { query: { state: 'open' } });
+  const past = (before?: string, background = false) => api.get<Handoff[]>('/handoffs',
+    { query: { state: 'closed', limit: HISTORY_PAGE, before, transcript: false }, background });
+  const [first, firstPast] = await Promise.all([api.get<Handoff[]>('/handoffs', { query: { state: 'open' } }), past()]);
   const items = new Map<string, Entry>();
   const joined = new Map<string, HandoffAccept>(); // the calls this person accepted on this page
   const errors = new Map<string, string>();
@@ -148,7 +153,8 @@ export async function handoffsPage(ctx: Ctx): Promise<void> {
 
   function upsert(x: Handoff, force = false, focus?: string): void {
     const old = items.get(x.id);
-    if (!OPEN.includes(x.status)) { // handed back, or nobody came: out of the live queue
+    if (!OPEN.includes(x.status)) { // handed back, or nobody came: out of the live queue, into the history
+      addHistory([x]);
       if (!old) return;
       drop(x.id);
       announce(t('handoffs.gone', { room: x.room || '—', status: t(`handoffs.status.${x.status}`) }));
@@ -187,6 +193,66 @@ export async function handoffsPage(ctx: Ctx): Promise<void> {
     }
   }
 
+  // --- the history: calls that left the queue, newest first -----------------------------------------
+  const historyRows = new Map<string, { h: Handoff; row: HTMLTableRowElement }>();
+  const historyBody = h('tbody');
+  const historyTable = h('table', { class: 'table', 'data-testid': 'handoff-history' },
+    h('caption', { class: 'visually-hidden' }, t('handoffs.history')),
+    h('thead', null, h('tr', null, ['handoffs.requested', 'handoffs.reasonCol', 'handoffs.outcome', 'handoffs.waitedCol',
+      'handoffs.takenBy', 'handoffs.endedAt', 'handoffs.call'].map((k) => h('th', { scope: 'col' }, t(k))))),
+    historyBody);
+  const historyEmpty = h('p', { class: 'empty', 'data-testid': 'history-none' }, t('handoffs.noHistory'));
+  let oldest: string | undefined;
+  const more = h('button', { type: 'button', 'data-testid': 'history-more', onclick: () => void loadMore() }, t('common.more'));
+
+  function historyRow(x: Handoff): HTMLTableRowElement {
+    return h('tr', { 'data-handoff-id': x.id, 'data-status': x.status },
+      h('td', null, fmtDate(x.requested_at)),
+      h('td', null, x.reason || t('handoffs.noReason'), x.summary ? h('p', { class: 'hint' }, x.summary) : null),
+      h('td', null, h('span', { class: `badge hs-${x.status}`, 'data-testid': 'history-status' }, t(`handoffs.status.${x.status}`))),
+      h('td', { 'data-testid': 'history-waited' }, duration(x.waiting_seconds)),
+      h('td', { 'data-testid': 'history-taker' }, x.accepted_by_name || (x.accepted_by ? x.accepted_by.slice(0, 8) : '—')),
+      h('td', null, fmtDate(x.ended_at)),
+      h('td', null, h('a', { href: `#/sessions/${x.session_id}`, 'aria-label': t('handoffs.openCall', { room: x.room || '—' }) },
+        x.room || t('handoffs.transcriptLink'))));
+  }
+
+  // newest first by the time the caller asked; an entry already listed is redrawn in place
+  function addHistory(list: Handoff[]): void {
+    for (const x of list) {
+      if (OPEN.includes(x.status)) continue;
+      const row = historyRow(x);
+      const old = historyRows.get(x.id);
+      if (old) old.row.replaceWith(row);
+      else {
+        const next = [...historyRows.values()].filter((e) => e.h.requested_at < x.requested_at)
+          .sort((a, b) => b.h.requested_at.localeCompare(a.h.requested_at))[0];
+        historyBody.insertBefore(row, next ? next.row : null);
+      }
+      historyRows.set(x.id, { h: x, row });
+    }
+    historyEmpty.hidden = historyRows.size > 0;
+    historyTable.hidden = historyRows.size === 0;
+  }
+
+  function paged(list: Handoff[]): void {
+    addHistory(list);
+    if (list.length) oldest = list[list.length - 1].requested_at;
+    more.hidden = list.length < HISTORY_PAGE;
+  }
+
+  async function loadMore(): Promise<void> {
+    more.disabled = true;
+    try {
+      paged(await past(oldest));
+    } catch (e) {
+      historyEmpty.hidden = false;
+      historyEmpty.textContent = errorText(e);
+    } finally {
+      more.disabled = false;
+    }
+  }
+
   function tick(): void {
     for (const e of items.values()) {
       if (e.h.status !== 'waiting') continue;
@@ -197,7 +263,9 @@ export async function handoffsPage(ctx: Ctx): Promise<void> {
 
   async function resync(): Promise<void> {
     try {
-      const open = await api.get<Handoff[]>('/handoffs', { query: { state: 'open' }, background: true });
+      const [open, closed] = await Promise.all([api.get<Handoff[]>('/handoffs', { query: { state: 'open' }, background: true }),
+        past(undefined, true)]);
+      addHistory(closed); // the calls that left the queue while the stream was down
       const ids = new Set(open.map((x) => x.id));
       for (const id of [...items.keys()]) if (!ids.has(id)) drop(id);
       open.forEach((x) => upsert(x));
@@ -205,13 +273,16 @@ export async function handoffsPage(ctx: Ctx): Promise<void> {
   }
 
   first.forEach((x) => upsert(x));
+  paged(firstPast);
   put(ctx.main,
     title(t('handoffs.title'), streamState),
     h('p', { class: 'muted' }, t('handoffs.intro')),
     canTake ? null : h('p', { class: 'notice', 'data-testid': 'read-only' }, t('handoffs.readOnly')),
     announcer,
     h('section', { 'aria-labelledby': 'hq-waiting' }, heads.waiting, empties.waiting, lists.waiting),
-    h('section', { 'aria-labelledby': 'hq-taken' }, heads.accepted, empties.accepted, lists.accepted));
+    h('section', { 'aria-labelledby': 'hq-taken' }, heads.accepted, empties.accepted, lists.accepted),
+    h('section', { 'aria-labelledby': 'hq-history' }, h('h2', { id: 'hq-history' }, t('handoffs.history')),
+      h('p', { class: 'muted' }, t('handoffs.historyIntro')), historyEmpty, historyTable, h('div', { class: 'actions' }, more)));
   layout();
   ready = true;
 
