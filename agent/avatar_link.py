@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from livekit import api, rtc
-from livekit.agents import AgentSession, JobContext, utils
-from livekit.agents.voice.avatar import DataStreamAudioOutput
+from livekit.agents import AgentSession, JobContext
+from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
 from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
 
 from .contract import PING_RPC, PLAYING_WITHIN, REJOIN_WITHIN, AvatarDispatch, avatar_identity
@@ -102,8 +102,15 @@ def audio_tail(session: AgentSession) -> AudioOutput | None:
     return session.output.audio
 
 
-class AvatarLink:
-    """Dispatches the avatar worker for this room and keeps the audio routed to whoever can play it."""
+class AvatarLink(AvatarSession):
+    """Dispatches the avatar worker for this room and keeps the audio routed to whoever can play it.
+
+    The framework's :class:`AvatarSession` gives the join wait (``wait_for_join``), the avatar's
+    metrics (join time, playback latency, as ``metrics_collected``) and the clean-up at the job's
+    end (``aclose``: the avatar is removed from the room). This class adds the early dispatch
+    (:meth:`begin`, before the session exists), the routing of the agent's speech, and the
+    fallback to the agent's own track when the avatar fails.
+    """
 
     def __init__(
         self,
@@ -116,6 +123,7 @@ class AvatarLink:
         last_answer: Any = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__()
         self._ctx = ctx
         self._agent_name = avatar_agent_name
         self._timeout = join_timeout
@@ -131,6 +139,15 @@ class AvatarLink:
         self._joining: asyncio.Future[bool] | None = None
         self._removal: asyncio.Future[None] | None = None
         self._rejoin: asyncio.Future[None] | None = None
+        self._dispatched_at: float | None = None
+
+    @property
+    def avatar_identity(self) -> str:
+        return self.identity
+
+    @property
+    def provider(self) -> str:
+        return "dh-avatar"
 
     def begin(self) -> None:
         """Dispatch the avatar now, before the session exists: it joins while the call is prepared."""
@@ -140,36 +157,43 @@ class AvatarLink:
     async def _join(self) -> bool:
         room = self._ctx.room
         meta = AvatarDispatch(agent_identity=room.local_participant.identity, **self._metadata).to_metadata()
-        t0 = time.perf_counter()
+        self._dispatched_at = time.perf_counter()
         try:
             await self._ctx.api.agent_dispatch.create_dispatch(
                 api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=room.name, metadata=meta)
             )
-            await asyncio.wait_for(self._wait_video(), self._timeout)
+        except Exception:
+            logger.exception("could not dispatch the avatar: the call goes on with audio only")
+            return False
+        return True
+
+    async def start(self, agent_session: AgentSession, room: rtc.Room | None = None) -> bool:  # type: ignore[override]
+        """Wait for the avatar's video (dispatching it unless :meth:`begin` did); True if the call
+        now speaks through it."""
+        room = room or self._ctx.room
+        await super().start(agent_session, room)
+        self._session = agent_session
+        self.begin()
+        assert self._joining is not None
+        if not await self._joining:
+            return False
+        assert self._dispatched_at is not None
+        left = max(0.0, self._timeout - (time.perf_counter() - self._dispatched_at))
+        try:
+            await self.wait_for_join(timeout=left)
         except TimeoutError:
             logger.warning(
                 "avatar %r did not join within %.1f s: the call goes on with audio only",
                 self._agent_name, self._timeout,
             )
             return False
-        except Exception:
-            logger.exception("could not dispatch the avatar: the call goes on with audio only")
+        if self.identity not in room.remote_participants:
+            logger.warning("avatar %r is not in the call: the call goes on with audio only", self._agent_name)
             return False
-        self.joined_after = time.perf_counter() - t0
+        self.joined_after = time.perf_counter() - self._dispatched_at
         logger.info("avatar joined in %.2f s", self.joined_after)
-        return True
 
-    async def start(self, session: AgentSession) -> bool:
-        """Wait for the avatar's video (dispatching it unless :meth:`begin` did); True if the call
-        now speaks through it."""
-        self._session = session
-        room = self._ctx.room
-        self.begin()
-        assert self._joining is not None
-        if not await self._joining:
-            return False
-
-        self._room_tail = audio_tail(session)
+        self._room_tail = audio_tail(agent_session)
         self._avatar_out = WatchedAvatarOutput(
             room,
             destination_identity=self.identity,
@@ -179,14 +203,22 @@ class AvatarLink:
             stall_timeout=self._stall_timeout,
             on_stall=self._fall_back,
         )
-        session.output.replace_audio_tail(self._avatar_out)
+        agent_session.output.replace_audio_tail(self._avatar_out)
         room.on("participant_disconnected", self._on_participant_disconnected)
         return True
 
-    async def _wait_video(self) -> None:
+    async def aclose(self) -> None:
+        """End of the call: stop watching, and let the framework take the avatar out of the room."""
         room = self._ctx.room
-        await utils.wait_for_participant(room=room, identity=self.identity)
-        await utils.wait_for_track_publication(room=room, identity=self.identity, kind=rtc.TrackKind.KIND_VIDEO)
+        room.off("participant_disconnected", self._on_participant_disconnected)
+        watch = self._avatar_out._watch if isinstance(self._avatar_out, WatchedAvatarOutput) else None
+        pending = [t for t in (watch, self._rejoin, self._removal, self._joining) if t is not None and not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._session = None
+        await super().aclose()
 
     def _on_participant_disconnected(self, p: rtc.RemoteParticipant) -> None:
         if p.identity != self.identity:

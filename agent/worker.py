@@ -306,7 +306,7 @@ async def entrypoint(ctx: JobContext) -> None:
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )
     if link is not None:
-        await link.start(session)  # the avatar was dispatched while the call was being prepared
+        await link.start(session, ctx.room)  # the avatar was dispatched while the call was being prepared
     if settings.greet:
         session.say(setup.greeting())
 
