@@ -100,6 +100,11 @@ export interface KnowledgeBase { id: string; name: string; description: string |
 export interface Doc { id: string; filename: string; status: string; status_detail: string | null; progress: number; chunk_count: number; size_bytes: number; created_at: string }
 export interface Chunk { ordinal: number; text: string; meta: Record<string, unknown>; embedded: boolean }
 export interface SearchOut { method: string; hits: { text: string; title: string; source: string; score: number; relevant: boolean }[] }
+export interface AgentAnswer {
+  answer: string; decision: string; language: string; policy: string; model: string; passages: number; note: string | null; seconds: number;
+  citations: { chunk_id: string; source: string; title: string; score: number | null; text: string }[];
+  tool_calls: { name: string; arguments: Record<string, unknown> }[]; persona: { id: string | null; name: string };
+}
 export interface Turn {
   id: string; seq: number; speaker: string; text: string; language: string | null; interrupted: boolean;
   citations: unknown[]; latency: Record<string, number>; started_at: string | null;

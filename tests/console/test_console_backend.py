@@ -367,3 +367,90 @@ def test_handoff_history_is_closed_handoffs_paged_by_time(client, tenant):
     full = client.get(f"{API}/handoffs", params={"state": "closed"}, headers=h).json()
     assert full[0]["transcript"][0]["text"] == "question 2"
     assert client.get(f"{API}/handoffs", params={"state": "closed"}, headers=make_tenant().headers["viewer"]).json() == []
+
+
+@pytest.fixture
+def embedding_ingestor(monkeypatch):
+    """Documents ingested as for a call (MiniLM embeddings, so the knowledge base gets an index)."""
+    from admin.core.config import get_settings
+
+    monkeypatch.setenv("ADMIN_KNOWLEDGE_INGESTOR", "admin.ingest:dialogue_ingestor")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_the_agents_answer_with_citations_from_the_calls_policy(client, tenant, embedding_ingestor):
+    h, v = tenant.headers["operator"], tenant.headers["viewer"]
+    kb = client.post(f"{API}/knowledge-bases", json={"name": "FAQ"}, headers=h).json()
+    doc = b"# Hours\n\nThe branch on Harbor Street opens at nine and closes at five on weekdays."
+    r = client.post(f"{API}/knowledge-bases/{kb['id']}/documents", files={"file": ("faq.md", doc, "text/markdown")}, headers=h)
+    assert r.status_code == 202 and client.get(f"{API}/knowledge-bases/{kb['id']}", headers=h).json()["index_chunks"] > 0
+    rule = {"reason": "complaint", "keywords": {"any": ["complaint"]}}
+    with_examples = client.post(f"{API}/personas", json={"name": "Ava", "knowledge_base_id": kb["id"], "settings": {
+        "escalation": [{**rule, "examples": {"en": ["this service is a disgrace"]}}]}}, headers=h).json()
+    without = client.post(f"{API}/personas", json={"name": "Bo", "settings": {"escalation": [rule]}}, headers=h).json()
+
+    def ask(question, persona=None, headers=v):
+        return client.post(f"{API}/knowledge-bases/{kb['id']}/answer", json={"question": question, "persona_id": persona},
+                           headers=headers)
+
+    out = ask("When does the Harbor Street branch open?", with_examples["id"]).json()
+    assert out["decision"] == "answer" and out["policy"] == "grounded-offline" and out["passages"] >= 1
+    assert "nine" in out["answer"] and out["persona"] == {"id": with_examples["id"], "name": "Ava"}
+    assert [c["source"] for c in out["citations"]] == ["faq.md"] and "Harbor Street" in out["citations"][0]["text"]
+    # what the call says without an approved passage, in the caller's language
+    out = ask("What does a mortgage cost?", with_examples["id"]).json()
+    assert out["decision"] == "no_answer" and out["citations"] == [] and "approved information" in out["answer"]
+    assert ask("抵押贷款多少钱？").json()["language"] == "zh"
+    # a person asked for: the tool the call would run is listed (not run), for the default persona too
+    out = ask("I want to talk to a real person").json()
+    assert out["decision"] == "escalate" and [t["name"] for t in out["tool_calls"]] == ["transfer_to_human"]
+    assert out["persona"]["id"] is None and client.get(f"{API}/handoffs", headers=v).json() == []
+    # the persona's examples count by meaning: the same words escalate only with the example
+    said = "Honestly, your service is disgraceful"
+    assert ask(said, with_examples["id"]).json()["tool_calls"][0]["arguments"]["reason"] == "complaint"
+    assert ask(said, without["id"]).json()["decision"] != "escalate"
+    # roles and organisations
+    assert ask("x", headers=tenant.headers["worker"]).status_code == 403
+    other = make_tenant()
+    assert ask("x", headers=other.headers["admin"]).status_code == 404
+    other_persona = client.post(f"{API}/personas", json={"name": "theirs"}, headers=other.headers["operator"]).json()
+    assert ask("x", other_persona["id"]).status_code == 404
+    # the CSRF rule of every console write: a cookie session needs the token
+    r = _login(client, tenant, "viewer")
+    assert client.post(f"{API}/knowledge-bases/{kb['id']}/answer", json={"question": "x"}).status_code == 403
+    ok = client.post(f"{API}/knowledge-bases/{kb['id']}/answer", json={"question": "When does the branch open?"},
+                     headers={"X-CSRF-Token": r.json()["csrf_token"]})
+    assert ok.status_code == 200 and ok.json()["decision"] == "answer"
+
+
+def test_the_answer_route_keeps_the_event_loop_free(client, tenant, monkeypatch):
+    """The policy runs in a worker thread: a slow answer does not hold up other requests."""
+    import threading
+
+    from admin.api.routes import console as console_routes
+
+    release, started = threading.Event(), threading.Event()
+    real = console_routes.agent_answer
+
+    def slow(*a, **kw):
+        started.set()
+        release.wait(10)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(console_routes, "agent_answer", slow)
+    kb = client.post(f"{API}/knowledge-bases", json={"name": "empty"}, headers=tenant.headers["operator"]).json()
+    result = {}
+    th = threading.Thread(target=lambda: result.update(r=client.post(
+        f"{API}/knowledge-bases/{kb['id']}/answer", json={"question": "Are you open on Sunday?"}, headers=tenant.headers["viewer"])))
+    th.start()
+    assert started.wait(10)
+    assert client.get("/healthz").status_code == 200  # answered while the answer is being worked out
+    release.set()
+    th.join(20)
+    out = result["r"].json()
+    assert result["r"].status_code == 200 and out["passages"] == 0
+    # (dialogue.load_policy replaces an empty index by the deployment's default knowledge, in a call too: said)
+    assert out["decision"] == "no_answer" or "default knowledge" in out["note"]

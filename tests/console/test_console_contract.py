@@ -71,7 +71,10 @@ def test_every_ui_text_exists_in_english_and_chinese():
                                        "failed", "open"], "engine": ["simple", "portrait", "flashtalk"],
                            "speaker": ["user", "assistant", "system", "human_agent"], "knowledge.method": ["hybrid", "keywords"],
                            "lang": ["en", "zh"], "handoffs.status": ["waiting", "accepted", "returned", "unanswered"],
-                           "handoffs.stream": ["connecting", "live", "reconnecting", "closed"]}.items():
+                           "handoffs.stream": ["connecting", "live", "reconnecting", "closed"],
+                           "decision": ["answer", "no_answer", "refuse_scope", "refuse_injection", "escalate", "ticket",
+                                        "end_call", "tool", "tool_result", "offer_declined", "llm_error", "not_heard",
+                                        "pii_warning"]}.items():
         assert {f"{prefix}.{v}" for v in values} <= d["en"]
 
 

@@ -326,10 +326,15 @@ def test_knowledge_upload_becomes_searchable(console, tenant):
     page.get_by_role("heading", name="Passages of branch.md").wait_for()
     assert "Harbor Street" in page.locator("ol.chunks").inner_text()
     page.get_by_role("searchbox", name="Question").fill("When does the Harbor Street branch open?")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Ask").click()
     first = page.get_by_test_id("try-results").locator("ol.hits li").first
     first.wait_for()
     assert "9:00" in first.inner_text() and "relevant" in first.inner_text()
+    # what the agent would answer: the call's policy on this knowledge base, with the passage it cites
+    page.get_by_test_id("answer-decision").wait_for(timeout=60_000)
+    assert page.get_by_test_id("answer-decision").get_attribute("data-decision") == "answer"
+    assert "9" in page.get_by_test_id("answer-text").inner_text()
+    assert "branch.md" in page.get_by_test_id("answer-citations").inner_text()
     console.shot("07-knowledge")
 
 

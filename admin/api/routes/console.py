@@ -173,6 +173,151 @@ def search_kb(kb_id: str, body: SearchIn, db: SessionDep, principal: KbReaders) 
         for c, t, title, src in scored[: body.k]])
 
 
+# --- what the agent would answer ---------------------------------------------------------------
+class AnswerIn(In):
+    """A question to put to the agent, as a caller's first words in a call."""
+
+    question: str = Field(min_length=1, max_length=1000)
+    # the persona that speaks (one of this organisation's); none: the deployment's default persona,
+    # what a call of an avatar without a persona gets
+    persona_id: str | None = Field(default=None, max_length=36)
+
+
+class AnswerCitation(BaseModel):
+    """A passage the answer rests on, as the call's turn record keeps it, with its text."""
+
+    chunk_id: str
+    source: str = ""
+    title: str = ""
+    score: float | None = None
+    text: str = ""
+
+
+class AnswerToolCall(BaseModel):
+    """A tool the agent would call (not run here): e.g. transfer_to_human, create_ticket."""
+
+    name: str
+    arguments: dict[str, Any] = {}
+
+
+class AnswerPersona(BaseModel):
+    id: str | None  # None: the deployment's default persona
+    name: str
+
+
+class AnswerOut(BaseModel):
+    """What the agent would say to the question: the call's own policy on this knowledge base."""
+
+    answer: str
+    citations: list[AnswerCitation]
+    decision: str  # dialogue.types.TurnRecord.decision: answer, no_answer, escalate, refuse_scope, ...
+    language: str
+    policy: str  # grounded-offline (retrieval and templates) or grounded-llm
+    model: str
+    tool_calls: list[AnswerToolCall]
+    persona: AnswerPersona
+    passages: int  # in the index the call would load (0: no document ingested, no approved answers)
+    note: str | None = None  # what went wrong on the way, e.g. an LLM sentence dropped as unsupported
+    seconds: float
+
+
+_answer_indexes: dict[tuple[str, str], Any] = {}  # (kb id, revision) -> the index as a call loads it
+_KEEP_ANSWER_INDEXES = 8
+
+
+def _call_index(kb: KnowledgeBase, embedding_model: str | None) -> Any:
+    """The knowledge base's index as the agent loads it for a call (agent.call_config): the shared
+    embedder, the version tag the meaning layer caches by; an empty index without documents."""
+    import numpy as np
+
+    from admin.call_config import index_revision
+    from dialogue.knowledge import Embedder, KnowledgeIndex
+
+    revision = index_revision(kb)
+    if revision is None:  # the call answers that it has no approved information
+        index = KnowledgeIndex([], np.zeros((0, 384), np.float32))
+        index.revision = "empty"
+        return index
+    key = (kb.id, revision)
+    with _index_lock:
+        if key in _answer_indexes:
+            return _answer_indexes[key]
+    index = KnowledgeIndex.load(kb.index_dir, Embedder.shared(embedding_model or None))
+    index.revision = f"{kb.id}:{revision}"
+    with _index_lock:
+        _answer_indexes[key] = index
+        while len(_answer_indexes) > _KEEP_ANSWER_INDEXES:
+            _answer_indexes.pop(next(iter(_answer_indexes)))
+    return index
+
+
+def agent_answer(question: str, persona: Any, index: Any) -> tuple[Any, float]:
+    """The first turn of a call with this persona and index: ``dialogue.load_policy`` with the
+    deployment's dialogue settings (``DIALOGUE_*``: an LLM when ``DIALOGUE_LLM_BASE_URL`` is set, else
+    retrieval and templates), as ``agent.tools.prepare_call`` builds it. Tools are not run. Blocking:
+    call it in a worker thread."""
+    import asyncio
+    import time
+
+    from dialogue import CORE_TOOLS, DialogueSettings, Message, load_policy
+
+    started = time.perf_counter()
+    policy = load_policy(DialogueSettings(), persona=persona, index=index)
+
+    async def turn() -> None:
+        try:
+            async for _ in policy.respond([Message("user", question)], [*CORE_TOOLS, *policy.registry.specs()]):
+                pass
+        finally:
+            await policy.aclose()
+
+    asyncio.run(turn())
+    return policy, time.perf_counter() - started
+
+
+@router.post("/knowledge-bases/{kb_id}/answer", response_model=AnswerOut)
+def answer_kb(kb_id: str, body: AnswerIn, db: SessionDep, principal: Readers) -> AnswerOut:
+    """What the agent would answer to the question with this knowledge base (and ``persona_id``, else the
+    deployment's default persona), with the passages it cites: the call's own policy. A plain ``def``
+    route: FastAPI runs it in a worker thread, so the embeddings (and an LLM's answer) never hold up the
+    event loop. Tools it would call are listed, not run; nothing is recorded."""
+    from admin.call_config import dialogue_persona
+    from admin.models import Tenant
+    from dialogue import DialogueSettings, load_persona
+
+    kb = crud.get_owned(db, KnowledgeBase, kb_id, principal.tenant_id, what="knowledge base")
+    settings = DialogueSettings()
+    if body.persona_id:
+        row = crud.get_owned(db, Persona, body.persona_id, principal.tenant_id, what="persona")
+        try:
+            persona = load_persona(dialogue_persona(row, db.get(Tenant, principal.tenant_id)))
+        except ValueError as e:  # a stored persona the dialogue cannot read (the call falls back to the default)
+            raise HTTPException(422, f"persona_id: the persona is not valid for a call ({str(e)[:200]})") from None
+        who = AnswerPersona(id=row.id, name=row.name)
+    else:
+        persona = load_persona(settings.persona_file)
+        who = AnswerPersona(id=None, name=persona.name)
+    index = _call_index(kb, settings.embedding_model)
+    db.close()  # the answer may take seconds (an LLM): no connection held meanwhile
+    policy, seconds = agent_answer(body.question, persona, index)
+    rec = policy.turns[-1]
+    note = rec.error
+    if policy.index is not index:
+        # dialogue.load_policy takes an empty index for none and loads the deployment's default knowledge
+        # (DIALOGUE_KNOWLEDGE_*, the default persona's sources): what a call with this knowledge base does too
+        note = "; ".join(filter(None, [note, "this knowledge base has no index, so the call's policy answers from the "
+                                             "deployment's default knowledge instead"]))
+    texts = {c.id: c.text for c in policy.index.chunks}
+    return AnswerOut(
+        answer=rec.reply.strip(), decision=rec.decision, language=rec.language, policy=policy.name, model=policy.model,
+        citations=[AnswerCitation(chunk_id=str(c.get("chunk_id", "")), source=c.get("source") or "",
+                                  title=c.get("title") or "", score=c.get("score"), text=texts.get(c.get("chunk_id"), ""))
+                   for c in rec.citations],
+        tool_calls=[AnswerToolCall(name=t["name"], arguments=t.get("arguments") or {}) for t in rec.tool_calls],
+        persona=who, passages=len(index.chunks), note=note, seconds=round(seconds, 3),
+    )
+
+
 # --- insights ----------------------------------------------------------------------------------
 def _pct(values: list[float], p: float) -> float | None:
     if not values:

@@ -1,4 +1,4 @@
-import { api, Chunk, Doc, KnowledgeBase, SearchOut } from '../api';
+import { AgentAnswer, api, Chunk, Doc, KnowledgeBase, Persona, SearchOut } from '../api';
 import { Ctx, errorText, fmtDate, role, statusBadge, title } from '../app';
 import { clear, h, put } from '../dom';
 import { t } from '../i18n';
@@ -77,24 +77,64 @@ export async function knowledgeBasePage(ctx: Ctx): Promise<void> {
   }, h('h2', null, t('knowledge.upload')), h('label', { for: 'doc-file' }, t('knowledge.file')), fileIn,
   h('button', { type: 'submit' }, t('action.upload')), msg) : null;
 
+  // "try a question": what retrieval returns, and what the agent would answer (the call's own policy on
+  // this knowledge base, spoken by the chosen persona; tools it would call are listed, not run)
+  const personas = await api.get<Persona[]>('/personas');
+  const linked = personas.find((p) => p.knowledge_base_id === kbId);
+  const personaIn = h('select', { id: 'try-persona', 'aria-describedby': 'try-persona-hint' },
+    personas.map((p) => h('option', { value: p.id, selected: p.id === linked?.id }, p.name)),
+    h('option', { value: '', selected: !linked }, t('knowledge.defaultPersona')));
   const q = h('input', { id: 'try-q', type: 'search', required: true, placeholder: t('knowledge.tryHint') });
   const results = h('div', { 'data-testid': 'try-results', 'aria-live': 'polite' });
+  const answerBox = h('section', { class: 'answer', 'data-testid': 'try-answer', 'aria-live': 'polite', 'aria-labelledby': 'try-answer-h' });
+  const submit = h('button', { type: 'submit' }, t('knowledge.ask'));
+
+  function showAnswer(a: AgentAnswer): void {
+    clear(answerBox, h('h3', { id: 'try-answer-h' }, t('knowledge.wouldAnswer', { name: a.persona.name })),
+      h('blockquote', { class: 'said', lang: a.language === 'zh' ? 'zh-CN' : a.language, 'data-testid': 'answer-text' },
+        a.answer || t('knowledge.saysNothing')),
+      h('p', null, h('span', { class: `badge dec-${a.decision}`, 'data-testid': 'answer-decision', 'data-decision': a.decision },
+        t(`decision.${a.decision}`)), ' ',
+        h('span', { class: 'muted' }, a.policy === 'grounded-llm' ? t('knowledge.byLlm', { model: a.model }) : t('knowledge.byTemplates'),
+          ` · ${t('knowledge.took', { s: a.seconds.toFixed(2) })}`)),
+      a.tool_calls.length ? h('p', { 'data-testid': 'answer-tools' }, t('knowledge.wouldCall'), ' ',
+        a.tool_calls.map((c, i) => [i ? ', ' : '', h('code', null, c.name), c.arguments.reason ? ` (${String(c.arguments.reason)})` : ''])) : null,
+      h('h4', null, t('knowledge.cites')),
+      a.citations.length ? h('ol', { class: 'hits', 'data-testid': 'answer-citations' }, a.citations.map((c) => h('li', { class: 'relevant' },
+        h('strong', null, [c.source, c.title].filter(Boolean).join(' · ') || c.chunk_id),
+        c.score !== null ? h('span', { class: 'muted' }, ` ${t('knowledge.score')} ${c.score}`) : null,
+        c.text ? h('p', null, c.text) : null)))
+        : h('p', { class: 'empty', 'data-testid': 'answer-no-citations' }, t('knowledge.citesNothing')),
+      a.passages === 0 ? h('p', { class: 'notice' }, t('knowledge.noIndex')) : null,
+      a.note ? h('p', { class: 'muted', 'data-testid': 'answer-note' }, a.note) : null);
+  }
+
   const tryBox = h('form', {
     class: 'card', 'aria-label': t('knowledge.try'),
     onsubmit: async (e: Event) => {
       e.preventDefault();
-      try {
-        const out = await api.post<SearchOut>(`/knowledge-bases/${kbId}/search`, { query: q.value, k: 3 });
-        clear(results, h('p', { class: 'muted' }, t(`knowledge.method.${out.method}`)),
+      const question = q.value;
+      submit.disabled = true;
+      clear(answerBox, h('p', { class: 'muted', 'data-testid': 'answer-working' }, t('knowledge.working')));
+      clear(results);
+      const retrieval = api.post<SearchOut>(`/knowledge-bases/${kbId}/search`, { query: question, k: 3 }).then((out) => {
+        clear(results, h('h3', null, t('knowledge.retrieval')), h('p', { class: 'muted' }, t(`knowledge.method.${out.method}`)),
           out.hits.length ? h('ol', { class: 'hits' }, out.hits.map((hit) => h('li', { class: hit.relevant ? 'relevant' : 'weak' },
             h('strong', null, hit.title || hit.source), ' ',
             h('span', { class: `badge ${hit.relevant ? 'st-ready' : 'st-pending'}` }, hit.relevant ? t('knowledge.relevant') : t('knowledge.weak')),
             h('span', { class: 'muted' }, ` ${t('knowledge.score')} ${hit.score}`),
             h('p', null, hit.text)))) : h('p', { class: 'empty' }, t('knowledge.noHits')));
-      } catch (x) { clear(results, h('p', { class: 'error' }, errorText(x))); }
+      }).catch((x) => { clear(results, h('p', { class: 'error' }, errorText(x))); });
+      const answer = api.post<AgentAnswer>(`/knowledge-bases/${kbId}/answer`, { question, persona_id: personaIn.value || null })
+        .then(showAnswer).catch((x) => { clear(answerBox, h('p', { class: 'error' }, errorText(x))); });
+      await Promise.all([retrieval, answer]);
+      submit.disabled = false;
     },
-  }, h('h2', null, t('knowledge.try')), h('label', { for: 'try-q' }, t('knowledge.question')), q,
-  h('button', { type: 'submit' }, t('knowledge.search')), results);
+  }, h('h2', null, t('knowledge.try')),
+  h('div', { class: 'field' }, h('label', { for: 'try-q' }, t('knowledge.question')), q),
+  h('div', { class: 'field' }, h('label', { for: 'try-persona' }, t('knowledge.persona')), personaIn,
+    h('p', { class: 'hint', id: 'try-persona-hint' }, t('knowledge.personaHint'))),
+  submit, h('div', { class: 'try' }, answerBox, results));
 
   put(ctx.main, title(kb.name, h('a', { href: '#/knowledge' }, t('action.back'))),
     h('p', { class: 'muted' }, t('knowledge.indexInfo', { n: kb.index_chunks, at: fmtDate(kb.index_updated_at) })),
