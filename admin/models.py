@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy import false as sa_false
+from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -284,6 +285,8 @@ class Turn(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
     citations: Mapped[list[Any]] = mapped_column(default=list)
+    # the tools the policy called about a caller's turn: [{"name": ..., "arguments": {...}}], redacted
+    tool_calls: Mapped[list[Any]] = mapped_column(default=list, server_default=sa_text("'[]'"))
     latency: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]

@@ -300,6 +300,7 @@ class TurnOut(Out):
     language: str | None
     interrupted: bool
     citations: list[Any]
+    tool_calls: list[Any]  # a caller's turn: the tools the policy called about it (name, redacted arguments)
     latency: dict[str, Any]
     started_at: datetime | None
     ended_at: datetime | None
@@ -352,6 +353,13 @@ class SessionStart(In):
     meta: dict[str, Any] = {}
 
 
+class ToolCallIn(In):
+    """A tool the policy called about a caller's turn (agent/recorder.py add_turn)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    arguments: dict[str, Any] = {}
+
+
 class TurnIn(In):
     """Payload of a ``turn`` event."""
 
@@ -363,6 +371,7 @@ class TurnIn(In):
     language: str | None = Field(default=None, max_length=16)
     interrupted: bool = False
     citations: list[Any] = []
+    tool_calls: list[ToolCallIn] = Field(default=[], max_length=20)
     latency: dict[str, float | int | None] = {}
     started_at: UtcDatetime | None = None
     ended_at: UtcDatetime | None = None

@@ -155,6 +155,7 @@ class SessionRecorder:
         *,
         language: str | None = None,
         citations: list[Any] | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
         latency: dict[str, float | None] | None = None,
         interrupted: bool = False,
         started_at: datetime | float | None = None,
@@ -163,6 +164,7 @@ class SessionRecorder:
     ) -> str:
         """Record one utterance (``speaker``: user, assistant, system, human_agent); returns the turn id.
 
+        ``tool_calls`` are the tools the policy called about a caller's turn (``name``, ``arguments``).
         ``latency`` holds per-stage seconds, e.g. transcription_delay, end_of_turn_delay,
         llm_node_ttft, tts_node_ttfb, e2e_latency, avatar_first_frame. The API redacts PII.
         """
@@ -172,7 +174,9 @@ class SessionRecorder:
             self._seq[session_id] = seq + 1
         self._put("turn", {
             "session_id": session_id, "turn_id": tid, "seq": seq, "speaker": speaker, "text": text,
-            "language": language, "citations": list(citations or []), "latency": dict(latency or {}),
+            "language": language, "citations": list(citations or []),
+            "tool_calls": [{"name": c["name"], "arguments": c.get("arguments") or {}} for c in tool_calls or []],
+            "latency": dict(latency or {}),
             "interrupted": interrupted, "started_at": _iso(started_at), "ended_at": _iso(ended_at) or _now(),
         }, event_id=tid)
         return tid

@@ -72,7 +72,9 @@ class CallLog:
 
     Texts are redacted before they are logged or stored; citations and language come from the
     policy's own turn record for that utterance, found by its words (a caller's turn by what the
-    policy heard, an answer by what it said), never by position. The framework may add a caller's
+    policy heard, an answer by what it said), never by position. A caller's turn also carries the
+    tools the policy called about it (``transfer_to_human``, ``create_ticket``, ``end_call``, a
+    deployment's own; names and redacted arguments), so the session page shows what was done. The framework may add a caller's
     turn to the conversation before or after the policy has answered it, so a caller's turn waits
     (at most until the next item or the end of the call) for its policy record.
     """
@@ -88,7 +90,7 @@ class CallLog:
     def on_policy_turn(self, rec: TurnRecord) -> None:
         self.policy_turns.append(rec)
         if self._waiting is not None and _same(rec.user, self._waiting["text"]):
-            self._record(self._waiting, rec.language)
+            self._record({**self._waiting, "tool_calls": rec.tool_calls}, rec.language)
 
     def close(self) -> None:
         """Record a caller's turn still waiting for its policy record (the call ended first)."""
@@ -125,7 +127,7 @@ class CallLog:
             if heard is None:
                 self._waiting = turn
             else:
-                self._record(turn, heard.language)
+                self._record({**turn, "tool_calls": heard.tool_calls}, heard.language)
             return
         # an answer's citations are those of the policy turn that wrote it (an interrupted one is a
         # prefix of it); what the call says by itself (greeting, apology, handoff) cites nothing

@@ -107,8 +107,10 @@ export interface AgentAnswer {
 }
 export interface Turn {
   id: string; seq: number; speaker: string; text: string; language: string | null; interrupted: boolean;
-  citations: unknown[]; latency: Record<string, number>; started_at: string | null;
+  citations: unknown[]; tool_calls: ToolCall[]; latency: Record<string, number>; started_at: string | null;
 }
+/** A tool the agent called about a caller's turn (names and redacted arguments, as the call recorded them). */
+export interface ToolCall { name: string; arguments: Record<string, unknown> }
 export interface Session {
   id: string; avatar_id: string | null; room: string | null; caller_identity: string | null; started_at: string;
   ended_at: string | null; outcome: string | null; escalated: boolean; escalation_reason: string | null;

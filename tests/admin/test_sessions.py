@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 
 API = "/api/v1"
@@ -124,3 +125,54 @@ def test_stats_give_latency_percentiles_and_outcomes(client, tenant, other_tenan
     assert st["sessions"] == 2 and st["outcomes"] == {"completed": 1, "escalated": 1}
     assert st["escalation_rate"] == 0.5
     assert st["latency"]["e2e_latency"] == {"count": 6, "p50": 0.9, "p90": 0.9, "p95": 0.9, "max": 0.9}
+
+
+def test_the_tools_a_call_ran_about_a_question_are_on_its_turn(client, tenant, tmp_path):
+    """The production path: the call's policy answers, CallLog matches its record to the caller's turn,
+    the agent's recorder sends it, the API stores it redacted; the session page and export show it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import httpx
+    from livekit.agents import llm, utils
+
+    from admin.core.security import mint_session_grant
+    from agent.recorder import SessionRecorder
+    from agent.worker import CallLog
+    from dialogue import CORE_TOOLS, DialogueSettings, Message, load_persona, load_policy
+
+    def forward(request: httpx.Request) -> httpx.Response:  # the recorder's HTTP, to the real app
+        r = client.request(request.method, request.url.path, content=request.content, headers=dict(request.headers))
+        return httpx.Response(r.status_code, content=r.content, headers=r.headers)
+
+    settings = DialogueSettings()
+    policy = load_policy(settings, persona=load_persona(settings.persona_file))
+    question = "I want to talk to a real person, call me on +44 20 7946 0958"
+
+    async def call() -> SessionRecorder:
+        rec = SessionRecorder("http://admin", tenant.headers["agent"]["X-API-Key"], tmp_path,
+                              transport=httpx.MockTransport(forward), max_backoff=0.2)
+        sid = str(uuid.uuid4())
+        rec.start_session(session_id=sid, room="tools", grant=mint_session_grant(tenant.id, sid, 3600))
+        session: utils.EventEmitter = utils.EventEmitter()
+        log = CallLog(session, "tools", rec, sid)  # type: ignore[arg-type]
+        async for _ in policy.respond([Message("user", question)], list(CORE_TOOLS)):
+            pass
+        log.on_policy_turn(policy.turns[-1])
+        session.emit("conversation_item_added", SimpleNamespace(item=llm.ChatMessage(role="user", content=[question])))
+        log.close()
+        rec.end_session(sid, outcome="escalated", escalated=True)
+        assert await rec.aclose(timeout=10)
+        return sid
+
+    sid = asyncio.run(call())
+    turn = client.get(f"{API}/sessions/{sid}", headers=tenant.headers["viewer"]).json()["turns"][0]
+    assert turn["speaker"] == "user" and [c["name"] for c in turn["tool_calls"]] == ["transfer_to_human"]
+    assert "7946" not in json.dumps(turn["tool_calls"]) and turn["tool_calls"][0]["arguments"]["reason"]
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{API}/sessions/export", params={"format": "csv"},
+                                                      headers=tenant.headers["viewer"]).text)))
+    assert "transfer_to_human" in rows[0]["tool_calls"]
+    # a malformed tool call is one refused event, the others land
+    bad = {"event_id": str(uuid.uuid4()), "type": "turn", "payload": {
+        "session_id": sid, "speaker": "user", "text": "x", "tool_calls": [{"name": "", "arguments": {}}]}}
+    assert _post(client, tenant, [bad]).json()["applied"] == 0

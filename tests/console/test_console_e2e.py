@@ -86,7 +86,9 @@ def seeded(server, tenant):
         for seq, (speaker, text, lat, cites) in enumerate(turns):
             events.append({"event_id": str(uuid.uuid4()), "type": "turn", "payload": {
                 "session_id": sid, "seq": seq, "speaker": speaker, "text": text, "language": "en", "latency": lat,
-                "citations": cites}})
+                "citations": cites, "tool_calls": [{"name": "transfer_to_human", "arguments": {
+                    "reason": "caller asked for a person", "summary": "stolen card 4111 1111 1111 1111"}}]
+                if outcome == "escalated" and seq == 0 else []}})
         events.append({"event_id": str(uuid.uuid4()), "type": "session_end", "payload": {
             "session_id": sid, "outcome": outcome, "escalated": outcome == "escalated",
             "escalation_reason": "caller asked for a person" if outcome == "escalated" else None,
@@ -356,6 +358,8 @@ def test_sessions_list_filters_and_session_page_shows_transcript_and_waterfall(c
     assert "4111" not in text and "[CARD]" in text  # redacted by the server before storage
     assert "We open at nine." in text
     assert "cards.md · Lost cards" in page.locator(".citations").first.inner_text()
+    tools = page.get_by_test_id("tool-calls").inner_text()  # on the caller's turn, arguments redacted
+    assert "transfer_to_human" in tools and "caller asked for a person" in tools and "4111" not in tools
     assert "caller asked for a person" in page.locator("dl.facts").inner_text()
     wf = page.get_by_test_id("waterfall")
     assert wf.locator(".wf-row").count() == 4

@@ -94,7 +94,7 @@ def list_sessions(
 
 EXPORT_FIELDS = [
     "session_id", "room", "avatar_id", "started_at", "ended_at", "outcome", "escalated",
-    "turn_seq", "speaker", "language", "text", "interrupted", "citations", "latency",
+    "turn_seq", "speaker", "language", "text", "interrupted", "citations", "tool_calls", "latency",
 ]
 
 
@@ -122,9 +122,10 @@ def export_sessions(
                 w.writerow([_csv_safe(v) for v in [
                     s.id, s.room or "", s.avatar_id or "", s.started_at.isoformat(),
                     s.ended_at.isoformat() if s.ended_at else "", s.outcome or "", s.escalated,
-                    *(["", "", "", "", "", "", ""] if t is None else [
+                    *(["", "", "", "", "", "", "", ""] if t is None else [
                         t.seq, t.speaker, t.language or "", t.text, t.interrupted,
-                        json.dumps(t.citations, ensure_ascii=False), json.dumps(t.latency),
+                        json.dumps(t.citations, ensure_ascii=False), json.dumps(t.tool_calls or [], ensure_ascii=False),
+                        json.dumps(t.latency),
                     ]),
                 ]])
                 yield buf.getvalue()
@@ -325,7 +326,8 @@ def _turn(db: Session, tenant_id: str, p: TurnIn, event_id: str) -> None:
     db.add(Turn(
         id=turn_id, tenant_id=tenant_id, session_id=s.id, seq=p.seq, speaker=p.speaker,
         text=redact(p.text), language=redact(p.language) if p.language else None, interrupted=p.interrupted,
-        citations=redact_obj(p.citations), latency={k: v for k, v in p.latency.items() if v is not None},
+        citations=redact_obj(p.citations),
+        tool_calls=[redact_obj(c.model_dump()) for c in p.tool_calls], latency={k: v for k, v in p.latency.items() if v is not None},
         started_at=p.started_at, ended_at=p.ended_at,
     ))
 

@@ -1,4 +1,4 @@
-import { api, Avatar, SessionDetail, SessionPage, Turn, url } from '../api';
+import { api, Avatar, SessionDetail, SessionPage, ToolCall, Turn, url } from '../api';
 import { Ctx, fmtDate, fmtSec, title } from '../app';
 import { clear, h, put } from '../dom';
 import { t } from '../i18n';
@@ -115,6 +115,13 @@ export function stageName(k: string): string {
   return s === key ? k : s;
 }
 
+/** A tool call's arguments as "key: value" pairs (redacted by the server before storage). */
+function toolArguments(c: ToolCall): string {
+  const pairs = Object.entries(c.arguments || {}).filter(([, v]) => v !== '' && v !== null && v !== undefined)
+    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return pairs.length ? ` — ${pairs.join('; ')}` : '';
+}
+
 export async function sessionPage(ctx: Ctx): Promise<void> {
   const s = await api.get<SessionDetail>(`/sessions/${ctx.params[0]}`);
   const facts: [string, string][] = [
@@ -134,6 +141,8 @@ export async function sessionPage(ctx: Ctx): Promise<void> {
           turn.interrupted ? h('span', { class: 'badge st-pending' }, t('sessions.interrupted')) : null),
         h('p', { class: 'text' }, turn.text),
         turn.citations.length ? h('ul', { class: 'citations', 'aria-label': t('sessions.citations') },
-          turn.citations.map((c) => h('li', null, citationText(c)))) : null)))),
+          turn.citations.map((c) => h('li', null, citationText(c)))) : null,
+        turn.tool_calls?.length ? h('ul', { class: 'tool-calls', 'aria-label': t('sessions.toolCalls'), 'data-testid': 'tool-calls' },
+          turn.tool_calls.map((c) => h('li', null, h('code', null, c.name), toolArguments(c)))) : null)))),
     waterfall(s.turns));
 }
