@@ -15,6 +15,11 @@ cookie session is revoked, expired and audited like any other login. What differ
   sign-in. Requests marked ``X-Console-Background: 1`` (the console's status polling) and event
   streams (``Accept: text/event-stream``, e.g. the live handoff queue) do not
   slide it, so an open tab does not keep a session alive.
+* Organisation (platform administrators only): ``dh_tenant`` (HttpOnly, SameSite=Strict) holds the
+  organisation a superuser chose to act on (``POST /console/tenant``), as ``<tenant id>.<HMAC of the
+  session token and the id with ADMIN_SECRET_KEY>``: bound to its session, so it cannot be planted,
+  written by hand or carried to another sign-in. ``get_principal`` reads it only for a cookie session
+  of a user who is a superuser; every other request ignores it. Sign-in and sign-out clear it.
 
 ``get_principal`` (admin/api/deps.py) asks :func:`cookie_token` for the token when a request
 has no ``Authorization`` or ``X-API-Key`` header; everything after that is the bearer path.
@@ -42,6 +47,7 @@ from admin.models import AuthToken, utcnow
 
 SESSION_COOKIE = "dh_session"
 CSRF_COOKIE = "dh_csrf"
+TENANT_COOKIE = "dh_tenant"
 CSRF_HEADER = "x-csrf-token"
 BACKGROUND_HEADER = "x-console-background"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -56,6 +62,30 @@ def csrf_for(token: str) -> str:
     """The CSRF value bound to a session token."""
     key = get_settings().secret_key.encode()
     return hmac.new(key, b"csrf:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def _tenant_mac(token: str, tenant_id: str) -> str:
+    key = get_settings().secret_key.encode()
+    return hmac.new(key, b"tenant:" + token.encode() + b":" + tenant_id.encode(), hashlib.sha256).hexdigest()
+
+
+def chosen_tenant(request: Request, token: str) -> str | None:
+    """The organisation chosen in this console session (``dh_tenant``), when its HMAC matches the session."""
+    tenant_id, _, mac = (request.cookies.get(TENANT_COOKIE) or "").rpartition(".")
+    if not tenant_id or not mac or not hmac.compare_digest(mac, _tenant_mac(token, tenant_id)):
+        return None
+    return tenant_id
+
+
+def choose_tenant(request: Request, response: Response, token: str, tenant_id: str | None) -> None:
+    """Set the session's organisation (``None``: the user's own, the cookie is removed)."""
+    secure = secure_cookies(request)
+    if tenant_id is None:
+        response.delete_cookie(TENANT_COOKIE, path="/", secure=secure, httponly=True, samesite="strict")
+        return
+    response.set_cookie(TENANT_COOKIE, f"{tenant_id}.{_tenant_mac(token, tenant_id)}",
+                        max_age=get_settings().token_ttl_minutes * 60, path="/", httponly=True, secure=secure,
+                        samesite="strict")
 
 
 def secure_cookies(request: Request) -> bool:
@@ -132,6 +162,8 @@ def start(request: Request, response: Response, db: Session, token: str) -> tupl
                         samesite="strict")
     response.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, path="/", httponly=False, secure=secure,
                         samesite="strict")
+    if request.cookies.get(TENANT_COOKIE):  # a new sign-in starts in the user's own organisation
+        choose_tenant(request, response, token, None)
     return csrf, row.expires_at
 
 
@@ -145,6 +177,6 @@ def end(request: Request, response: Response, db: Session) -> bool:
             row.revoked_at = utcnow()
             revoked = True
     secure = secure_cookies(request)
-    for name in (SESSION_COOKIE, CSRF_COOKIE):
-        response.delete_cookie(name, path="/", secure=secure, httponly=name == SESSION_COOKIE, samesite="strict")
+    for name in (SESSION_COOKIE, CSRF_COOKIE, TENANT_COOKIE):
+        response.delete_cookie(name, path="/", secure=secure, httponly=name != CSRF_COOKIE, samesite="strict")
     return revoked

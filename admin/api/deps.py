@@ -111,8 +111,10 @@ def get_principal(
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             secret = value.strip()
+    from_cookie = False
     if not secret:  # a browser session of the console (CSRF-checked there)
         secret = browser_session.cookie_token(request, db)
+        from_cookie = bool(secret)
     if not secret:
         raise _UNAUTHORIZED
     now = utcnow()
@@ -142,7 +144,14 @@ def get_principal(
         tenant = db.get(Tenant, user.tenant_id)
         if tenant is None or not tenant.is_active:
             raise _UNAUTHORIZED
-        return Principal("user", user.id, user.tenant_id, Role(user.role), user.is_superuser, ip)
+        tenant_id = user.tenant_id
+        if from_cookie:
+            request.state.console_token = secret  # read by POST /console/tenant
+            if user.is_superuser:  # the organisation a platform administrator chose in the console
+                chosen = browser_session.chosen_tenant(request, secret)
+                if chosen and chosen != tenant_id and db.get(Tenant, chosen) is not None:
+                    tenant_id = chosen
+        return Principal("user", user.id, tenant_id, Role(user.role), user.is_superuser, ip)
     raise _UNAUTHORIZED
 
 

@@ -79,8 +79,10 @@ export const api = {
 };
 
 // --- response shapes (the backend's schemas) -------------------------------------------------
-export interface User { id: string; email: string; full_name: string | null; role: string; is_active: boolean; created_at: string }
-export interface ConsoleSession { user: User; is_superuser: boolean; csrf_token: string; idle_timeout_seconds: number }
+export interface User { id: string; tenant_id: string; email: string; full_name: string | null; role: string; is_active: boolean; created_at: string }
+export interface Tenant { id: string; name: string; slug: string; is_active: boolean; created_at: string }
+// tenant: the organisation the console acts on (a platform administrator's choice, else the user's own)
+export interface ConsoleSession { user: User; is_superuser: boolean; csrf_token: string; idle_timeout_seconds: number; tenant: Tenant }
 export interface Avatar {
   id: string; name: string; engine: string; voice: string | null; persona_id: string | null; status: string;
   status_detail: string | null; progress: number; portrait_sha256: string | null; prep_metadata: Record<string, unknown>;

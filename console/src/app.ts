@@ -1,6 +1,6 @@
 // Console state, router (hash routes) and the page frame (header, navigation, main region).
-import { api, ApiError, ConsoleSession, csrfToken, setUnauthorizedHandler } from './api';
-import { clear, h } from './dom';
+import { api, ApiError, ConsoleSession, csrfToken, setUnauthorizedHandler, Tenant } from './api';
+import { clear, h, nextId } from './dom';
 import { getLang, setLang, t } from './i18n';
 
 export interface Ctx {
@@ -36,6 +36,8 @@ export function route(pattern: RegExp, page: Page, allowed?: (me: ConsoleSession
 }
 
 let me: ConsoleSession | null = null;
+let tenants: Tenant[] | null = null; // every organisation (platform administrators only), loaded once per sign-in
+let refocusTenant = false; // after a switch the page is drawn again: keep the keyboard on the switcher
 let leave: (() => void)[] = [];
 let signInPage: (root: HTMLElement, notice: string, done: (s: ConsoleSession) => void) => void = () => {};
 let lastActivity = Date.now();
@@ -51,6 +53,7 @@ function runLeave(): void {
 export function showSignIn(notice = ''): void {
   runLeave();
   me = null;
+  tenants = null;
   window.clearInterval(idleTimer);
   const root = document.getElementById('app')!;
   signInPage(root, notice, (s) => {
@@ -77,6 +80,41 @@ export async function signOut(): Promise<void> {
   showSignIn(t('signin.signedOut'));
 }
 
+// A platform administrator's organisation switcher: a labelled select and a button (a form, so the keyboard's
+// arrow keys move through the list without switching each time). The server keeps the choice in the session
+// (POST /console/tenant); the current page is then loaded again for the organisation chosen.
+function tenantSwitcher(s: ConsoleSession): HTMLElement {
+  const id = nextId('tenant');
+  const select = h('select', { id, 'data-testid': 'tenant-select' },
+    (tenants || [s.tenant]).map((o) => h('option', { value: o.id, selected: o.id === s.tenant.id }, o.name)));
+  const status = h('span', { class: 'error', role: 'status' });
+  // acting on an organisation other than one's own is marked (the select's frame)
+  const form = h('form', { class: s.tenant.id === s.user.tenant_id ? 'tenant' : 'tenant elsewhere', 'data-testid': 'tenant-switch', 'aria-label': t('tenant.switcher'),
+    onsubmit: async (e: Event) => {
+      e.preventDefault();
+      if (!me || select.value === me.tenant.id) return;
+      try {
+        me = await api.post<ConsoleSession>('/console/tenant', { tenant_id: select.value });
+      } catch (err) {
+        status.textContent = errorText(err);
+        return;
+      }
+      const section = (location.hash || '#/avatars').split(/[/?]/).slice(0, 2).join('/'); // a detail page was the other organisation's
+      refocusTenant = true;
+      if (section !== location.hash) location.hash = section; // hashchange renders
+      else await render();
+    } },
+  h('label', { for: id }, t('tenant.label')), select,
+  h('button', { type: 'submit', 'data-testid': 'tenant-go' }, t('tenant.switch')), status);
+  if (!tenants) {
+    api.get<Tenant[]>('/tenants').then((list) => {
+      tenants = list;
+      clear(select, list.map((o) => h('option', { value: o.id, selected: o.id === s.tenant.id }, o.name)));
+    }).catch((err) => { status.textContent = errorText(err); });
+  }
+  return form;
+}
+
 function header(s: ConsoleSession, current: string): HTMLElement {
   const links = NAV.filter((n) => !n.allowed || n.allowed(s)).map((n) =>
     h('li', null, h('a', { href: n.hash, 'aria-current': current.startsWith(n.hash) ? 'page' : null }, t(n.label))));
@@ -85,6 +123,7 @@ function header(s: ConsoleSession, current: string): HTMLElement {
     h('span', { class: 'brand' }, t('app.title')),
     h('nav', { 'aria-label': t('nav.label') }, h('ul', null, links)),
     h('div', { class: 'who' },
+      s.is_superuser ? tenantSwitcher(s) : null,
       h('button', { type: 'button', class: 'lang', 'data-testid': 'lang-toggle', 'aria-label': t('lang.switch'),
         onclick: () => { setLang(getLang() === 'en' ? 'zh' : 'en'); render(); } }, getLang() === 'en' ? '中文' : 'English'),
       h('span', { class: 'user', 'data-testid': 'whoami' }, s.user.email, ' ', h('span', { class: `badge role-${s.user.role}` }, t(`role.${s.user.role}`))),
@@ -99,6 +138,10 @@ export async function render(): Promise<void> {
   const root = document.getElementById('app')!;
   const main = h('main', { id: 'main', tabindex: '-1' });
   clear(root, header(me, hash), main);
+  if (refocusTenant) {
+    refocusTenant = false;
+    root.querySelector<HTMLSelectElement>('[data-testid=tenant-select]')?.focus();
+  }
   document.documentElement.lang = getLang() === 'zh' ? 'zh-CN' : 'en';
   const found = routes.map((r) => ({ r, m: path.match(r.pattern) })).find((x) => x.m);
   if (!found) { location.hash = '#/avatars'; return; }

@@ -110,6 +110,71 @@ def test_logout_revokes_the_session(client, tenant):
     assert [e["action"] for e in log if e["actor_id"] == tenant.users["operator"]][-2:] == ["login", "logout"]
 
 
+def test_a_superuser_switches_the_console_to_another_organisation(client, tenant):
+    su = make_tenant(superuser=True)  # its admin is a platform administrator
+    theirs = client.post(f"{API}/personas", json={"name": "Theirs"}, headers=tenant.headers["admin"]).json()
+    r = _login(client, su, "admin")
+    assert r.json()["tenant"]["id"] == su.id and r.json()["is_superuser"] is True
+    h = {"X-CSRF-Token": r.json()["csrf_token"]}
+    assert tenant.id in {t["id"] for t in client.get(f"{API}/tenants").json()}
+    assert theirs["id"] not in {p["id"] for p in client.get(f"{API}/personas").json()}
+    # a write like any other: CSRF-checked; an unknown organisation is a 404
+    assert client.post(f"{API}/console/tenant", json={"tenant_id": tenant.id}).status_code == 403
+    assert client.post(f"{API}/console/tenant", json={"tenant_id": str(uuid.uuid4())}, headers=h).status_code == 404
+    out = client.post(f"{API}/console/tenant", json={"tenant_id": tenant.id}, headers=h)
+    assert out.status_code == 200, out.text
+    assert out.json()["tenant"]["id"] == tenant.id and out.json()["user"]["tenant_id"] == su.id
+    cookie = next(c for c in out.headers.get_list("set-cookie") if c.startswith("dh_tenant="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    # every organisation-scoped route of this session now sees the chosen organisation
+    assert client.get(f"{API}/console/session").json()["tenant"]["id"] == tenant.id
+    assert client.get(f"{API}/tenants/current").json()["id"] == tenant.id
+    assert theirs["id"] in {p["id"] for p in client.get(f"{API}/personas").json()}
+    made = client.post(f"{API}/personas", json={"name": "Made by the platform"}, headers=h)
+    assert made.status_code == 201
+    assert made.json()["id"] in {p["id"] for p in client.get(f"{API}/personas", headers=tenant.headers["admin"]).json()}
+    # audited in the organisation chosen
+    log = client.get(f"{API}/audit", headers=tenant.headers["admin"]).json()
+    switch = [e for e in log if e["action"] == "switch_tenant"]
+    assert len(switch) == 1 and switch[0]["actor_id"] == su.users["admin"] and switch[0]["resource_id"] == tenant.id
+    # bearer tokens are not affected: the same superuser's token acts on its own organisation
+    assert client.get(f"{API}/tenants/current", headers=su.headers["admin"]).json()["id"] == su.id
+    assert client.post(f"{API}/console/tenant", json={"tenant_id": tenant.id},
+                       headers={**su.headers["admin"], "Origin": "http://testserver"}).status_code == 400
+    # the choice is bound to this session: copied into another person's session it is ignored
+    value = client.cookies["dh_tenant"]
+    from admin.main import create_app
+
+    other = make_tenant()
+    with TestClient(create_app(), base_url="http://testserver") as c2:
+        assert c2.post(f"{API}/console/login", data={"username": other.emails["admin"], "password": other.password}).status_code == 200
+        c2.cookies.set("dh_tenant", value)
+        assert c2.get(f"{API}/tenants/current").json()["id"] == other.id
+        assert c2.get(f"{API}/console/session").json()["tenant"]["id"] == other.id
+    # choosing one's own organisation ends it; so does a new sign-in
+    back = client.post(f"{API}/console/tenant", json={"tenant_id": su.id}, headers=h)
+    assert back.status_code == 200 and back.json()["tenant"]["id"] == su.id
+    assert client.get(f"{API}/tenants/current").json()["id"] == su.id
+    client.post(f"{API}/console/tenant", json={"tenant_id": tenant.id}, headers=h)
+    assert client.get(f"{API}/tenants/current").json()["id"] == tenant.id
+    again = _login(client, su, "admin")
+    assert again.json()["tenant"]["id"] == su.id
+    assert client.get(f"{API}/tenants/current").json()["id"] == su.id
+
+
+def test_only_a_superuser_may_switch_the_organisation(client, tenant):
+    other = make_tenant()
+    mine = client.post(f"{API}/personas", json={"name": "Mine"}, headers=tenant.headers["admin"]).json()
+    r = _login(client, tenant, "admin")
+    h = {"X-CSRF-Token": r.json()["csrf_token"]}
+    assert r.json()["is_superuser"] is False and r.json()["tenant"]["id"] == tenant.id
+    assert client.get(f"{API}/tenants").status_code == 403
+    refused = client.post(f"{API}/console/tenant", json={"tenant_id": other.id}, headers=h)
+    assert refused.status_code == 403 and "dh_tenant" not in (refused.headers.get("set-cookie") or "")
+    assert client.get(f"{API}/tenants/current").json()["id"] == tenant.id
+    assert [p["id"] for p in client.get(f"{API}/personas").json()] == [mine["id"]]
+
+
 def test_idle_timeout_slides_but_not_for_background_polls(client, tenant, monkeypatch):
     monkeypatch.setenv("ADMIN_CONSOLE_IDLE_MINUTES", "0.05")  # 3 s
     r = _login(client, tenant)

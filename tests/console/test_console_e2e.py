@@ -119,6 +119,7 @@ def test_sign_in_as_each_role_shows_its_navigation_and_sign_out_ends_the_session
     assert tenant.emails[role] in page.get_by_test_id("whoami").inner_text()
     links = set(page.locator("header nav a").all_inner_texts())
     assert links == NAV[role]
+    assert page.get_by_test_id("tenant-switch").count() == 0  # platform administrators only
     cookies = {c["name"]: c for c in console.context.cookies()}
     assert cookies["dh_session"]["httpOnly"] and cookies["dh_session"]["sameSite"] == "Strict"
     assert not cookies["dh_csrf"]["httpOnly"]
@@ -424,6 +425,40 @@ def test_audit_log_verifies_and_admin_manages_users_and_keys(console, tenant):
     assert key.startswith("dhk_")
     assert httpx.get(f"{console.server.url}{API}/personas", headers={"X-API-Key": key}).status_code == 200
     console.shot("12-users-and-keys")
+
+
+def test_a_platform_admin_switches_the_organisation_from_the_header(console, tenant):
+    from tests.admin.conftest import make_tenant
+
+    su = make_tenant(superuser=True)
+    base = console.server.url + API
+    theirs = httpx.post(f"{base}/personas", json={"name": f"Persona of {tenant.slug}"}, headers=tenant.headers["admin"])
+    home = httpx.post(f"{base}/personas", json={"name": f"Persona of {su.slug}"}, headers=su.headers["admin"])
+    assert theirs.status_code == 201 and home.status_code == 201
+    page = console.page
+    console.sign_in(su.emails["admin"], su.password)
+    console.go(f"#/personas/{home.json()['id']}")  # a page of the platform admin's own organisation
+    page.get_by_role("heading", name=f"Persona of {su.slug}").wait_for()
+    select = page.get_by_label("Organisation", exact=True)
+    page.locator(f"[data-testid=tenant-select] option[value='{tenant.id}']").wait_for(state="attached")
+    assert select.input_value() == su.id
+    select.focus()
+    select.select_option(tenant.id)
+    page.keyboard.press("Tab")  # to the Switch button, then Enter: the keyboard is enough
+    assert page.evaluate("document.activeElement.dataset.testid") == "tenant-go"
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name=f"Persona of {tenant.slug}").wait_for()
+    assert page.evaluate("location.hash") == "#/personas"  # the other organisation's list, not the old detail page
+    assert page.get_by_role("link", name=f"Persona of {su.slug}").count() == 0
+    assert page.evaluate("document.activeElement.dataset.testid") == "tenant-select"
+    assert "elsewhere" in page.get_by_test_id("tenant-switch").get_attribute("class")
+    console.shot("19-tenant-switcher")
+    log = httpx.get(f"{base}/audit", headers=tenant.headers["admin"]).json()
+    assert any(e["action"] == "switch_tenant" and e["actor_id"] == su.users["admin"] for e in log)
+    page.get_by_label("Organisation", exact=True).select_option(su.id)
+    page.get_by_role("button", name="Switch", exact=True).click()
+    page.get_by_role("link", name=f"Persona of {su.slug}").wait_for()
+    assert page.get_by_role("link", name=f"Persona of {tenant.slug}").count() == 0
 
 
 def test_chinese_ui(console, tenant):

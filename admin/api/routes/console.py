@@ -1,5 +1,5 @@
 """Routes the web console (console/, served at /console/) needs beyond the resource routes:
-cookie sign-in and sign-out, the current session, a knowledge-base search ("try a question")
+cookie sign-in and sign-out, the current session, a platform administrator's choice of organisation, a knowledge-base search ("try a question")
 and daily insights (calls, outcomes, latency, unanswered questions). The cookie session itself
 is :mod:`admin.api.browser_session`."""
 
@@ -29,15 +29,17 @@ from admin.models import (
     KnowledgeBase,
     Persona,
     Role,
+    Tenant,
     Turn,
     User,
     utcnow,
 )
-from admin.schemas import In, UserOut, UtcDatetime
+from admin.schemas import In, TenantOut, UserOut, UtcDatetime
 from dialogue.templates import PHRASES
 
 router = APIRouter(tags=["console"])
 KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
+Superuser = Annotated[Principal, Depends(require(superuser=True))]
 
 
 class ConsoleSession(BaseModel):
@@ -47,6 +49,14 @@ class ConsoleSession(BaseModel):
     is_superuser: bool
     csrf_token: str
     idle_timeout_seconds: int
+    # the organisation the console acts on: the user's own, or the one a superuser chose (POST /console/tenant)
+    tenant: TenantOut
+
+
+def _session_out(db: Session, user: User, tenant_id: str, csrf: str) -> ConsoleSession:
+    return ConsoleSession(user=UserOut.model_validate(user), is_superuser=user.is_superuser, csrf_token=csrf,
+                          idle_timeout_seconds=round(browser_session.idle_minutes() * 60),
+                          tenant=TenantOut.model_validate(db.get(Tenant, tenant_id)))
 
 
 @router.post("/console/login", response_model=ConsoleSession)
@@ -62,8 +72,7 @@ def console_login(
     issued = login_routes.login(request, db, username, password)
     csrf, _ = browser_session.start(request, response, db, issued.access_token)
     user = db.scalar(select(User).where(func.lower(User.email) == username.strip().lower()))
-    return ConsoleSession(user=UserOut.model_validate(user), is_superuser=user.is_superuser, csrf_token=csrf,
-                          idle_timeout_seconds=round(browser_session.idle_minutes() * 60))
+    return _session_out(db, user, user.tenant_id, csrf)
 
 
 @router.get("/console/session", response_model=ConsoleSession)
@@ -73,9 +82,35 @@ def console_session(request: Request, db: SessionDep, principal: Readers) -> Con
     if user is None:
         raise HTTPException(404, "API keys have no console session.")
     token = request.cookies.get(browser_session.SESSION_COOKIE) or ""
-    return ConsoleSession(user=UserOut.model_validate(user), is_superuser=user.is_superuser,
-                          csrf_token=browser_session.csrf_for(token) if token else "",
-                          idle_timeout_seconds=round(browser_session.idle_minutes() * 60))
+    return _session_out(db, user, principal.tenant_id, browser_session.csrf_for(token) if token else "")
+
+
+class TenantChoice(In):
+    """The organisation the console should act on."""
+
+    tenant_id: str = Field(min_length=1, max_length=36)
+
+
+@router.post("/console/tenant", response_model=ConsoleSession)
+def choose_tenant(body: TenantChoice, request: Request, response: Response, db: SessionDep,
+                  principal: Superuser) -> ConsoleSession:
+    """Act on another organisation in this console session (platform administrators only; CSRF-checked like
+    every write). From the next request on, every organisation-scoped route of this session sees that
+    organisation; choosing one's own ends it. Audited in the organisation chosen. Bearer tokens and API keys
+    are not affected (they always act on their own organisation)."""
+    token = getattr(request.state, "console_token", None)
+    if principal.kind != "user" or not token:
+        raise HTTPException(400, "Only a console session (a browser signed in at /console/) chooses an organisation.")
+    target = db.get(Tenant, body.tenant_id)
+    if target is None:
+        raise HTTPException(404, "No such organisation.")
+    user = db.get(User, principal.id)
+    browser_session.choose_tenant(request, response, token, None if target.id == user.tenant_id else target.id)
+    if target.id != principal.tenant_id:
+        audit.record(db, tenant_id=target.id, actor=principal.actor, action="switch_tenant", resource="tenant",
+                     resource_id=target.id, changes={"from": principal.tenant_id, "home": user.tenant_id})
+        db.commit()
+    return _session_out(db, user, target.id, browser_session.csrf_for(token))
 
 
 @router.post("/console/logout", status_code=204)
