@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 
 import numpy as np
 from livekit import rtc
+from livekit.agents.utils.audio import AudioByteStream
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
 from agent.audio import Resampled
@@ -34,44 +36,30 @@ def _to_float(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
-def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst:
-        return x
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(src, dst)
-    return resample_poly(x, dst // g, src // g).astype(np.float32)
-
-
 class EngineVideoGenerator(VideoGenerator):
     """A ``VideoGenerator`` that drives any :class:`EngineSession`.
 
-    Speech is cut into chunks of ``chunk_frames`` video frames; each chunk yields
-    its frames interleaved with the matching slice of the original audio, so audio
-    and video leave together. With no speech queued, the engine renders idle frames
-    (silence) so the face stays alive; the synchroniser's bounded queue paces it.
+    Audio is handled once, at the input edge: speech at another rate than the engine's goes through
+    one stateful ``rtc.AudioResampler`` per segment, and one ``AudioByteStream`` cuts it into chunks of
+    exactly ``samples_per_chunk`` (a segment's tail is padded with silence), so every engine gets one
+    chunk of its size at its own rate, and the audio that leaves is that same chunk, at that rate.
+    Each chunk yields its frames interleaved with the matching slice of its audio, so audio and video
+    leave together. With no speech queued, the engine renders idle frames (silence) so the face stays
+    alive; the synchroniser's bounded queue paces it.
     """
 
-    def __init__(
-        self,
-        session: EngineSession,
-        *,
-        audio_sample_rate: int,
-        executor: Executor | None = None,
-    ) -> None:
+    def __init__(self, session: EngineSession, *, executor: Executor | None = None) -> None:
         self._session = session
         self._info = session.info
-        self._out_rate = audio_sample_rate
-        if audio_sample_rate % self._info.fps:
-            raise ValueError(f"audio sample rate {audio_sample_rate} must be a multiple of the video fps")
-        self._out_spf = audio_sample_rate // self._info.fps  # output samples per video frame
+        self._out_rate = self._info.sample_rate  # what the engine hears is what the caller hears
+        self._out_spf = self._info.samples_per_frame  # samples per video frame
         self._executor = executor
-        self._pending: list[np.ndarray] = []  # int16 mono at the output rate, current segment
-        self._pending_len = 0
+        # the current segment, cut into chunks of the engine's size as it arrives (int16 mono)
+        self._chunker = self._new_chunker()
+        self._chunk_bytes = 2 * self._info.samples_per_chunk
         self._resampler: Resampled | None = None  # for speech that arrives at another rate
-        self._segments: list[np.ndarray] = []  # whole segments whose end marker has arrived
+        self._chunks: deque[tuple[np.ndarray, bool]] = deque()  # (chunk, ends its segment), in order
+        self._segment_queued = False  # a chunk of the current segment is in _chunks
         self._epoch = 0
         self._engine_epoch = 0  # the epoch the engine's state belongs to
         self._ignore_stale_end = False
@@ -97,34 +85,49 @@ class EngineVideoGenerator(VideoGenerator):
                 self._ignore_stale_end = False
                 return
             if self._resampler is not None:  # the segment's last samples still inside the resampler
-                self._queue_pcm(np.frombuffer(self._resampler.flush(), np.int16))
+                self._queue_pcm(self._resampler.flush())
                 self._resampler = None
-            self._segments.append(np.concatenate(self._pending) if self._pending else np.zeros(0, np.int16))
-            self._pending, self._pending_len = [], 0
+            self._end_segment()
         else:
             self._ignore_stale_end = False
             pcm = np.frombuffer(frame.data, dtype=np.int16)
             if frame.num_channels > 1:
                 pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
             if frame.sample_rate == self._out_rate:
-                self._queue_pcm(pcm)
+                self._queue_pcm(pcm.tobytes())
                 return
             # another rate than ours: one stateful resampler over the whole segment (no seams per frame)
             if self._resampler is None or self._resampler.src != frame.sample_rate:
                 self._resampler = Resampled(frame.sample_rate, self._out_rate)
-            self._queue_pcm(np.frombuffer(self._resampler.push(pcm), np.int16))
+            self._queue_pcm(self._resampler.push(pcm))
 
-    def _queue_pcm(self, pcm: np.ndarray) -> None:
-        if len(pcm):
-            self._pending.append(pcm)
-            self._pending_len += len(pcm)
+    def _new_chunker(self) -> AudioByteStream:
+        return AudioByteStream(self._out_rate, 1, samples_per_channel=self._info.samples_per_chunk)
+
+    def _queue_pcm(self, pcm: bytes) -> None:
+        for f in self._chunker.push(pcm):
+            self._chunks.append((np.frombuffer(f.data, np.int16).copy(), False))
+            self._segment_queued = True
+
+    def _end_segment(self) -> None:
+        """The segment's tail (padded with silence to a whole chunk) ends it; a segment that filled
+        whole chunks ends with its last one; an empty one with a chunk of silence, so its end marker
+        still goes out (the agent waits for it to know the answer was played)."""
+        tail = b"".join(bytes(f.data) for f in self._chunker.flush())
+        if tail or not self._segment_queued:
+            chunk = np.frombuffer(tail.ljust(self._chunk_bytes, b"\0"), np.int16).copy()
+            self._chunks.append((chunk, True))
+        else:
+            self._chunks[-1] = (self._chunks[-1][0], True)
+        self._segment_queued = False
 
     def interrupt(self) -> None:
         """Drop all queued and in-flight speech; the engine returns to idle."""
         self._epoch += 1
-        self._pending, self._pending_len = [], 0
+        self._chunker = self._new_chunker()
         self._resampler = None  # what it holds belongs to the dropped speech
-        self._segments.clear()
+        self._chunks.clear()
+        self._segment_queued = False
         self._ignore_stale_end = True
         self._speaking = False
         logger.info("interrupted: speech dropped, returning to idle")
@@ -137,22 +140,8 @@ class EngineVideoGenerator(VideoGenerator):
 
     # ----------------------------------------------------------------- output
     def _take_chunk(self) -> tuple[np.ndarray | None, bool]:
-        """Next speech chunk (int16 at the output rate) and whether it ends its segment."""
-        need = self._out_spf * self._info.chunk_frames
-        if self._segments:
-            data = self._segments[0]
-            if len(data) > need:
-                self._segments[0] = data[need:]
-                return data[:need], False
-            self._segments.pop(0)
-            # tail shorter than a chunk: pad with silence instead of dropping it
-            return np.pad(data, (0, need - len(data))), True
-        if self._pending_len >= need:
-            data = np.concatenate(self._pending)
-            self._pending = [data[need:]]
-            self._pending_len = len(data) - need
-            return data[:need], False
-        return None, False
+        """Next speech chunk (int16, ``samples_per_chunk``) and whether it ends its segment."""
+        return self._chunks.popleft() if self._chunks else (None, False)
 
     def _render(self, audio_out: np.ndarray, speaking: bool, epoch: int) -> list[np.ndarray] | None:
         # runs in the executor thread
@@ -163,7 +152,7 @@ class EngineVideoGenerator(VideoGenerator):
             # render happened to be running when the interruption came
             self._engine_epoch = epoch
             self._session.interrupt()
-        audio = _resample(_to_float(audio_out), self._out_rate, self._info.sample_rate)
+        audio = _to_float(audio_out)
         t0 = time.perf_counter()
         frames = self._session.generate(audio, speaking=speaking)
         took = time.perf_counter() - t0

@@ -29,7 +29,7 @@ from pydantic_settings import SettingsError
 from agent import metrics as call_metrics
 from agent.avatar_link import reconnecting, rejoined
 from agent.call_config import fetch_avatar_assets
-from agent.contract import PCM_RATE, PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
+from agent.contract import PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
 
 from .engines import Engine, create_engine
 from .generator import EngineVideoGenerator
@@ -102,11 +102,9 @@ async def entrypoint(ctx: JobContext) -> None:
         # Lets a viewer (and the tests) find the mouth without a face detector.
         await ctx.room.local_participant.set_attributes({"dh.mouth_box": ",".join(str(int(v)) for v in mouth_box)})
 
-    gen = EngineVideoGenerator(
-        session,
-        audio_sample_rate=PCM_RATE,
-        executor=_render_executor(settings),
-    )
+    # the agent's speech (PCM_RATE) is resampled once, at the generator's input, to the engine's
+    # rate; the room gets the audio the engine rendered, at that rate
+    gen = EngineVideoGenerator(session, executor=_render_executor(settings))
     receiver = DataStreamAudioReceiver(ctx.room, sender_identity=agent_identity)
     runner = AvatarTrackRunner(
         ctx.room,
@@ -120,7 +118,7 @@ async def entrypoint(ctx: JobContext) -> None:
             video_width=info.width,
             video_height=info.height,
             video_fps=info.fps,
-            audio_sample_rate=PCM_RATE,
+            audio_sample_rate=info.sample_rate,
             audio_channels=1,
         ),
     )

@@ -97,7 +97,18 @@ class EngineSession(ABC):
 
     @abstractmethod
     def generate(self, audio: np.ndarray, *, speaking: bool) -> list[np.ndarray]:
-        """Render ``info.chunk_frames`` frames for ``info.samples_per_chunk`` samples of audio."""
+        """Render ``info.chunk_frames`` frames for ``info.samples_per_chunk`` samples of audio
+        (the generator cuts speech into exactly such chunks: engines do not pad or re-cut)."""
+
+    def chunk(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` as the one chunk an engine renders: mono float32 of ``samples_per_chunk``
+        samples, non-finite samples silenced; another size is a caller's bug, refused."""
+        x = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if x.size != self.info.samples_per_chunk:
+            raise EngineError(
+                f"{self.info.name} renders {self.info.samples_per_chunk} samples per call, got {x.size}"
+            )
+        return x if np.all(np.isfinite(x)) else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
     @abstractmethod
     def interrupt(self) -> None:

@@ -30,6 +30,7 @@ class SimpleSession(EngineSession):
         self.mouth_box = (self._cx - 2 * half_w, self._cy - half_w, 4 * half_w, 3 * half_w)
 
     def generate(self, audio: np.ndarray, *, speaking: bool) -> list[np.ndarray]:
+        audio = self.chunk(audio)
         spf = self.info.samples_per_frame
         frames = []
         for i in range(self.info.chunk_frames):

@@ -26,8 +26,8 @@ def tone_frame(ms: int = 100, amp: float = 0.4, rate: int = RATE) -> rtc.AudioFr
 class RecordingSession(EngineSession):
     """A real (trivial) engine session that records what it was asked to render."""
 
-    def __init__(self, chunk_frames: int = 1) -> None:
-        super().__init__(EngineInfo("rec", 64, 48, 25, chunk_frames=chunk_frames))
+    def __init__(self, chunk_frames: int = 1, sample_rate: int = RATE) -> None:
+        super().__init__(EngineInfo("rec", 64, 48, 25, sample_rate=sample_rate, chunk_frames=chunk_frames))
         self.calls: list[tuple[float, bool]] = []
         self.interrupts = 0
 
@@ -56,7 +56,7 @@ async def collect(gen: EngineVideoGenerator, n_items: int, timeout: float = 10.0
 
 async def test_speech_is_interleaved_frame_by_frame_and_segment_ends():
     sess = RecordingSession()
-    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    gen = EngineVideoGenerator(sess)
     await gen.push_audio(tone_frame(100))
     await gen.push_audio(tone_frame(30))  # 130 ms: 3 full frames + a 10 ms tail padded with silence
     await gen.push_audio(AudioSegmentEnd())
@@ -73,7 +73,7 @@ async def test_speech_is_interleaved_frame_by_frame_and_segment_ends():
 
 async def test_idle_frames_are_video_only_and_silent():
     sess = RecordingSession()
-    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    gen = EngineVideoGenerator(sess)
     items = await collect(gen, 5)
     assert all(isinstance(i, rtc.VideoFrame) for i in items)
     assert all(not speaking and level == 0 for level, speaking in sess.calls)
@@ -82,7 +82,7 @@ async def test_idle_frames_are_video_only_and_silent():
 
 async def test_chunked_engine_gets_whole_chunks_and_emits_matching_audio():
     sess = RecordingSession(chunk_frames=28)
-    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    gen = EngineVideoGenerator(sess)
     for _ in range(12):  # 1.2 s: one full chunk (1.12 s) and a tail
         await gen.push_audio(tone_frame(100))
     await gen.push_audio(AudioSegmentEnd())
@@ -94,14 +94,32 @@ async def test_chunked_engine_gets_whole_chunks_and_emits_matching_audio():
     await gen.aclose()
 
 
-async def test_output_rate_differs_from_engine_rate():
-    sess = RecordingSession()
-    gen = EngineVideoGenerator(sess, audio_sample_rate=24000)
-    await gen.push_audio(tone_frame(80, rate=24000))
+async def test_an_engine_at_another_rate_gets_its_own_rate_and_the_room_hears_it():
+    """The agent sends 16 kHz; an engine that works at 24 kHz gets 24 kHz chunks of exactly its size
+    (RecordingSession asserts it), resampled once at the input, and the room gets those samples."""
+    sess = RecordingSession(chunk_frames=3, sample_rate=24000)
+    gen = EngineVideoGenerator(sess)
+    for _ in range(3):  # 300 ms at 16 kHz: 7200 samples at 24 kHz, 2.5 chunks of 2880
+        await gen.push_audio(tone_frame(100))
     await gen.push_audio(AudioSegmentEnd())
-    items = await collect(gen, 5)
+    items = await collect(gen, 19)
     audio = [i for i in items if isinstance(i, rtc.AudioFrame)]
-    assert [a.sample_rate for a in audio] == [24000, 24000] and audio[0].samples_per_channel == 960
+    assert {a.sample_rate for a in audio} == {24000} and {a.samples_per_channel for a in audio} == {960}
+    assert len(audio) == 9 and isinstance(items[-1], AudioSegmentEnd)  # 3 chunks, the last one padded
+    assert sum(1 for _, speaking in sess.calls if speaking) == 3
+    await gen.aclose()
+
+
+async def test_a_segment_of_whole_chunks_ends_with_its_last_chunk_and_an_empty_one_still_ends():
+    sess = RecordingSession(chunk_frames=2)
+    gen = EngineVideoGenerator(sess)
+    for _ in range(4):  # 400 ms at 25 fps: 10 frames, 5 whole chunks of 2
+        await gen.push_audio(tone_frame(100))
+    await gen.push_audio(AudioSegmentEnd())
+    await gen.push_audio(AudioSegmentEnd())  # an answer that said nothing
+    items = await collect(gen, 10 * 2 + 1 + 2 * 2 + 1)
+    ends = [k for k, i in enumerate(items) if isinstance(i, AudioSegmentEnd)]
+    assert ends == [20, 25]  # right after the last of 10 frames, then after one silent chunk
     await gen.aclose()
 
 
@@ -109,7 +127,7 @@ async def test_speech_at_another_rate_is_resampled_without_seams():
     """The agent streams 10 ms frames at 48 kHz to an avatar that plays 16 kHz: one resampler over the
     segment, so the tone comes out whole (a resampler per frame leaves a seam every 10 ms)."""
     sess = RecordingSession()
-    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    gen = EngineVideoGenerator(sess)
     src = 48000
     t = np.arange(src * 4 // 10) / src  # 400 ms of 220 Hz
     tone = (0.4 * 32767 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
@@ -130,7 +148,7 @@ async def test_speech_at_another_rate_is_resampled_without_seams():
 
 async def test_interrupt_drops_queued_speech_and_resets_the_engine():
     sess = RecordingSession()
-    gen = EngineVideoGenerator(sess, audio_sample_rate=RATE)
+    gen = EngineVideoGenerator(sess)
     for _ in range(20):  # 2 s of speech queued
         await gen.push_audio(tone_frame(100))
     first = await collect(gen, 4)

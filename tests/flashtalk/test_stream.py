@@ -91,9 +91,14 @@ def test_any_chunk_sizes_and_tail_padding(tiny_engine):
     assert stream.flush() == []
 
 
-def test_generate_other_sizes_pads(tiny_engine):
+def test_generate_refuses_another_size(tiny_engine):
+    """The generator cuts speech into chunks of the engine's size; the engine does not re-cut."""
+    from avatar.engines.base import EngineError
+
     session = tiny_engine.open_session(None)
-    assert len(session.generate(_speech(1000), speaking=True)) == CHUNK
+    with pytest.raises(EngineError, match=f"renders {CHUNK * SPF} samples per call, got 1000"):
+        session.generate(_speech(1000), speaking=True)
+    assert len(session.generate(_speech(CHUNK * SPF), speaking=True)) == CHUNK
 
 
 def test_determinism_under_seed(tiny_ckpt, tiny_engine):

@@ -26,7 +26,7 @@ async def test_worker_generator_drives_flashtalk(tiny_engine):
 
     session.generate = generate  # type: ignore[method-assign]
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
-    gen = EngineVideoGenerator(session, audio_sample_rate=RATE, executor=executor)
+    gen = EngineVideoGenerator(session, executor=executor)
 
     # 1.5 chunks of "speech": the tail is padded with silence, not dropped
     speech = (8000 * np.sin(np.arange(int(1.5 * 28 * SPF)) / 7.0)).astype(np.int16)
@@ -62,7 +62,7 @@ async def test_worker_interrupt_returns_to_idle(tiny_engine):
     session = tiny_engine.open_session(None)
     stream = session.stream
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
-    gen = EngineVideoGenerator(session, audio_sample_rate=RATE, executor=executor)
+    gen = EngineVideoGenerator(session, executor=executor)
     speech = (8000 * np.sin(np.arange(3 * 28 * SPF) / 5.0)).astype(np.int16)
     await gen.push_audio(rtc.AudioFrame(speech.tobytes(), RATE, 1, len(speech)))
 

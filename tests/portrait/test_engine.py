@@ -51,7 +51,12 @@ def test_silence_keeps_mouth_closed(still_engine):
 
 
 def test_odd_input_never_breaks_a_frame(engine):
+    from avatar.engines.base import EngineError
+
     s = engine.open_session(None)
-    for audio in (np.zeros(100, np.float32), np.full(640, np.nan, np.float32), np.ones(700) * 2.0):
+    for audio in (np.full(640, np.nan, np.float32), np.ones(640) * 2.0, np.full(640, -np.inf)):
         (f,) = s.generate(audio, speaking=True)
         assert f.shape == (512, 512, 3) and f.dtype == np.uint8
+    # another size is the caller's bug (the generator cuts exact chunks): one clear error
+    with pytest.raises(EngineError, match="renders 640 samples per call, got 100"):
+        s.generate(np.zeros(100, np.float32), speaking=True)

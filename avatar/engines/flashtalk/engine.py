@@ -25,22 +25,11 @@ class FlashTalkSession(EngineSession):
         self.stream = stream
 
     def generate(self, audio: np.ndarray, *, speaking: bool) -> list[np.ndarray]:
-        """Render one chunk. Other sizes are accepted: whole chunks are rendered and a remainder is
-        padded with silence, so the caller always gets frames for all the audio it gave."""
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        """Render one chunk (``samples_per_chunk`` samples, as the generator cuts them)."""
+        audio = self.chunk(audio)
         if not speaking and not audio.any():
-            # idle between utterances: nothing may be pending, render silence
-            return (
-                self.stream.idle()
-                if len(audio) == self.stream.samples_per_chunk
-                else self._any(audio)
-            )
-        return self._any(audio)
-
-    def _any(self, audio: np.ndarray) -> list[np.ndarray]:
-        frames = self.stream.push(audio)
-        frames.extend(self.stream.flush())
-        return frames
+            return self.stream.idle()  # idle between utterances: nothing may be pending, render silence
+        return self.stream.push(audio)  # exactly one chunk: nothing is left pending
 
     def interrupt(self) -> None:
         """Barge-in: drop pending audio, silence the audio context; the next chunk continues from the last frame."""

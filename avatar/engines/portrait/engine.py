@@ -83,12 +83,7 @@ class PortraitSession(EngineSession):
 
     def generate(self, audio: np.ndarray, *, speaking: bool) -> list[np.ndarray]:
         """Render one frame showing ``audio`` (``samples_per_chunk`` float32 samples)."""
-        x = np.asarray(audio, dtype=np.float32).reshape(-1)
-        n = self.info.samples_per_chunk
-        if x.size != n:  # be forgiving about a short last chunk
-            x = np.pad(x[:n], (0, max(0, n - x.size)))
-        if not np.all(np.isfinite(x)):
-            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        x = self.chunk(audio)
         if self._closing:
             k = self._closing.pop(0)
             self.visemes.reset()
