@@ -28,7 +28,6 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from math import gcd
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 from livekit.agents import tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
+from .audio import Resampled
 from .zh_text import normalize_zh
 
 logger = logging.getLogger("agent.zh_tts")
@@ -250,15 +250,6 @@ def to_int16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
 
-def _resample_poly(pcm: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst or len(pcm) == 0:
-        return pcm
-    from scipy.signal import resample_poly
-
-    g = gcd(src, dst)
-    return resample_poly(pcm.astype(np.float32), dst // g, src // g).astype(np.float32)
-
-
 def split_runs(text: str) -> list[tuple[str, str]]:
     """``[("zh", ...), ("en", ...)]``: the Latin runs of normalised text apart from the rest."""
     runs: list[tuple[str, str]] = []
@@ -316,11 +307,17 @@ class _MandarinStream(tts.ChunkedStream):
         model = await loop.run_in_executor(None, lambda: engine.voice)  # waits for a background load, off the loop
         for kind, run in split_runs(engine.text_for_speech(self._input_text)):
             if kind == "en" and engine.english is not None:
+                # the English voice's rate to ours through one stateful resampler per run (no seam per frame)
+                resampler: Resampled | None = None
                 async with engine.english.synthesize(run, conn_options=self._conn_options) as stream:
                     async for ev in stream:
                         f = ev.frame
-                        pcm = np.frombuffer(f.data, np.int16).astype(np.float32) / 32768.0
-                        output_emitter.push(to_int16(_resample_poly(pcm, f.sample_rate, model.sample_rate)))
+                        if resampler is None:
+                            resampler = Resampled(f.sample_rate, model.sample_rate)
+                        if pcm := resampler.push(np.frombuffer(f.data, np.int16)):
+                            output_emitter.push(pcm)
+                if resampler is not None and (pcm := resampler.flush()):
+                    output_emitter.push(pcm)
                 continue
             for phrase, pause in model.front.phrases(run):
                 audio = await loop.run_in_executor(model.pool, model.synthesize_phrase, phrase)
