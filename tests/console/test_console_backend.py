@@ -175,6 +175,77 @@ def test_only_a_superuser_may_switch_the_organisation(client, tenant):
     assert [p["id"] for p in client.get(f"{API}/personas").json()] == [mine["id"]]
 
 
+def _ready_avatar(tenant, name="Tess", status="ready") -> str:
+    from admin.core.db import session_scope
+    from admin.models import Avatar
+
+    with session_scope() as db:
+        a = Avatar(tenant_id=tenant.id, name=name, engine="simple", status=status, progress=1.0)
+        db.add(a)
+        db.flush()
+        return a.id
+
+
+def test_a_test_call_mints_a_callers_token_for_the_avatar(client, tenant):
+    import json
+
+    from livekit import api as lk
+
+    from admin.core.security import room_prefix
+
+    avatar_id = _ready_avatar(tenant)
+    csrf = _login(client, tenant, "operator").json()["csrf_token"]
+    url = f"{API}/console/test-call"
+    assert client.post(url, json={"avatar_id": avatar_id}).status_code == 403  # CSRF needed, like every write
+    assert client.post(url, json={"avatar_id": avatar_id}, headers={"X-CSRF-Token": "x" * 64}).status_code == 403
+    r = client.post(url, json={"avatar_id": avatar_id}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["identity"].startswith("console-test-") and out["identity"][13:].isalpha()
+    assert out["room"].startswith(room_prefix(tenant.id) + "-a" + avatar_id[:8])
+    # a caller's token as POST /tokens/livekit mints it: this room, the agent dispatched with a ticket
+    claims = lk.TokenVerifier("devkey", "secret").verify(out["token"])
+    assert claims.video.room == out["room"] and claims.video.room_join and not claims.video.room_admin
+    assert claims.identity == out["identity"]
+    dispatch = claims.room_config.agents[0]
+    meta = json.loads(dispatch.metadata)
+    assert dispatch.agent_name == "dh-agent" and set(meta) == {"ticket"}
+    cfg = client.get(f"{API}/agent/calls/{meta['ticket']}", headers=tenant.headers["agent"]).json()
+    assert cfg["session_id"] == out["session_id"] and cfg["avatar"]["id"] == avatar_id
+    # audited: the token as every token, and the test call itself
+    log = client.get(f"{API}/audit", headers=tenant.headers["admin"]).json()
+    mine = {e["action"]: e for e in log if e["actor_id"] == tenant.users["operator"]}
+    assert mine["test_call"]["resource_id"] == avatar_id
+    assert mine["test_call"]["changes"]["session_id"] == out["session_id"]
+    assert mine["issue_token"]["changes"]["identity"] == out["identity"]
+    # nobody else may pose as the console's test call
+    asked = client.post(f"{API}/tokens/livekit", json={"avatar_id": avatar_id, "identity": "console-test-x"},
+                        headers=tenant.headers["operator"])
+    assert asked.status_code == 403
+    # an admin may too (a bearer token needs no CSRF header)
+    assert client.post(url, json={"avatar_id": avatar_id}, headers=tenant.headers["admin"]).status_code == 201
+
+
+def test_a_test_call_is_refused_to_viewers_other_organisations_and_unready_avatars(client, tenant):
+    avatar_id = _ready_avatar(tenant)
+    pending = _ready_avatar(tenant, "Pending", status="pending")
+    failed = _ready_avatar(tenant, "Broken", status="failed")
+    other = _ready_avatar(make_tenant(), "Theirs")
+    url = f"{API}/console/test-call"
+    csrf = _login(client, tenant, "viewer").json()["csrf_token"]
+    assert client.post(url, json={"avatar_id": avatar_id}, headers={"X-CSRF-Token": csrf}).status_code == 403
+    assert client.post(url, json={"avatar_id": avatar_id}, headers=tenant.headers["viewer"]).status_code == 403
+    csrf = _login(client, tenant, "operator").json()["csrf_token"]
+    h = {"X-CSRF-Token": csrf}
+    assert client.post(url, json={"avatar_id": other}, headers=h).status_code == 404  # another organisation's
+    assert client.post(url, json={"avatar_id": str(uuid.uuid4())}, headers=h).status_code == 404
+    for aid, state in ((pending, "pending"), (failed, "failed")):
+        r = client.post(url, json={"avatar_id": aid}, headers=h)
+        assert r.status_code == 409 and f"not ready yet ({state})" in r.json()["detail"], r.text
+    client.cookies.clear()
+    assert client.post(url, json={"avatar_id": avatar_id}).status_code == 401
+
+
 def test_idle_timeout_slides_but_not_for_background_polls(client, tenant, monkeypatch):
     monkeypatch.setenv("ADMIN_CONSOLE_IDLE_MINUTES", "0.05")  # 3 s
     r = _login(client, tenant)

@@ -1,8 +1,9 @@
 """The console in real Chromium against the real admin server (PostgreSQL when configured):
 sign-in per role, avatars from a portrait, personas with field errors, a viewer who cannot edit,
 CSRF, knowledge that becomes searchable, sessions with transcript and waterfall, charts (outcomes
-per day, unanswered questions), the live handoff queue (server-sent events, accept), audit, users
-and keys, the Chinese UI. Each test fails on any error in the browser console.
+per day, unanswered questions), the live handoff queue (server-sent events, accept), a test call from
+the avatars page (the widget on /test-call.html joining a real livekit-server), audit, users and keys,
+the Chinese UI. Each test fails on any error in the browser console.
 
 Screenshots go to out/console/*.png (also: python -m tests.console.screenshots)."""
 
@@ -253,6 +254,7 @@ def test_viewer_sees_no_edit_controls_and_the_api_refuses_their_writes(console, 
     assert page.get_by_test_id("portrait-input").count() == 0
     assert page.get_by_role("button", name="Create").count() == 0
     assert page.get_by_role("button", name="Delete").count() == 0
+    assert page.get_by_test_id("test-call").count() == 0  # a test call is for admins and operators
     console.go(f"#/personas/{pid}")
     page.get_by_test_id("read-only").wait_for()
     assert page.get_by_role("button", name="Save").count() == 0
@@ -762,3 +764,86 @@ def test_handoff_history_pages_back_through_past_calls(console):
     assert "still waiting" not in text and "another organisation" not in text
     page.locator("[data-testid=handoffs-waiting] article", has_text="still waiting").wait_for()
     console.shot("18-handoff-history")
+
+
+def _room_identities(url: str, room: str) -> list[str]:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from livekit import api
+
+    async def _list() -> list[str]:
+        lk = api.LiveKitAPI(url.replace("ws://", "http://"), "devkey", "secret")
+        try:
+            res = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+            return [p.identity for p in res.participants]
+        finally:
+            await lk.aclose()
+
+    with ThreadPoolExecutor(1) as pool:  # off the thread that drives the browser
+        return pool.submit(asyncio.run, _list()).result()
+
+
+def test_an_operator_starts_a_test_call_from_the_avatars_page(console_db, browser, out_dir, tmp_path):
+    """Test call: the button of a ready avatar opens /test-call.html, whose widget gets a caller's token for
+    that avatar from POST /console/test-call and joins its room on a real livekit-server (no agent here);
+    an avatar that is not ready has a sentence instead of the button."""
+    from admin.core.db import session_scope
+    from admin.models import Avatar
+    from agent.devstack import Stack, free_port
+    from tests.admin.conftest import make_tenant
+    from tests.console.conftest import CHROMIUM, Console, admin_server
+
+    t = make_tenant()
+    with session_scope() as db:
+        ready = Avatar(tenant_id=t.id, name="Tess", engine="simple", status="ready", progress=1.0)
+        waiting = Avatar(tenant_id=t.id, name="Wren", engine="simple", status="pending")
+        db.add_all([ready, waiting])
+        db.flush()
+        ready_id = ready.id
+    stack = Stack(log_dir=tmp_path / "livekit", http_port=free_port())
+    try:
+        stack.start_server()
+        with admin_server(console_db.data, console_db.url, ADMIN_LIVEKIT_URL=stack.url) as server:
+            # a browser of its own with a fake microphone, from the module's Playwright
+            b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
+            c = Console(b, server, out_dir)
+            try:
+                page = c.page
+                c.sign_in(t.emails["operator"], t.password)
+                c.go("#/avatars")
+                assert page.locator("article.avatar", has_text="Wren").get_by_test_id("test-call").count() == 0
+                assert page.locator("article.avatar", has_text="Wren").get_by_test_id("test-call-unavailable") \
+                    .inner_text() == "A test call is possible once the avatar is ready."
+                link = page.get_by_role("link", name="Test call with Tess in a new tab")
+                with c.context.expect_page() as popup:
+                    link.click()
+                call = popup.value
+                call.on("console", lambda m: m.type == "error" and c.errors.append(m.text))
+                call.on("pageerror", lambda e: c.errors.append(f"pageerror: {e}"))
+                call.wait_for_load_state()
+                assert call.url == f"{server.url}/test-call.html?avatar={ready_id}"
+                launcher = call.get_by_role("button", name=re.compile("^Start the test call"))
+                launcher.wait_for()
+                call.wait_for_function("() => window.dhWidget && window.dhWidget.avatarInfo.name === 'Test call: Tess'")
+                with call.expect_response(lambda r: r.url.endswith("/api/v1/console/test-call")) as resp:
+                    launcher.click()
+                assert resp.value.status == 201, resp.value.text()
+                call.get_by_role("heading", name="Test call: Tess").wait_for()
+                grant = resp.value.json()
+                assert grant["identity"].startswith("console-test-") and f"-a{ready_id[:8]}-" in grant["room"]
+                assert grant["server_url"] == stack.url
+                call.wait_for_function("() => window.dhWidget && window.dhWidget.state === 'in-call'", timeout=20_000)
+                assert call.get_by_role("button", name="End call").is_visible()
+                assert _room_identities(stack.url, grant["room"]) == [grant["identity"]]
+                call.screenshot(path=str(out_dir / "19-test-call.png"))
+                call.get_by_role("button", name="End call").click()
+                call.wait_for_function("() => window.dhWidget.state !== 'in-call'", timeout=10_000)
+                assert not c.unexpected_errors(), c.unexpected_errors()
+            finally:
+                c.close()
+                b.close()
+    finally:
+        stack.stop()

@@ -16,6 +16,8 @@
 //   data-role           "operator": the page of a colleague taking over a call (admin/static/operator.html,
 //                       ?handoff=ID): accepts the handoff with the console's session, joins that room,
 //                       plays the caller's voice as well as the assistant's
+//                       "test": the console's test call (admin/static/test-call.html, ?avatar=ID): the avatar
+//                       is read and the token minted with the console's session (POST /api/v1/console/test-call)
 //
 // Only standard browser APIs (getUserMedia, WebRTC, fetch, custom elements, shadow DOM).
 import {
@@ -83,6 +85,7 @@ export class DHWidget {
     this.config = config;
     this.kiosk = config.mode === 'kiosk';
     this.operator = config.role === 'operator';
+    this.test = config.role === 'test';
     this.room = null;
     this.micTrack = null;
     this.deviceId = undefined;
@@ -200,6 +203,7 @@ export class DHWidget {
       this._notice('error', 'This page is missing the assistant id (data-avatar).');
       return;
     }
+    if (this.test) return this._loadTestAvatar();
     try {
       const r = await fetch(`${url}/api/v1/widget/avatars/${encodeURIComponent(avatar)}`);
       if (!r.ok) return;
@@ -212,6 +216,28 @@ export class DHWidget {
     } catch {
       /* the idle screen keeps the default portrait; start() reports the outage */
     }
+  }
+
+  async _loadTestAvatar() {
+    // the console's test call: the avatar as the signed-in console user may read it (any avatar state)
+    const { url, avatar } = this.config;
+    let r;
+    try {
+      r = await fetch(`${url}/api/v1/avatars/${encodeURIComponent(avatar)}`, { credentials: 'same-origin' });
+    } catch {
+      return; /* start() reports the outage */
+    }
+    if (r.status === 401) return this._notice('error', 'Sign in to the console first, then open this page again.');
+    if (r.status === 404) return this._notice('error', 'There is no such avatar in your organisation.');
+    if (!r.ok) return;
+    const info = await r.json();
+    this.avatarInfo.name = `${this.config.title || 'Test call'}: ${info.name}`;
+    this.titleEl.textContent = this.avatarInfo.name;
+    if (info.portrait_sha256) {
+      this.avatarInfo.portrait = `${url}/api/v1/avatars/${encodeURIComponent(avatar)}/portrait?v=${info.portrait_sha256.slice(0, 12)}`;
+      for (const img of [this.launcherImg, this.portrait]) if (img) img.src = this.avatarInfo.portrait;
+    }
+    if (info.status !== 'ready') this._notice('error', `This avatar is not ready yet (${info.status}); try it once its portrait is prepared.`);
   }
 
   _notice(kind, text, action) {
@@ -347,8 +373,36 @@ export class DHWidget {
     return r.json();
   }
 
+  async _testToken() {
+    const csrf = (document.cookie.match(/(?:^|;\s*)dh_csrf=([^;]+)/) || [])[1] || '';
+    let r;
+    try {
+      r = await fetch(`${this.config.url}/api/v1/console/test-call`, {
+        method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': decodeURIComponent(csrf) },
+        body: JSON.stringify({ avatar_id: this.config.avatar }),
+      });
+    } catch {
+      throw new UserError('service', 'The service cannot be reached. Check the connection, then try again.');
+    }
+    if (r.status === 401) throw new UserError('auth', 'Sign in to the console first, then open this page again.', false);
+    if (r.status === 403) throw new UserError('auth', 'Your role may not make test calls; ask an admin or operator.', false);
+    if (r.status === 404) throw new UserError('config', 'There is no such avatar in your organisation.', false);
+    if (r.status === 409) {
+      const detail = await r.json().then((b) => b.detail, () => '');
+      throw new UserError('config', typeof detail === 'string' && detail ? detail : 'This avatar is not ready yet.', false);
+    }
+    if (r.status === 429) {
+      const wait = parseInt(r.headers.get('Retry-After') || '60', 10);
+      throw new UserError('busy', `Too many calls. Please try again in ${wait} seconds.`);
+    }
+    if (!r.ok) throw new UserError('service', 'The service is unavailable right now. Please try again.');
+    return r.json();
+  }
+
   async _fetchToken() {
     if (this.operator) return this._acceptHandoff();
+    if (this.test) return this._testToken();
     let r;
     try {
       r = await fetch(`${this.config.url}/api/v1/widget/token`, {
@@ -786,13 +840,13 @@ function readConfig(script) {
   // a link to kiosk.html?url=https://evil must not send the kiosk's calls elsewhere.
   const url = (ds.url || fromScript.origin).replace(/\/+$/, '');
   const widgetBase = new URL('.', fromScript).href;
-  const role = ds.role === 'operator' ? 'operator' : 'caller';
+  const role = ds.role === 'operator' || ds.role === 'test' ? ds.role : 'caller';
   return {
     mode,
     role,
     handoff: role === 'operator' ? params.get('handoff') : null,
     url,
-    avatar: q('avatar') || ds.avatar || '',
+    avatar: (role === 'test' ? params.get('avatar') : q('avatar')) || ds.avatar || '',
     title: q('title') || ds.title || '',
     label: ds.label || 'Talk to us',
     idleTimeout: num(q('idle') ?? ds.idleTimeout, 60),

@@ -1,11 +1,14 @@
 """Routes the web console (console/, served at /console/) needs beyond the resource routes:
-cookie sign-in and sign-out, the current session, a platform administrator's choice of organisation, a knowledge-base search ("try a question")
+cookie sign-in and sign-out, the current session, a platform administrator's choice of organisation, a test call with
+an avatar (the widget at /test-call.html), a knowledge-base search ("try a question")
 and daily insights (calls, outcomes, latency, unanswered questions). The cookie session itself
 is :mod:`admin.api.browser_session`."""
 
 from __future__ import annotations
 
 import re
+import secrets
+import string
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,8 +23,10 @@ from admin import crud
 from admin.api import browser_session
 from admin.api.deps import READERS, Principal, Readers, SessionDep, require
 from admin.api.routes import login as login_routes
+from admin.api.routes import tokens
 from admin.core import audit
 from admin.models import (
+    Avatar,
     CallSession,
     Document,
     DocumentChunk,
@@ -34,12 +39,14 @@ from admin.models import (
     User,
     utcnow,
 )
-from admin.schemas import In, TenantOut, UserOut, UtcDatetime
+from admin.schemas import CallTokenOut, CallTokenRequest, In, TenantOut, UserOut, UtcDatetime
 from dialogue.templates import PHRASES
 
 router = APIRouter(tags=["console"])
 KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
 Superuser = Annotated[Principal, Depends(require(superuser=True))]
+Callers = Annotated[Principal, Depends(require(Role.admin, Role.operator))]
+TEST_CALL_PREFIX = "console-test-"
 
 
 class ConsoleSession(BaseModel):
@@ -111,6 +118,33 @@ def choose_tenant(body: TenantChoice, request: Request, response: Response, db: 
                      resource_id=target.id, changes={"from": principal.tenant_id, "home": user.tenant_id})
         db.commit()
     return _session_out(db, user, target.id, browser_session.csrf_for(token))
+
+
+class TestCallRequest(In):
+    """The avatar to try."""
+
+    avatar_id: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/console/test-call", response_model=CallTokenOut, status_code=201)
+def console_test_call(body: TestCallRequest, request: Request, db: SessionDep, principal: Callers) -> CallTokenOut:
+    """A caller's token for a test call with one of the organisation's avatars (admin, operator; CSRF-checked
+    like every write), minted exactly as ``POST /tokens/livekit`` mints a real caller's (one new room, the
+    agent dispatched with a ticket for the avatar, the same rate limit and ``issue_token`` audit entry), with
+    the caller identity ``console-test-…`` (reserved: only this route issues it), which the call's session
+    records as its caller. Audited as ``test_call``. An avatar that is not ready answers 409."""
+    avatar = crud.get_owned(db, Avatar, body.avatar_id, principal.tenant_id, what="avatar")
+    if avatar.status != JobStatus.ready:
+        raise HTTPException(409, f"Avatar '{avatar.name}' is not ready yet ({avatar.status}): "
+                                 "a test call starts once its portrait is prepared.")
+    # letters only: the redactor every stored identity goes through never reads it as a number
+    identity = TEST_CALL_PREFIX + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
+    out = tokens.mint(CallTokenRequest(avatar_id=avatar.id, name="Console test call"), request, db, principal,
+                      identity=identity)
+    audit.record(db, tenant_id=principal.tenant_id, actor=principal.actor, action="test_call", resource="avatar",
+                 resource_id=avatar.id, changes={"session_id": out.session_id, "room": out.room, "identity": identity})
+    db.commit()
+    return out
 
 
 @router.post("/console/logout", status_code=204)

@@ -2,8 +2,9 @@
 
 Rooms and identities are scoped: a custom ``room`` must lie in the caller's tenant's namespace
 (:func:`admin.core.security.room_prefix`), so nobody obtains a token for another tenant's call;
-identities starting with a reserved prefix (``agent-``, ``avatar-``, ``caller-``) are never issued
-on request, so nobody can pose as the agent, the avatar or a caller (and kick them out).
+identities starting with a reserved prefix (``agent-``, ``avatar-``, ``caller-``, ``operator-``,
+``console-test-``) are never issued on request, so nobody can pose as the agent, the avatar, a caller,
+an operator or the console's test call (and kick them out).
 The token's dispatch metadata is ``{"ticket": <opaque id>}`` and nothing else: a caller can read
 its token, so it names no organisation, path, persona or grant. The agent reaches the admin API
 through its own configuration (``DH_ADMIN_URL``) and exchanges the ticket, with its agent key, for
@@ -33,7 +34,7 @@ from agent.contract import AVATAR_PREFIX, CallDispatch, call_token
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]
 # LiveKit identities the platform's own participants use, or that the server gives callers.
-RESERVED_IDENTITY_PREFIXES = ("agent-", AVATAR_PREFIX, "caller-", OPERATOR_PREFIX)
+RESERVED_IDENTITY_PREFIXES = ("agent-", AVATAR_PREFIX, "caller-", OPERATOR_PREFIX, "console-test-")
 
 
 def call_room(tenant_id: str, avatar_id: str, session_id: str) -> str:
@@ -61,6 +62,13 @@ def _check_room(room: str, tenant_id: str) -> None:
 @router.post("/livekit", response_model=CallTokenOut, status_code=201)
 def livekit_token(body: CallTokenRequest, request: Request, db: SessionDep, principal: TokenIssuers) -> CallTokenOut:
     """A room-scoped join token whose room configuration dispatches ``AGENT_NAME`` with the avatar."""
+    return mint(body, request, db, principal)
+
+
+def mint(body: CallTokenRequest, request: Request, db: SessionDep, principal: Principal, *,
+         identity: str | None = None) -> CallTokenOut:
+    """The one minter of callers' tokens. ``identity`` (server-chosen, e.g. the console's test call)
+    may use a reserved prefix; ``body.identity`` (the requester's choice) may not."""
     s = get_settings()
     request.app.state.rate_limiter.hit(f"token:{principal.kind}:{principal.id}", s.token_rate_limit)
     avatar = crud.get_owned(db, Avatar, body.avatar_id, principal.tenant_id, what="avatar")
@@ -74,7 +82,7 @@ def livekit_token(body: CallTokenRequest, request: Request, db: SessionDep, prin
     ttl = min(body.ttl_seconds, s.max_token_ttl_seconds)
     session_id = str(uuid.uuid4())
     room = body.room or call_room(avatar.tenant_id, avatar.id, session_id)
-    identity = body.identity or f"caller-{session_id[:8]}"
+    identity = identity or body.identity or f"caller-{session_id[:8]}"
     now = utcnow()
     db.execute(delete(CallTicket).where(CallTicket.expires_at < now))  # indexed: a few rows at most
     ticket = CallTicket(id=secrets.token_urlsafe(24), tenant_id=avatar.tenant_id, session_id=session_id,

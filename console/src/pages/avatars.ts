@@ -61,6 +61,11 @@ export async function avatarsPage(ctx: Ctx): Promise<void> {
         busy ? ` ${Math.round(a.progress * 100)}%` : ''),
       a.status_detail ? h('p', { class: a.status === 'failed' ? 'error' : 'muted', 'data-testid': 'status-detail', role: a.status === 'failed' ? 'alert' : null }, a.status_detail) : null,
       h('p', { class: 'muted' }, t('field.created'), ' ', fmtDate(a.created_at)),
+      // a test call: the widget on a page of its own, with a caller's token minted for this avatar
+      editor ? (a.status === 'ready'
+        ? h('p', null, h('a', { class: 'button primary', href: `/test-call.html?avatar=${encodeURIComponent(a.id)}`, target: '_blank',
+          rel: 'noopener', 'data-testid': 'test-call', 'aria-label': t('avatars.testCallLabel', { name: a.name }) }, t('avatars.testCall')))
+        : h('p', { class: 'muted', 'data-testid': 'test-call-unavailable' }, t('avatars.testCallNotReady'))) : null,
       editor ? h('div', { class: 'actions' },
         h('label', { for: fileId, class: 'button' }, t('avatars.upload')),
         h('input', {
