@@ -62,7 +62,7 @@ def deployment(tmp_path_factory):
             png = tmp / f"{key}.png"
             Image.fromarray(faces[key]).save(png)
             ids = provision(url, headers, PERSONAS / persona, avatar_name=f"{name} desk", portrait=png)
-            orgs[key] = {"headers": headers, "tenant_id": r.json()["id"], **ids}
+            orgs[key] = {"headers": headers, "tenant_id": r.json()["id"], "email": email, "password": password, **ids}
         s.start_worker("avatar")
         s.start_worker("agent")
         yield {"stack": s, "url": url, "orgs": orgs, "faces": faces}
@@ -135,6 +135,7 @@ async def test_each_organisation_gets_its_own_persona_knowledge_face_and_record(
         h = d["orgs"][org]["headers"]
         rooms = {x["room"] for x in httpx.get(f"{d['url']}{API}/sessions", headers=h, timeout=30).json()["items"]}
         assert mine["room"] in rooms and other["room"] not in rooms, (org, rooms)
+    d["bank_room"] = bank["room"]  # for the console's view of this call (below)
 
 
 async def test_an_edited_greeting_reaches_the_next_call(deployment, say):
@@ -149,3 +150,41 @@ async def test_an_edited_greeting_reaches_the_next_call(deployment, say):
     log = (d["stack"].log_dir / "admin.log").read_text(errors="replace")
     for part in ("/knowledge HTTP", "/avatar HTTP"):
         assert sum(part in line and "GET /api/v1/agent/calls/" in line for line in log.splitlines()) == 2, part
+
+
+def test_the_recorded_call_appears_in_the_console_with_its_transcript_and_waterfall(deployment):
+    """The bank's call above, as its administrator sees it in the console (real Chromium): the redacted
+    transcript of what was said in the call, the answer's citation and the per-turn latency waterfall."""
+    from types import SimpleNamespace
+
+    from tests.console.conftest import CHROMIUM, OUT, Console, _need_chromium
+
+    d = deployment
+    if "bank_room" not in d:
+        pytest.skip("the bank's call did not complete (see the test before)")
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    o = d["orgs"]["bank"]
+    items = httpx.get(f"{d['url']}{API}/sessions", headers=o["headers"], timeout=30).json()["items"]
+    sid = next(x["id"] for x in items if x["room"] == d["bank_room"])
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            c = Console(browser, SimpleNamespace(url=d["url"]), OUT)
+            c.sign_in(o["email"], o["password"])
+            c.go(f"#/sessions/{sid}")
+            page = c.page
+            page.get_by_test_id("transcript").wait_for()
+            text = page.get_by_test_id("transcript").inner_text().lower()
+            assert "opening hours" in text and any(w in text for w in BANK_A), text
+            assert "harbor bank" in text  # the greeting, as the call said it
+            assert page.locator("[data-testid=waterfall] .seg").count() > 0  # the call's own stage timings
+            assert page.locator(".citations").count() > 0  # the answer from the bank's knowledge cites it
+            c.shot("20-recorded-call")
+            errors = c.unexpected_errors()
+            c.close()
+        finally:
+            browser.close()
+    assert not errors, errors

@@ -6,7 +6,11 @@ import { t } from '../i18n';
 const PAGE = 25;
 export const OUTCOMES = ['completed', 'abandoned', 'escalated', 'escalated_handled', 'escalated_unanswered', 'failed'];
 // Stages in the order they happen within a turn (LiveKit's per-message metrics, seconds).
-export const STAGES = ['end_of_turn_delay', 'transcription_delay', 'on_user_turn_completed_delay', 'llm_node_ttft', 'tts_node_ttfb'];
+export const STAGES = ['end_of_turn_delay', 'transcription_delay', 'on_user_turn_completed_delay', 'llm_node_ttft', 'tts_node_ttfb',
+  'playback_latency'];
+// Figures that overlap the stages above (not drawn as a segment of their own): the end-to-end total is the
+// dashed frame; the LLM's first sentence includes its first token.
+const OVERLAPPING = new Set(['e2e_latency', 'llm_node_ttfs']);
 
 function filtersFromHash(): Record<string, string> {
   const q = location.hash.split('?')[1] || '';
@@ -76,7 +80,7 @@ function citationText(c: unknown): string {
 export function waterfall(turns: Turn[]): HTMLElement {
   const rows = turns.filter((x) => Object.keys(x.latency || {}).length);
   const order = (k: string) => { const i = STAGES.indexOf(k); return i < 0 ? STAGES.length : i; };
-  const parts = rows.map((turn) => Object.entries(turn.latency).filter(([k, v]) => k !== 'e2e_latency' && typeof v === 'number')
+  const parts = rows.map((turn) => Object.entries(turn.latency).filter(([k, v]) => !OVERLAPPING.has(k) && typeof v === 'number')
     .sort((a, b) => order(a[0]) - order(b[0])));
   const totals = rows.map((turn, i) => Math.max(parts[i].reduce((s, [, v]) => s + v, 0), turn.latency.e2e_latency || 0));
   const max = Math.max(0.001, ...totals);
