@@ -59,7 +59,6 @@ class EngineVideoGenerator(VideoGenerator):
         self._chunk_bytes = 2 * self._info.samples_per_chunk
         self._resampler: Resampled | None = None  # for speech that arrives at another rate
         self._chunks: deque[tuple[np.ndarray, bool]] = deque()  # (chunk, ends its segment), in order
-        self._segment_queued = False  # a chunk of the current segment is in _chunks
         self._epoch = 0
         self._engine_epoch = 0  # the epoch the engine's state belongs to
         self._ignore_stale_end = False
@@ -107,19 +106,18 @@ class EngineVideoGenerator(VideoGenerator):
     def _queue_pcm(self, pcm: bytes) -> None:
         for f in self._chunker.push(pcm):
             self._chunks.append((np.frombuffer(f.data, np.int16).copy(), False))
-            self._segment_queued = True
 
     def _end_segment(self) -> None:
         """The segment's tail (padded with silence to a whole chunk) ends it; a segment that filled
-        whole chunks ends with its last one; an empty one with a chunk of silence, so its end marker
-        still goes out (the agent waits for it to know the answer was played)."""
+        whole chunks ends with its last one while that is still queued; otherwise (an empty segment,
+        or its last chunk already taken to render) a chunk of silence ends it, so its end marker still
+        goes out (the agent waits for it to know the answer was played)."""
         tail = b"".join(bytes(f.data) for f in self._chunker.flush())
-        if tail or not self._segment_queued:
-            chunk = np.frombuffer(tail.ljust(self._chunk_bytes, b"\0"), np.int16).copy()
-            self._chunks.append((chunk, True))
-        else:
+        # a queued chunk that ends no segment belongs to this one (earlier segments are all ended)
+        if not tail and self._chunks and not self._chunks[-1][1]:
             self._chunks[-1] = (self._chunks[-1][0], True)
-        self._segment_queued = False
+            return
+        self._chunks.append((np.frombuffer(tail.ljust(self._chunk_bytes, b"\0"), np.int16).copy(), True))
 
     def interrupt(self) -> None:
         """Drop all queued and in-flight speech; the engine returns to idle."""
@@ -127,7 +125,6 @@ class EngineVideoGenerator(VideoGenerator):
         self._chunker = self._new_chunker()
         self._resampler = None  # what it holds belongs to the dropped speech
         self._chunks.clear()
-        self._segment_queued = False
         self._ignore_stale_end = True
         self._speaking = False
         logger.info("interrupted: speech dropped, returning to idle")

@@ -189,3 +189,21 @@ def test_cpu_engines_open_the_mouth_with_speech_and_close_it_after(engine):
     assert max(mouth_diff(f) for f in talk) > 8.0  # the mouth visibly opened
     assert mouth_diff(after[-1]) < 3.0  # and closed again after the interruption
     assert talk[0].shape == (512, 512, 3) and talk[0].dtype == np.uint8
+
+
+async def test_a_segment_whose_last_whole_chunk_is_already_rendering_still_ends():
+    """TTS slower than playback: every chunk of the answer was taken to render before its end marker
+    came; the end goes out after a chunk of silence (nothing to mark in the queue)."""
+    sess = RecordingSession(chunk_frames=2)
+    gen = EngineVideoGenerator(sess)
+    stream = gen.__aiter__()
+    await gen.push_audio(tone_frame(80))  # exactly one chunk (2 frames of 40 ms)
+    got = [await asyncio.wait_for(stream.__anext__(), 5) for _ in range(4)]  # its 2 frames and 2 audio slices
+    assert sum(isinstance(i, rtc.AudioFrame) for i in got) == 2
+    await gen.push_audio(AudioSegmentEnd())
+    rest = []
+    while not rest or not isinstance(rest[-1], AudioSegmentEnd):
+        rest.append(await asyncio.wait_for(stream.__anext__(), 5))
+    silent = [i for i in rest if isinstance(i, rtc.AudioFrame)]
+    assert len(silent) == 2 and not any(np.frombuffer(a.data, np.int16).any() for a in silent)
+    await gen.aclose()
