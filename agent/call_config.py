@@ -164,11 +164,31 @@ _indexes_lock = threading.Lock()
 _KEEP_INDEXES = 16  # organisations' indexes kept loaded in one worker
 
 
-def _load_index(folder: Path, tag: str, embedding_model: str | None) -> Any:
+def load_index(folder: Path | str, tag: str, embedding_model: str | None) -> Any:
+    """A knowledge index folder as a call uses it: the process's shared embedder, and ``tag`` (the
+    knowledge base and its revision) as the version the meaning layer caches its embeddings by."""
     from dialogue.knowledge import Embedder, KnowledgeIndex
 
     index = KnowledgeIndex.load(folder, Embedder.shared(embedding_model or None))
     index.revision = tag  # the meaning layer caches its embeddings by this (dialogue.understanding)
+    return index
+
+
+def loaded_index(key: tuple[str, str]) -> Any | None:
+    """The index of (knowledge base id, revision) if this process has it loaded (most recent first)."""
+    with _indexes_lock:
+        if key in _indexes:
+            _indexes.move_to_end(key)
+            return _indexes[key]
+    return None
+
+
+def keep_index(key: tuple[str, str], index: Any) -> Any:
+    """Keep ``index`` loaded for (knowledge base id, revision); the least recently used go past the limit."""
+    with _indexes_lock:
+        _indexes[key] = index
+        while len(_indexes) > _KEEP_INDEXES:
+            _indexes.popitem(last=False)
     return index
 
 
@@ -187,17 +207,10 @@ def empty_index(embedding_model: str | None = None) -> Any:
 async def _knowledge(client: AdminClient, cache: BundleCache, ticket: str, kb: dict[str, Any],
                      embedding_model: str | None) -> Any:
     key = (kb["id"], kb["revision"])
-    with _indexes_lock:
-        if key in _indexes:
-            _indexes.move_to_end(key)
-            return _indexes[key]
+    if (index := loaded_index(key)) is not None:
+        return index
     folder = await cache.fetch(client, f"{API}/{ticket}/knowledge", "knowledge", kb["id"], kb["revision"])
-    index = await asyncio.to_thread(_load_index, folder, f"{kb['id']}:{kb['revision']}", embedding_model)
-    with _indexes_lock:
-        _indexes[key] = index
-        while len(_indexes) > _KEEP_INDEXES:
-            _indexes.popitem(last=False)
-    return index
+    return keep_index(key, await asyncio.to_thread(load_index, folder, f"{kb['id']}:{kb['revision']}", embedding_model))
 
 
 async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, cache_dir: Path | None = None,

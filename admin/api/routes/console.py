@@ -46,7 +46,6 @@ router = APIRouter(tags=["console"])
 KbReaders = Annotated[Principal, Depends(require(*READERS, Role.agent))]
 Superuser = Annotated[Principal, Depends(require(superuser=True))]
 Callers = Annotated[Principal, Depends(require(Role.admin, Role.operator))]
-TEST_CALL_PREFIX = "console-test-"
 
 
 class ConsoleSession(BaseModel):
@@ -138,7 +137,7 @@ def console_test_call(body: TestCallRequest, request: Request, db: SessionDep, p
         raise HTTPException(409, f"Avatar '{avatar.name}' is not ready yet ({avatar.status}): "
                                  "a test call starts once its portrait is prepared.")
     # letters only: the redactor every stored identity goes through never reads it as a number
-    identity = TEST_CALL_PREFIX + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
+    identity = tokens.TEST_CALL_PREFIX + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
     out = tokens.mint(CallTokenRequest(avatar_id=avatar.id, name="Console test call"), request, db, principal,
                       identity=identity)
     audit.record(db, tenant_id=principal.tenant_id, actor=principal.actor, action="test_call", resource="avatar",
@@ -290,37 +289,23 @@ class AnswerOut(BaseModel):
     seconds: float
 
 
-_answer_indexes: dict[tuple[str, str], Any] = {}  # (kb id, revision) -> the index as a call loads it
-_KEEP_ANSWER_INDEXES = 8
-
-
 def _call_index(kb: KnowledgeBase, embedding_model: str | None) -> Any:
-    """The knowledge base's index as the agent loads it for a call (agent.call_config): the shared
-    embedder, the version tag the meaning layer caches by; an empty index without documents."""
-    import numpy as np
-
+    """The knowledge base's index as the agent loads it for a call (agent.call_config: the shared embedder,
+    the version tag the meaning layer caches by, the same cache of loaded indexes); an empty index without
+    documents."""
     from admin.call_config import index_revision
-    from dialogue.knowledge import Embedder, KnowledgeIndex
+    from agent import call_config
 
     revision = index_revision(kb)
     if revision is None:  # the call answers that it has no approved information
-        index = KnowledgeIndex([], np.zeros((0, 384), np.float32))
-        index.revision = "empty"
-        return index
+        return call_config.empty_index()
     key = (kb.id, revision)
-    with _index_lock:
-        if key in _answer_indexes:
-            return _answer_indexes[key]
-    index = KnowledgeIndex.load(kb.index_dir, Embedder.shared(embedding_model or None))
-    index.revision = f"{kb.id}:{revision}"
-    with _index_lock:
-        _answer_indexes[key] = index
-        while len(_answer_indexes) > _KEEP_ANSWER_INDEXES:
-            _answer_indexes.pop(next(iter(_answer_indexes)))
-    return index
+    if (index := call_config.loaded_index(key)) is not None:
+        return index
+    return call_config.keep_index(key, call_config.load_index(kb.index_dir, f"{kb.id}:{revision}", embedding_model))
 
 
-def agent_answer(question: str, persona: Any, index: Any) -> tuple[Any, float]:
+def agent_answer(settings: Any, question: str, persona: Any, index: Any) -> tuple[Any, float]:
     """The first turn of a call with this persona and index: ``dialogue.load_policy`` with the
     deployment's dialogue settings (``DIALOGUE_*``: an LLM when ``DIALOGUE_LLM_BASE_URL`` is set, else
     retrieval and templates), as ``agent.tools.prepare_call`` builds it. Tools are not run. Blocking:
@@ -328,10 +313,10 @@ def agent_answer(question: str, persona: Any, index: Any) -> tuple[Any, float]:
     import asyncio
     import time
 
-    from dialogue import CORE_TOOLS, DialogueSettings, Message, load_policy
+    from dialogue import CORE_TOOLS, Message, load_policy
 
     started = time.perf_counter()
-    policy = load_policy(DialogueSettings(), persona=persona, index=index)
+    policy = load_policy(settings, persona=persona, index=index)
 
     async def turn() -> None:
         try:
@@ -351,7 +336,6 @@ def answer_kb(kb_id: str, body: AnswerIn, db: SessionDep, principal: Readers) ->
     route: FastAPI runs it in a worker thread, so the embeddings (and an LLM's answer) never hold up the
     event loop. Tools it would call are listed, not run; nothing is recorded."""
     from admin.call_config import dialogue_persona
-    from admin.models import Tenant
     from dialogue import DialogueSettings, load_persona
 
     kb = crud.get_owned(db, KnowledgeBase, kb_id, principal.tenant_id, what="knowledge base")
@@ -368,7 +352,7 @@ def answer_kb(kb_id: str, body: AnswerIn, db: SessionDep, principal: Readers) ->
         who = AnswerPersona(id=None, name=persona.name)
     index = _call_index(kb, settings.embedding_model)
     db.close()  # the answer may take seconds (an LLM): no connection held meanwhile
-    policy, seconds = agent_answer(body.question, persona, index)
+    policy, seconds = agent_answer(settings, body.question, persona, index)
     rec = policy.turns[-1]
     note = rec.error
     if policy.index is not index:

@@ -34,7 +34,8 @@ from agent.contract import AVATAR_PREFIX, CallDispatch, call_token
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]
 # LiveKit identities the platform's own participants use, or that the server gives callers.
-RESERVED_IDENTITY_PREFIXES = ("agent-", AVATAR_PREFIX, "caller-", OPERATOR_PREFIX, "console-test-")
+TEST_CALL_PREFIX = "console-test-"  # the console's test calls (POST /console/test-call)
+RESERVED_IDENTITY_PREFIXES = ("agent-", AVATAR_PREFIX, "caller-", OPERATOR_PREFIX, TEST_CALL_PREFIX)
 
 
 def call_room(tenant_id: str, avatar_id: str, session_id: str) -> str:
