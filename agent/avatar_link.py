@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from livekit import api, rtc
-from livekit.agents import AgentSession, JobContext
+from livekit.agents import AgentSession, JobContext, utils
 from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
 from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
 
@@ -212,11 +212,7 @@ class AvatarLink(AvatarSession):
         room = self._ctx.room
         room.off("participant_disconnected", self._on_participant_disconnected)
         watch = self._avatar_out._watch if isinstance(self._avatar_out, WatchedAvatarOutput) else None
-        pending = [t for t in (watch, self._rejoin, self._removal, self._joining) if t is not None and not t.done()]
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await utils.aio.cancel_and_wait(*(t for t in (watch, self._rejoin, self._removal, self._joining) if t is not None))
         self._session = None
         await super().aclose()
 
