@@ -79,6 +79,27 @@ class Proc:
             return ""
 
 
+def room_identities(url: str, room: str) -> list[str]:
+    """Who is in ``room`` on the stack's livekit-server (``url``, its dev key), as the server lists them.
+    Blocking: it runs its own event loop in a thread of its own, so it can be called from a thread that
+    drives a browser or from inside a running loop's thread."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from livekit import api
+
+    async def _list() -> list[str]:
+        lk = api.LiveKitAPI(url.replace("ws://", "http://"), "devkey", "secret")
+        try:
+            res = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+            return [p.identity for p in res.participants]
+        finally:
+            await lk.aclose()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _list()).result()
+
+
 @dataclass
 class Stack:
     """A running livekit-server plus agent and avatar workers."""

@@ -766,31 +766,13 @@ def test_handoff_history_pages_back_through_past_calls(console):
     console.shot("18-handoff-history")
 
 
-def _room_identities(url: str, room: str) -> list[str]:
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    from livekit import api
-
-    async def _list() -> list[str]:
-        lk = api.LiveKitAPI(url.replace("ws://", "http://"), "devkey", "secret")
-        try:
-            res = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
-            return [p.identity for p in res.participants]
-        finally:
-            await lk.aclose()
-
-    with ThreadPoolExecutor(1) as pool:  # off the thread that drives the browser
-        return pool.submit(asyncio.run, _list()).result()
-
-
 def test_an_operator_starts_a_test_call_from_the_avatars_page(console_db, browser, out_dir, tmp_path):
     """Test call: the button of a ready avatar opens /test-call.html, whose widget gets a caller's token for
     that avatar from POST /console/test-call and joins its room on a real livekit-server (no agent here);
     an avatar that is not ready has a sentence instead of the button."""
     from admin.core.db import session_scope
     from admin.models import Avatar
-    from agent.devstack import Stack, free_port
+    from agent.devstack import Stack, free_port, room_identities
     from tests.admin.conftest import make_tenant
     from tests.console.conftest import CHROMIUM, Console, admin_server
 
@@ -837,7 +819,7 @@ def test_an_operator_starts_a_test_call_from_the_avatars_page(console_db, browse
                 assert grant["server_url"] == stack.url
                 call.wait_for_function("() => window.dhWidget && window.dhWidget.state === 'in-call'", timeout=20_000)
                 assert call.get_by_role("button", name="End call").is_visible()
-                assert _room_identities(stack.url, grant["room"]) == [grant["identity"]]
+                assert room_identities(stack.url, grant["room"]) == [grant["identity"]]
                 call.screenshot(path=str(out_dir / "19-test-call.png"))
                 call.get_by_role("button", name="End call").click()
                 call.wait_for_function("() => window.dhWidget.state !== 'in-call'", timeout=10_000)

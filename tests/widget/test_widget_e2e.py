@@ -6,12 +6,12 @@ Screenshots go to out/widget/*.png.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from agent.devstack import room_identities
 
 from .conftest import OUT
 
@@ -22,21 +22,6 @@ W = "window.dhWidget"
 
 def _shot(page, name: str) -> None:
     page.screenshot(path=str(OUT / f"{name}.png"))
-
-
-def _room_identities(url: str, room: str) -> list[str]:
-    from livekit import api
-
-    async def _list() -> list[str]:
-        lk = api.LiveKitAPI(url.replace("ws://", "http://"), "devkey", "secret")
-        try:
-            res = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
-            return [p.identity for p in res.participants]
-        finally:
-            await lk.aclose()
-
-    with ThreadPoolExecutor(1) as pool:  # off the thread that drives the browser
-        return pool.submit(asyncio.run, _list()).result()
 
 
 def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, browser, out_dir):
@@ -127,13 +112,13 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
 
         # End the call: the page leaves the room, and the server agrees.
         room, identity = page.evaluate(f"[{W}.grant.room, {W}.grant.identity]")
-        assert identity in _room_identities(stack.url, room)
+        assert identity in room_identities(stack.url, room)
         page.get_by_role("button", name="End call").click()
         page.wait_for_function(f"{W}.state === 'ended'", timeout=15_000)
         deadline = time.monotonic() + 15
-        while identity in _room_identities(stack.url, room) and time.monotonic() < deadline:
+        while identity in room_identities(stack.url, room) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert identity not in _room_identities(stack.url, room)
+        assert identity not in room_identities(stack.url, room)
         assert page.evaluate(f"{W}.room") is None
         _shot(page, "4-ended")
     except Exception:
