@@ -354,50 +354,47 @@ export class DHWidget {
     }
   }
 
-  async _acceptHandoff() {
-    // the console's browser session (cookie) and its CSRF double-submit header
+  // A POST with the console's browser session (cookie) and its CSRF double-submit header. `failures` maps a
+  // status to the caller's own error (a function of the response); any other failure is the service's.
+  async _consolePost(path, body, failures) {
     const csrf = (document.cookie.match(/(?:^|;\s*)dh_csrf=([^;]+)/) || [])[1] || '';
+    const headers = { 'X-CSRF-Token': decodeURIComponent(csrf) };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
     let r;
     try {
-      r = await fetch(`${this.config.url}/api/v1/handoffs/${encodeURIComponent(this.config.handoff || '')}/accept`, {
-        method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': decodeURIComponent(csrf) },
+      r = await fetch(`${this.config.url}${path}`, {
+        method: 'POST', credentials: 'same-origin', headers, body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch {
       throw new UserError('service', 'The service cannot be reached. Check the connection, then try again.');
     }
     if (r.status === 401) throw new UserError('auth', 'Sign in to the console first, then open this page again.', false);
-    if (r.status === 403) throw new UserError('auth', 'Your role may not take calls over; ask an admin.', false);
-    if (r.status === 404) throw new UserError('config', 'There is no such call in your organisation.', false);
-    if (r.status === 409) throw new UserError('taken', 'Someone else has taken this call, or the caller is no longer waiting.', false);
+    if (failures[r.status]) throw await failures[r.status](r);
     if (!r.ok) throw new UserError('service', 'The service is unavailable right now. Please try again.');
     return r.json();
   }
 
-  async _testToken() {
-    const csrf = (document.cookie.match(/(?:^|;\s*)dh_csrf=([^;]+)/) || [])[1] || '';
-    let r;
-    try {
-      r = await fetch(`${this.config.url}/api/v1/console/test-call`, {
-        method: 'POST', credentials: 'same-origin',
-        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': decodeURIComponent(csrf) },
-        body: JSON.stringify({ avatar_id: this.config.avatar }),
-      });
-    } catch {
-      throw new UserError('service', 'The service cannot be reached. Check the connection, then try again.');
-    }
-    if (r.status === 401) throw new UserError('auth', 'Sign in to the console first, then open this page again.', false);
-    if (r.status === 403) throw new UserError('auth', 'Your role may not make test calls; ask an admin or operator.', false);
-    if (r.status === 404) throw new UserError('config', 'There is no such avatar in your organisation.', false);
-    if (r.status === 409) {
-      const detail = await r.json().then((b) => b.detail, () => '');
-      throw new UserError('config', typeof detail === 'string' && detail ? detail : 'This avatar is not ready yet.', false);
-    }
-    if (r.status === 429) {
-      const wait = parseInt(r.headers.get('Retry-After') || '60', 10);
-      throw new UserError('busy', `Too many calls. Please try again in ${wait} seconds.`);
-    }
-    if (!r.ok) throw new UserError('service', 'The service is unavailable right now. Please try again.');
-    return r.json();
+  _acceptHandoff() {
+    return this._consolePost(`/api/v1/handoffs/${encodeURIComponent(this.config.handoff || '')}/accept`, undefined, {
+      403: () => new UserError('auth', 'Your role may not take calls over; ask an admin.', false),
+      404: () => new UserError('config', 'There is no such call in your organisation.', false),
+      409: () => new UserError('taken', 'Someone else has taken this call, or the caller is no longer waiting.', false),
+    });
+  }
+
+  _testToken() {
+    return this._consolePost('/api/v1/console/test-call', { avatar_id: this.config.avatar }, {
+      403: () => new UserError('auth', 'Your role may not make test calls; ask an admin or operator.', false),
+      404: () => new UserError('config', 'There is no such avatar in your organisation.', false),
+      409: async (r) => {
+        const detail = await r.json().then((b) => b.detail, () => '');
+        return new UserError('config', typeof detail === 'string' && detail ? detail : 'This avatar is not ready yet.', false);
+      },
+      429: (r) => {
+        const wait = parseInt(r.headers.get('Retry-After') || '60', 10);
+        return new UserError('busy', `Too many calls. Please try again in ${wait} seconds.`);
+      },
+    });
   }
 
   async _fetchToken() {
