@@ -92,7 +92,7 @@ def check_voice(language: str, name: str | None, field: str) -> None:
 
     why = problem(language, name, get_settings().models_dir)
     if why:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: {why}")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{field}: {why}")
 
 
 def check_persona_voices(settings: dict[str, Any] | None) -> None:
@@ -100,7 +100,7 @@ def check_persona_voices(settings: dict[str, Any] | None) -> None:
     if voices is None:
         return
     if not isinstance(voices, dict) or not all(isinstance(v, str) for v in voices.values()):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             'settings.voices: give a voice name per language, e.g. {"en": "espeak", "zh": "zh-baker"}')
     for lang, name in voices.items():
         check_voice(lang, name, f"settings.voices.{lang}")

@@ -10,17 +10,22 @@ from livekit import api as lk
 API = "/api/v1"
 
 
+def _room(sid: str) -> str:
+    # 8 decimal digits after the dash: the redactor would read "room-13241898" as a phone number
+    return f"room-{int(sid[:8], 16) % 10**8:08d}"
+
+
 def _handoff(client, t, state: str = "waiting", sid: str | None = None) -> str:  # noqa: ANN001
     from admin.core.security import mint_session_grant
 
     sid = sid or str(uuid.uuid4())
     grant = mint_session_grant(t.id, sid, 600)
     events = [
-        {"event_id": str(uuid.uuid4()), "type": "session_start", "payload": {"session_id": sid, "room": f"room-{sid[:8]}"}},
+        {"event_id": str(uuid.uuid4()), "type": "session_start", "payload": {"session_id": sid, "room": _room(sid)}},
         {"event_id": str(uuid.uuid4()), "type": "turn",
          "payload": {"session_id": sid, "speaker": "user", "text": "I want a person, my card 4111 1111 1111 1111"}},
         {"event_id": str(uuid.uuid4()), "type": "handoff",
-         "payload": {"session_id": sid, "state": state, "room": f"room-{sid[:8]}", "reason": "caller asked for a person",
+         "payload": {"session_id": sid, "state": state, "room": _room(sid), "reason": "caller asked for a person",
                      "summary": "lost card 4111 1111 1111 1111"}},
     ]
     r = client.post(f"{API}/agent/events", json={"events": [{**e, "grant": grant} for e in events]},
@@ -52,7 +57,8 @@ def test_one_operator_accepts_and_gets_an_operator_token_for_that_room_only(clie
     assert r.status_code == 200, r.text
     out = r.json()
     claims = lk.TokenVerifier("devkey", "secret").verify(out["token"])
-    assert claims.video.room == out["room"] == f"room-{sid[:8]}" and claims.identity.startswith("operator-")
+    # the operator is sent to the caller's room exactly: a room is an address, never redacted
+    assert claims.video.room == out["room"] == _room(sid) and claims.identity.startswith("operator-")
     assert not claims.room_config or not claims.room_config.agents  # joining dispatches nothing
     assert out["handoff"]["status"] == "accepted" and out["handoff"]["accepted_by"] == tenant.users["operator"]
     assert client.post(f"{API}/handoffs/{hid}/accept", headers=tenant.headers["admin"]).status_code == 409
@@ -69,5 +75,7 @@ def test_a_caller_no_longer_waiting_cannot_be_accepted(client, tenant):
     h = next(h for h in client.get(f"{API}/handoffs", params={"state": "all"}, headers=tenant.headers["operator"]).json()
              if h["session_id"] == sid)
     assert h["status"] == "unanswered" and h["ended_at"]
+    # nobody joins any more: the room, kept as it was for the operator's token, rests redacted now
+    assert h["room"] == "room-[PHONE]" != _room(sid)
     r = client.post(f"{API}/handoffs/{h['id']}/accept", headers=tenant.headers["operator"])
     assert r.status_code == 409 and "no longer waiting" in r.json()["detail"]

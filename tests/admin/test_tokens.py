@@ -81,3 +81,15 @@ def test_a_call_room_survives_the_redactor_whatever_its_ids():
                                   ("abcdef12-0000-4000-8000-000000000000", "12345678-1111-4111-8111-111111111111")):
         room = call_room("tenant-1", avatar_id, session_id)
         assert redact(room) == room, room
+
+
+def test_a_requested_room_holding_personal_data_is_refused(client, tenant):
+    from admin.core.security import room_prefix
+
+    av = _avatar(client, tenant)
+    room = f"{room_prefix(tenant.id)}-4915112345678"
+    r = client.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"], "room": room}, headers=tenant.headers["agent"])
+    assert r.status_code == 422 and "personal data" in r.json()["detail"]
+    r = client.post(f"{API}/tokens/livekit", json={"avatar_id": av["id"], "room": f"{room_prefix(tenant.id)}-desk-a"},
+                    headers=tenant.headers["agent"])
+    assert r.status_code == 201, r.text

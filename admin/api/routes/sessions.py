@@ -339,11 +339,13 @@ def _handoff(db: Session, tenant_id: str, p: HandoffIn) -> None:
     at = p.at or utcnow()
     h = db.scalar(select(Handoff).where(Handoff.session_id == s.id))
     if h is None:
-        h = Handoff(tenant_id=tenant_id, session_id=s.id, room=redact(p.room) if p.room else s.room,
-                    requested_at=at, status="waiting")
+        h = Handoff(tenant_id=tenant_id, session_id=s.id, requested_at=at, status="waiting")
         db.add(h)
     if p.state == "waiting":
-        # asked again after a hand-back: a new wait
+        # asked again after a hand-back: a new wait. The room is the address an operator's token is
+        # minted for, so it is kept as the agent reported it (a redacted "room-[PHONE]" would send
+        # the colleague to an empty room) -- only while someone may still join: see _close_handoff.
+        h.room = p.room or h.room or s.room
         h.status, h.requested_at, h.accepted_at, h.accepted_by, h.operator_joined_at, h.ended_at = \
             "waiting", at, None, None, None, None
         h.reason = redact(p.reason) if p.reason else h.reason
@@ -353,15 +355,24 @@ def _handoff(db: Session, tenant_id: str, p: HandoffIn) -> None:
         h.accepted_at = h.accepted_at or at
     else:
         h.status, h.ended_at = p.state, at
+        _close_handoff(h)
     h.updated_at = utcnow()
     s.escalated = True
     s.escalation_reason = s.escalation_reason or (redact(p.reason) if p.reason else None)
     db.flush()
 
 
+def _close_handoff(h: Handoff) -> None:
+    """Nobody joins a handoff that has ended: its room goes to rest redacted, like the call's."""
+    h.room = redact(h.room) if h.room else h.room
+
+
 def _end(db: Session, tenant_id: str, p: SessionEnd) -> bool:
     s = _session(db, tenant_id, p.session_id, create=True)
     assert s is not None
+    h = db.scalar(select(Handoff).where(Handoff.session_id == s.id))
+    if h is not None:
+        _close_handoff(h)
     s.ended_at = p.ended_at or utcnow()
     s.outcome = "escalated" if p.escalated and p.outcome in (None, "completed") else p.outcome
     s.escalated = p.escalated

@@ -30,6 +30,7 @@ from admin.core.security import room_prefix
 from admin.models import Avatar, CallTicket, JobStatus, Role, utcnow
 from admin.schemas import CallTokenOut, CallTokenRequest
 from agent.contract import AVATAR_PREFIX, CallDispatch, call_token
+from dialogue.guardrails import redact
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 TokenIssuers = Annotated[Principal, Depends(require(Role.admin, Role.operator, Role.agent))]
@@ -41,7 +42,7 @@ RESERVED_IDENTITY_PREFIXES = ("agent-", AVATAR_PREFIX, "caller-", OPERATOR_PREFI
 def call_room(tenant_id: str, avatar_id: str, session_id: str) -> str:
     """A new call's room: the tenant's namespace, then the avatar and the session. Each id piece
     follows a letter, so that 8 hex digits that happen to be decimal ("59627935") never read as a
-    phone number to the redactor that every stored room goes through (the record kept "[PHONE]")."""
+    phone number to the check that refuses rooms holding personal data."""
     return f"{room_prefix(tenant_id)}-a{avatar_id[:8]}-s{session_id[:8]}"
 
 
@@ -58,6 +59,10 @@ def _check_room(room: str, tenant_id: str) -> None:
         # 404, like every other tenant's resource: whether the room exists is not revealed
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"No room {room} in your organisation (its rooms start with '{prefix}').")
+    if redact(room) != room:
+        # rooms are addresses, kept in the call record and the handoff queue as they are
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "A room name may not hold personal data (a phone, card or account number, an email).")
 
 
 @router.post("/livekit", response_model=CallTokenOut, status_code=201)
