@@ -49,7 +49,7 @@ def call_events(started_at: str, turns, outcome: str | None = None, room: str | 
     """One call's events: turns are (speaker, text) or (speaker, text, citations); no outcome: still going."""
     sid = str(uuid.uuid4())
     ev = [{"event_id": str(uuid.uuid4()), "type": "session_start", "payload": {
-        "session_id": sid, "room": room or f"room-{sid[:8]}", "started_at": started_at}}]
+        "session_id": sid, "room": room or f"room-s{sid[:8]}", "started_at": started_at}}]
     for seq, (speaker, text, *cites) in enumerate(turns):
         ev.append({"event_id": str(uuid.uuid4()), "type": "turn", "payload": {
             "session_id": sid, "seq": seq, "speaker": speaker, "text": text, "language": "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en",
@@ -73,7 +73,7 @@ def seeded(server, tenant):
         sid = str(uuid.uuid4())
         sids.append(sid)
         events.append({"event_id": str(uuid.uuid4()), "type": "session_start", "payload": {
-            "session_id": sid, "room": f"room-{n}-{sid[:6]}", "caller_identity": f"caller-{n}", "started_at": f"{day}T09:00:00Z"}})
+            "session_id": sid, "room": f"room-{n}-s{sid[:6]}", "caller_identity": f"caller-{n}", "started_at": f"{day}T09:00:00Z"}})
         turns = [
             ("user", "Hi, my card 4111 1111 1111 1111 was stolen, what now?",
              {"end_of_turn_delay": 0.45, "transcription_delay": 0.21 + n / 100}, []),
@@ -559,7 +559,7 @@ def handoff_call(server, tenant, reason: str, summary: str) -> tuple[str, str]:
     """A call that asks for a person now: its turns, then the agent's ``handoff`` event (waiting)."""
     from datetime import UTC, datetime
 
-    room = f"call-{uuid.uuid4().hex[:8]}"
+    room = f"call-h{uuid.uuid4().hex[:8]}"  # a letter first: 8 decimal digits would be read as a phone
     sid, events = call_events(datetime.now(UTC).isoformat(), [
         ("user", "I want to close my account and nobody answers my letters."),
         ("assistant", "I understand. This needs a colleague's attention, so I'm connecting you to a person now."),
