@@ -10,7 +10,6 @@ transcriptions both sides publish.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import queue
 import threading
@@ -23,30 +22,17 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 
+from .avsync import AvOffset, offset_of
+from .tts import speak
+
 logger = logging.getLogger("agent.caller")
 
 RATE = 16000  # the caller records and speaks at 16 kHz mono
 
 
-@functools.lru_cache(maxsize=4)
-def _piper(voice_path: Path):  # noqa: ANN202
-    from piper import PiperVoice
-
-    return PiperVoice.load(str(voice_path))
-
-
 def synthesize(text: str, voice_path: Path) -> np.ndarray:
     """Speak ``text`` with a local Piper voice (loaded once per path); int16 mono at 16 kHz."""
-    from scipy.signal import resample_poly
-
-    voice = _piper(Path(voice_path))
-    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-    sr = voice.config.sample_rate
-    from math import gcd
-
-    g = gcd(sr, RATE)
-    audio = resample_poly(audio, RATE // g, sr // g)
-    return (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    return speak(text, voice_path, RATE)
 
 
 def fake_microphone_wav(path: Path, pcm: np.ndarray, *, lead: float, tail: float) -> Path:
@@ -68,6 +54,7 @@ def fake_microphone_wav(path: Path, pcm: np.ndarray, *, lead: float, tail: float
 class VideoSample:
     t: float  # arrival, seconds on the caller's clock (time.time())
     motion: float | None  # mean abs change of the mouth region (grey) since the previous frame
+    shown: float | None = None  # WebRTC's render time for it (same clock), where it gave one
 
 
 @dataclass
@@ -345,7 +332,7 @@ class ScriptedCaller:
                     motion = float(np.abs(mouth - prev).mean())
                 prev = mouth
             self.last_frame = rgb  # what the caller sees now (RGB, the frame's own buffer)
-            self.video.append(VideoSample(now, motion))
+            self.video.append(VideoSample(now, motion, shown))
             self.render_lag.append(now - shown)
             if self.record_path is not None:
                 if self._recorder is None:
@@ -444,6 +431,36 @@ class ScriptedCaller:
         grey level or so, while a talking mouth changes it by several.
         """
         return [(v.t, v.motion) for v in self.video if v.motion is not None and t_from <= v.t <= t_to]
+
+    def av_offset(self, t_from: float, t_to: float, *, played: bool = True) -> AvOffset:
+        """The A/V offset the caller experienced between ``t_from`` and ``t_to`` (arrival times).
+
+        ``played``: on the timeline the MP4 recording uses (video at WebRTC's render time, audio
+        laid out by :func:`audio_timeline`), so that this process being late to read a frame
+        does not count as the stream being late. Otherwise both at the time this process read
+        them. Raises ``ValueError`` when the window holds too little audio and video.
+        """
+        video = [v for v in self.video if v.motion is not None and t_from <= v.t <= t_to]
+        rows, chunks = self._primary()
+        audio = [(c, t) for (t, _), c in zip(rows, chunks) if t_from <= t <= t_to]
+        if len(video) < 50 or len(audio) < 200:
+            raise ValueError("less than 2 s of audio and video in that window")
+        if not played:
+            tv = np.array([v.t for v in video])
+            ta = np.array([t for _, t in audio])
+            loud = np.array([float(np.sqrt(np.mean(c.astype(np.float32) ** 2))) if c.size else 0.0 for c, _ in audio])
+        else:
+            tv = np.array([v.shown if v.shown is not None else v.t for v in video])
+            order = np.argsort(tv, kind="stable")  # render times only grow, but a missing one falls back
+            tv = tv[order]
+            video = [video[i] for i in order]
+            base = audio[0][1] - 1.0
+            step = RATE // 100  # 10 ms pieces, so that a filled gap weighs its length
+            lay = [(start + i, c[i : i + step]) for start, c in audio_timeline(audio, base)
+                   for i in range(0, c.size, step)]
+            ta = np.array([base + (start + c.size / 2) / RATE for start, c in lay])
+            loud = np.array([float(np.sqrt(np.mean(c.astype(np.float32) ** 2))) if c.size else 0.0 for _, c in lay])
+        return offset_of(tv, np.array([v.motion for v in video]), ta, loud)
 
     def first_speaking_frame(self, t_from: float, t_to: float, *, rest: tuple[float, float] | None = None,
                              threshold: float = 3.0) -> float | None:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from .avsync import measure as measure_av_offset
-from .avsync import offset_of
 from .caller import ScriptedCaller, synthesize
 from .devstack import Stack, free_port
 from .settings import AgentSettings
@@ -190,13 +189,14 @@ async def run_call(url: str, out: Path, questions: list[str], room: str, token: 
     (out / "av_trace.json").write_text(json.dumps(trace))
     if caller.render_lag:
         print(f"video frames read {1000 * float(np.median(caller.render_lag)):.0f} ms (median) after WebRTC's render time")
-    mt, ar = caller.mouth_motion(0, time.time()), caller.audio_rms
-    live = None
-    if len(mt) > 50 and len(ar) > 200:
-        live = offset_of(np.array([t for t, _ in mt]), np.array([d for _, d in mt]),
-                         np.array([t for t, _ in ar]), np.array([r for _, r in ar]))
+    figures = {}
+    for key, played in (("av_offset_live_ms", True), ("av_offset_read_ms", False)):
+        try:
+            figures[key] = round(1000 * caller.av_offset(0, time.time(), played=played).offset_s)
+        except ValueError:  # too short a call to measure
+            figures[key] = None
     return {"room": room, "turns": turns, "transcripts": caller.transcripts, "mouth_box": caller.mouth_box,
-            "av_offset_live_ms": None if live is None else round(1000 * live.offset_s)}
+            **figures}
 
 
 def main() -> None:
@@ -232,8 +232,9 @@ def main() -> None:
         off = measure_av_offset(out / "demo.mp4", tuple(result["mouth_box"]))
         result["av_offset_ms"] = round(1000 * off.offset_s)
         print(f"\n{out / 'demo.mp4'}: {off}")
-        if result.get("av_offset_live_ms") is not None:
-            print(f"as the call arrived (the caller's own trace): A/V offset {result['av_offset_live_ms']:+d} ms")
+    if result.get("av_offset_live_ms") is not None:
+        print(f"as the call arrived (the caller's own trace, as played): A/V offset {result['av_offset_live_ms']:+d} ms"
+              f" (at the times the caller's process read the frames: {result['av_offset_read_ms']:+d} ms)")
     (out / "transcript.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(f"wrote {out / 'demo.mp4'} and {out / 'transcript.json'}")
     print(f"\nthe operators' console, with this call in it:\n"

@@ -6,7 +6,9 @@ Starts livekit-server, the admin (recording every call), the avatar and the agen
 scripted callers (own rooms) ask the bench questions one after another for MINUTES. Every
 ``--window`` minutes it prints, over that window: end of speech -> first answer audio (p50, p95),
 video fps at the callers (median over answers), the A/V offset measured on the callers' side
-(mouth motion against the audio envelope, agent/avsync.py; negative: mouth ahead), turns lost,
+(mouth motion against the audio envelope, agent/avsync.py; negative: mouth ahead) as the caller saw
+and heard it (video at WebRTC's render time, audio laid out as played, the timeline of the demo's
+MP4) and, in brackets, at the times this process read the frames (late when it is busy), turns lost,
 and the resident memory of every process (livekit-server, admin, avatar, agent). At the end:
 memory growth first -> last window, and the whole table in ``<out>/soak.json``.
 """
@@ -25,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.avsync import offset_of
 from agent.caller import ScriptedCaller, synthesize
 from agent.devstack import Stack, free_port
 from agent.settings import AgentSettings
@@ -56,11 +57,12 @@ async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], 
             except TimeoutError:
                 turns.append({"t": time.time(), "caller": idx, "lost": True})
             if time.time() - mark > 60:  # the A/V offset over the last minute, then forget old samples
-                mt, ar = caller.mouth_motion(mark, time.time()), [x for x in caller.audio_rms if x[0] >= mark]
+                now = time.time()
                 try:
-                    o = offset_of(np.array([t for t, _ in mt]), np.array([d for _, d in mt]),
-                                  np.array([t for t, _ in ar]), np.array([r for _, r in ar]))
-                    av.append({"t": time.time(), "caller": idx, "offset_ms": 1000 * o.offset_s, "r": o.correlation})
+                    o = caller.av_offset(mark, now)  # as the caller saw and heard it
+                    raw = caller.av_offset(mark, now, played=False)  # as this process read the frames
+                    av.append({"t": now, "caller": idx, "offset_ms": 1000 * o.offset_s, "r": o.correlation,
+                               "arrival_ms": 1000 * raw.offset_s, "arrival_r": raw.correlation})
                 except (ValueError, IndexError):  # too little speech in that minute to measure
                     pass
                 except Exception as exc:  # a figure must not end the run
@@ -77,14 +79,17 @@ def window_row(turns: list[dict], av: list[dict], t0: float, t1: float, mem: dic
     lost = sum(1 for x in turns if t0 <= x["t"] < t1 and x["lost"])
     lat = [x["to_audio"] for x in ok]
     offs = [x["offset_ms"] for x in av if t0 <= x["t"] < t1 and x["r"] > 0.2]
+    raw = [x["arrival_ms"] for x in av if t0 <= x["t"] < t1 and x["arrival_r"] > 0.2]
     return {"turns": len(ok), "lost": lost, "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
             "fps_median": statistics.median([x["fps"] for x in ok]) if ok else None,
-            "av_offset_ms": [round(min(offs)), round(max(offs))] if offs else None, "rss_mb": mem}
+            "av_offset_ms": [round(min(offs)), round(max(offs))] if offs else None,
+            "av_offset_arrival_ms": [round(min(raw)), round(max(raw))] if raw else None, "rss_mb": mem}
 
 
 def fmt(i: int, r: dict) -> str:
     s = lambda v: "   -" if v is None else f"{v:4.2f}"  # noqa: E731
-    av = "-" if r["av_offset_ms"] is None else f"{r['av_offset_ms'][0]:+d}..{r['av_offset_ms'][1]:+d} ms"
+    span = lambda v: "-" if v is None else f"{v[0]:+d}..{v[1]:+d} ms"  # noqa: E731
+    av = f"{span(r['av_offset_ms'])} (read here: {span(r.get('av_offset_arrival_ms'))})"
     mem = " ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
     fps = "-" if r["fps_median"] is None else f"{r['fps_median']:.1f}"
     return (f"window {i:2d}: {r['turns']:3d} turns, {r['lost']} lost, p50 {s(r['p50_s'])} s, p95 {s(r['p95_s'])} s, "

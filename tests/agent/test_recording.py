@@ -54,3 +54,43 @@ def test_offset_of_finds_a_known_shift():
         got = offset_of(tv, mouth, t, loud)
         assert abs(got.offset_s - shift) <= 0.015, (shift, got)
         assert got.correlation > 0.8
+
+
+def _bursts(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Syllable-rate loudness on a 10 ms grid: bursts of 150-400 ms with pauses."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, seconds, 0.01)
+    loud = np.zeros_like(t)
+    i = 0
+    while i < len(t):
+        n = rng.integers(15, 40)
+        loud[i : i + n] = rng.uniform(0.3, 1.0)
+        i += n + rng.integers(5, 30)
+    return t, loud
+
+
+async def test_the_callers_offset_is_the_one_it_saw_and_heard_not_when_its_loop_got_round_to_it():
+    """A caller process that reads its audio in 100 ms bursts (a busy loop) makes the voice look
+    ~45 ms late at arrival; on the played timeline (render times, audio laid out) the offset is
+    the stream's own."""
+    from agent.caller import ScriptedCaller, VideoSample
+
+    t, loud = _bursts(30.0, seed=5)
+    caller = ScriptedCaller("ws://unused", "token", avatar_identity="avatar")
+    for shift in (-0.06, 0.0, 0.05):
+        rows, chunks = [], []
+        for i, (ti, li) in enumerate(zip(t, loud)):
+            end = ti + 0.01
+            read = (np.floor(i / 10) + 1) * 0.1 + 0.002  # ten frames at once, after the tenth has ended
+            chunks.append(np.full(160, int(8000 * li), np.int16))
+            rows.append((1000.0 + read, float(8000 * li)))
+            assert read >= end - 1e-9
+        caller._tracks = {"avatar": (rows, chunks)}
+        tv = np.arange(0.02, 30, 0.04)  # 25 fps, shown at these times, read 5 ms later
+        mouth = np.interp(tv - shift, t + 0.005, loud) * 10
+        caller.video = [VideoSample(1000.0 + x + 0.005, float(m), 1000.0 + x) for x, m in zip(tv, mouth)]
+        played = caller.av_offset(1000.0, 1031.0)
+        read = caller.av_offset(1000.0, 1031.0, played=False)
+        assert abs(played.offset_s - shift) <= 0.015, (shift, played)
+        assert played.correlation > 0.8
+        assert read.offset_s < shift - 0.025, (shift, read)  # the burst reads make the mouth look early
