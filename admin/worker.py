@@ -96,6 +96,7 @@ def prepare_avatar_job(avatar_id: str) -> str:
         if a.status == JobStatus.ready and a.prepared_for == fingerprint and a.assets_dir and Path(a.assets_dir).is_dir():
             return "ready"  # already prepared for exactly these inputs
         engine, portrait, settings = a.engine, Path(a.portrait_path), {"width": a.width, "height": a.height, "fps": a.fps}
+        voice = a.voice
         final_dir = portrait.parent / f"assets-{engine}-{fingerprint[:12]}"
         a.status, a.progress, a.status_detail = JobStatus.running.value, 0.1, None
 
@@ -115,14 +116,48 @@ def prepare_avatar_job(avatar_id: str) -> str:
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+    _set(Avatar, avatar_id, progress=0.8)
+    meta = dict(meta or {})
+    meta["preview"] = render_avatar_preview(engine, tmp_dir, voice, settings)
     if final_dir.exists():
         shutil.rmtree(final_dir)
     tmp_dir.rename(final_dir)
     _set(
         Avatar, avatar_id, status=JobStatus.ready.value, progress=1.0, assets_dir=str(final_dir),
-        prepared_for=fingerprint, prep_metadata=_jsonable(meta or {}), status_detail=None,
+        prepared_for=fingerprint, prep_metadata=_jsonable(meta), status_detail=None,
     )
     return "ready"
+
+
+PREVIEW_FILE = "preview.mp4"
+
+
+def render_avatar_preview(engine: str, assets_dir: Path, voice: str | None, size: dict[str, int]) -> dict[str, Any]:
+    """``assets_dir/preview.mp4``: the prepared face saying a sentence in the avatar's voice, rendered by
+    the call's own path (avatar/preview.py). What happened, for ``prep_metadata["preview"]``; a preview
+    that cannot be made never fails the avatar."""
+    s = get_settings()
+    if s.avatar_preview == "off" or (s.avatar_preview == "cpu" and engine in GPU_ENGINES):
+        return {"status": "skipped", "detail": f"ADMIN_AVATAR_PREVIEW={s.avatar_preview} renders none for {engine}"}
+    from agent.settings import AgentSettings
+    from agent.voices import ESPEAK
+
+    models = Path(s.models_dir)
+    default_voice = models / AgentSettings.model_fields["piper_voice"].default  # the agent's own default
+    voice_path = models / voice if voice and voice != ESPEAK and voice.endswith(".onnx") else default_voice
+    if not voice_path.is_file():
+        voice_path = default_voice
+    if not voice_path.is_file():
+        return {"status": "skipped", "detail": f"no English voice in the models folder {models}"}
+    try:
+        from avatar.preview import PREVIEW_TEXT, render_preview, speak
+
+        p = render_preview(engine, assets_dir, assets_dir / PREVIEW_FILE, speak(PREVIEW_TEXT["en"], voice_path), 16000,
+                           **size)
+    except Exception as exc:  # the avatar itself is ready: say why its clip is missing
+        logger.exception("avatar preview failed")
+        return {"status": "failed", "detail": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ready", "voice": voice_path.relative_to(models).as_posix(), **p.as_dict()}
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,17 +9,40 @@ exists ("Our branches open at nine," is spoken while the rest is still synthesis
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from livekit.agents import tokenize, tts, utils
 from livekit.agents.tokenize import token_stream
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
 logger = logging.getLogger("agent.tts")
+
+
+@functools.lru_cache(maxsize=4)
+def _piper_voice(voice_path: Path):  # noqa: ANN202
+    from piper import PiperVoice
+
+    return PiperVoice.load(str(voice_path))
+
+
+def speak(text: str, voice_path: Path, rate: int = 16000) -> np.ndarray:
+    """``text`` in a local Piper voice (loaded once per path), int16 mono at ``rate``: speech for the
+    benchmarks' callers and for avatar previews, not for calls (those stream through :class:`PiperTTS`)."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    voice = _piper_voice(Path(voice_path))
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    g = gcd(voice.config.sample_rate, rate)
+    audio = resample_poly(audio, rate // g, voice.config.sample_rate // g)
+    return (np.clip(audio, -1, 1) * 32767).astype(np.int16)
 
 
 class PiperVoiceModel:

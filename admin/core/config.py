@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     token_rate_limit: str = "30/60"  # LiveKit tokens per principal
     rate_limit_redis_url: str | None = None  # share limits between API processes
 
+    # A short clip of the prepared avatar saying a sentence (the call's own rendering path), for the
+    # console: cpu = for the CPU engines (seconds per avatar), all = also on GPU workers, off = none.
+    avatar_preview: Literal["cpu", "all", "off"] = "cpu"
+
     max_portrait_bytes: int = 10 * 1024 * 1024
     max_portrait_pixels: int = 40_000_000
     min_portrait_side: int = 256

@@ -86,7 +86,7 @@ export interface ConsoleSession { user: User; is_superuser: boolean; csrf_token:
 export interface Avatar {
   id: string; name: string; engine: string; voice: string | null; persona_id: string | null; status: string;
   status_detail: string | null; progress: number; portrait_sha256: string | null; prep_metadata: Record<string, unknown>;
-  created_at: string; width: number; height: number; fps: number;
+  created_at: string; updated_at: string; width: number; height: number; fps: number;
 }
 export interface Topic { name: string; keywords: Record<string, string[]>; reply?: Record<string, string>; examples?: Record<string, string[]> }
 export interface Rule { reason: string; keywords: Record<string, string[]>; examples?: Record<string, string[]> }

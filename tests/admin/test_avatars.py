@@ -50,6 +50,36 @@ def test_portrait_upload_prepares_with_the_engine(client, tenant):
     assert img.headers["content-type"] == "image/png" and Image.open(io.BytesIO(img.content)).size == (320, 400)
 
 
+def test_a_prepared_avatar_has_a_preview_of_it_speaking(client, tenant, other_tenant):
+    import av
+
+    a = _create(client, tenant)
+    h = tenant.headers["viewer"]
+    assert "no preview yet: it is pending" in client.get(f"{API}/avatars/{a['id']}/preview", headers=h).json()["detail"]
+    _upload(client, tenant, a["id"], png_bytes(320, 400))
+    got = client.get(f"{API}/avatars/{a['id']}", headers=h).json()
+    assert got["prep_metadata"]["preview"]["status"] == "ready", got["prep_metadata"]
+    r = client.get(f"{API}/avatars/{a['id']}/preview", headers=h)
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(r.content)) as c:
+        assert c.streams.video and c.streams.audio  # a face and a voice
+        assert c.duration / 1e6 > 2.0
+    # another organisation's people do not see it
+    assert client.get(f"{API}/avatars/{a['id']}/preview", headers=other_tenant.headers["viewer"]).status_code == 404
+
+
+def test_no_preview_says_why(client, tenant, monkeypatch):
+    from admin.core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "avatar_preview", "off")
+    a = _create(client, tenant)
+    _upload(client, tenant, a["id"], png_bytes(320, 400))
+    got = client.get(f"{API}/avatars/{a['id']}", headers=tenant.headers["viewer"]).json()
+    assert got["status"] == "ready" and got["prep_metadata"]["preview"]["status"] == "skipped"
+    r = client.get(f"{API}/avatars/{a['id']}/preview", headers=tenant.headers["viewer"])
+    assert r.status_code == 404 and "ADMIN_AVATAR_PREVIEW=off" in r.json()["detail"]
+
+
 def test_exif_orientation_is_applied(client, tenant, monkeypatch):
     seen = {}
 

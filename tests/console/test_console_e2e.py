@@ -162,6 +162,11 @@ def test_operator_uploads_a_portrait_and_sees_the_avatar_become_ready(console, t
     avatar_id = card.get_attribute("data-avatar-id")
     got = httpx.get(f"{console.server.url}{API}/avatars/{avatar_id}", headers=tenant.headers["viewer"]).json()
     assert got["status"] == "ready" and got["prep_metadata"]["engine"] == "simple"
+    # the preview clip of the prepared face loads and plays in the browser
+    video = card.get_by_test_id("avatar-preview")
+    video.wait_for()
+    page.wait_for_function("v => v.readyState >= 1 && v.duration > 2 && v.videoWidth > 0", arg=video.element_handle(),
+                           timeout=20_000)
     console.shot("02-avatars")
 
 

@@ -19,7 +19,7 @@ from admin.core.config import get_settings
 from admin.images import PortraitError, load_portrait
 from admin.models import Avatar, JobStatus, Persona, Role
 from admin.schemas import AvatarIn, AvatarOut, AvatarUpdate, Limit, Offset
-from admin.worker import enqueue, prepare_avatar_task, queue_for_engine
+from admin.worker import PREVIEW_FILE, enqueue, prepare_avatar_task, queue_for_engine
 
 router = APIRouter(prefix="/avatars", tags=["avatars"])
 AvatarReaders = Annotated[Principal, Depends(require(*READERS, Role.agent, Role.worker))]
@@ -125,6 +125,19 @@ def read_portrait(avatar_id: str, db: SessionDep, principal: AvatarReaders) -> F
     if not obj.portrait_path or not Path(obj.portrait_path).is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "This avatar has no portrait yet.")
     return FileResponse(obj.portrait_path, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.get("/{avatar_id}/preview", response_class=FileResponse)
+def read_preview(avatar_id: str, db: SessionDep, principal: AvatarReaders) -> FileResponse:
+    """A short MP4 of the prepared avatar saying a sentence, rendered as a call renders it."""
+    obj = crud.get_owned(db, Avatar, avatar_id, principal.tenant_id, what="avatar")
+    clip = Path(obj.assets_dir) / PREVIEW_FILE if obj.assets_dir else None
+    if obj.status != JobStatus.ready.value:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"This avatar has no preview yet: it is {obj.status}.")
+    if clip is None or not clip.is_file():
+        why = ((obj.prep_metadata or {}).get("preview") or {}).get("detail") or "prepare it again to render one"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"This avatar has no preview: {why}.")
+    return FileResponse(clip, media_type="video/mp4", headers={"Cache-Control": "private, max-age=60"})
 
 
 @router.post("/{avatar_id}/prepare", response_model=AvatarOut, status_code=202)

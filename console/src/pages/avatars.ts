@@ -46,6 +46,18 @@ export async function avatarsPage(ctx: Ctx): Promise<void> {
     h('button', { type: 'submit' }, t('action.create')), err);
   }
 
+  // the prepared face saying a sentence (rendered by the call's own path when the avatar was prepared)
+  function preview(a: Avatar): HTMLElement | null {
+    const p = a.prep_metadata?.preview as { status?: string; detail?: string } | undefined;
+    if (a.status !== 'ready' || !p) return null;
+    if (p.status !== 'ready') return h('p', { class: 'muted', 'data-testid': 'no-preview' }, t('avatars.noPreview', { why: p.detail ?? p.status ?? '' }));
+    return h('video', {
+      class: 'preview', controls: '', preload: 'metadata', playsinline: '', 'data-testid': 'avatar-preview',
+      'aria-label': t('avatars.previewOf', { name: a.name }),
+      src: url(`/avatars/${a.id}/preview`, { v: a.updated_at }),  // a new preparation, a new clip
+    });
+  }
+
   function card(a: Avatar): HTMLElement {
     const fileId = nextId('portrait');
     const msg = h('p', { class: 'field-error', role: 'alert' });
@@ -54,6 +66,7 @@ export async function avatarsPage(ctx: Ctx): Promise<void> {
       a.portrait_sha256
         ? h('img', { class: 'portrait', alt: t('avatars.portraitOf', { name: a.name }), src: url(`/avatars/${a.id}/portrait`, { v: a.portrait_sha256.slice(0, 12) }) })
         : h('div', { class: 'portrait empty' }, t('avatars.noPortrait')),
+      preview(a),
       h('h2', null, a.name),
       h('p', null, t(`engine.${a.engine}`), a.voice ? ` · ${a.voice}` : '', ' · ', `${a.width}×${a.height} @ ${a.fps} fps`),
       h('p', null, statusBadge(a.status), ' ',
