@@ -16,9 +16,10 @@ from admin.api.routes import (
     tenants,
     tokens,
     users,
+    voices,
     widget,
 )
 
 api_router = APIRouter()
-for module in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit, widget, console, calls, handoffs):
+for module in (login, tenants, users, api_keys, personas, avatars, knowledge, sessions, tokens, audit, widget, console, calls, handoffs, voices):
     api_router.include_router(module.router)

@@ -88,6 +88,8 @@ export interface Avatar {
   status_detail: string | null; progress: number; portrait_sha256: string | null; prep_metadata: Record<string, unknown>;
   created_at: string; updated_at: string; width: number; height: number; fps: number;
 }
+// checked: false when the admin has no models folder (any well-formed name is then accepted; the agent checks it)
+export interface Voices { en: string[]; zh: string[]; checked: boolean }
 export interface Topic { name: string; keywords: Record<string, string[]>; reply?: Record<string, string>; examples?: Record<string, string[]> }
 export interface Rule { reason: string; keywords: Record<string, string[]>; examples?: Record<string, string[]> }
 export interface PersonaSettings {

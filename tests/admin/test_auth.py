@@ -45,6 +45,7 @@ MATRIX: list[tuple[str, str, set[str]]] = [
     ("POST", "/avatars/{id}/portrait", E),
     ("GET", "/avatars/{id}/portrait", R | {"agent", "worker"}),
     ("GET", "/avatars/{id}/preview", R | {"agent", "worker"}),
+    ("GET", "/voices", R),
     ("POST", "/avatars/{id}/prepare", E),
     ("GET", "/knowledge-bases", R | {"agent"}),
     ("POST", "/knowledge-bases", E),

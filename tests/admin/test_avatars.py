@@ -68,6 +68,16 @@ def test_a_prepared_avatar_has_a_preview_of_it_speaking(client, tenant, other_te
     assert client.get(f"{API}/avatars/{a['id']}/preview", headers=other_tenant.headers["viewer"]).status_code == 404
 
 
+def test_the_voices_a_console_offers_are_the_ones_an_avatar_may_name(client, tenant):
+    v = client.get(f"{API}/voices", headers=tenant.headers["viewer"]).json()
+    assert v["checked"] and "espeak" in v["en"] and "espeak" in v["zh"]
+    piper = [n for n in v["en"] if n.startswith("piper/")]
+    assert piper, v  # the set-up's English voice
+    assert _create(client, tenant, voice=piper[0])["voice"] == piper[0]
+    r = client.post(f"{API}/avatars", json={"name": "X", "voice": "piper/none.onnx"}, headers=tenant.headers["operator"])
+    assert r.status_code == 422 and "available: " + ", ".join(v["en"]) in r.json()["detail"]
+
+
 def test_no_preview_says_why(client, tenant, monkeypatch):
     from admin.core.config import get_settings
 

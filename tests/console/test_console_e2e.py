@@ -149,10 +149,12 @@ def test_operator_uploads_a_portrait_and_sees_the_avatar_become_ready(console, t
     console.sign_in(tenant.emails["operator"], tenant.password)
     page.get_by_label("Name", exact=True).fill("Mia")
     page.get_by_label("Engine").select_option("simple")
+    page.get_by_label("Voice").select_option("piper/en_US-joe-medium.onnx")  # from the deployment's voices
     page.get_by_role("button", name="Create").click()
     card = page.locator("article.avatar", has_text="Mia")
     card.wait_for()
     assert card.locator("[data-status]").get_attribute("data-status") == "pending"
+    assert "piper/en_US-joe-medium.onnx" in card.inner_text()
     card.get_by_test_id("portrait-input").set_input_files({"name": "mia.png", "mimeType": "image/png", "buffer": _png()})
     page.locator("article.avatar", has_text="Mia").locator('[data-status="ready"]').wait_for(timeout=60_000)
     card = page.locator("article.avatar", has_text="Mia")

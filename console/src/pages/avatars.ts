@@ -1,4 +1,4 @@
-import { api, Avatar, url } from '../api';
+import { api, Avatar, url, Voices } from '../api';
 import { Ctx, errorText, fmtDate, role, statusBadge, title } from '../app';
 import { clear, h, nextId, put } from '../dom';
 import { t } from '../i18n';
@@ -24,9 +24,13 @@ export async function avatarsPage(ctx: Ctx): Promise<void> {
 
   function createForm(): HTMLElement {
     const name = h('input', { id: 'avatar-name', required: true, maxlength: '200' });
-    const engine = h('select', { id: 'avatar-engine' }, ENGINES.map((e) => h('option', { value: e, selected: e === 'portrait' }, t(`engine.${e}`))));
-    const voice = h('input', { id: 'avatar-voice', placeholder: t('avatars.voiceHint') });
     const err = h('p', { class: 'field-error', id: 'avatar-create-error' });
+    const engine = h('select', { id: 'avatar-engine' }, ENGINES.map((e) => h('option', { value: e, selected: e === 'portrait' }, t(`engine.${e}`))));
+    // the English voices this deployment has (GET /voices); the first option is the deployment's default
+    const voice = h('select', { id: 'avatar-voice', 'data-testid': 'avatar-voice' }, h('option', { value: '' }, t('avatars.voiceHint')));
+    api.get<Voices>('/voices', { background: true })
+      .then((v) => { for (const name of v.en) voice.append(h('option', { value: name }, name)); })
+      .catch((x) => { err.textContent = errorText(x); });
     return h('form', {
       class: 'card inline', 'aria-label': t('avatars.create'),
       onsubmit: async (e: Event) => {
