@@ -28,9 +28,16 @@ def test_a_finished_question_is_a_finished_turn(model, say):
         assert model.probability(_with_silence(say(q))) > 0.5, q
 
 
-def test_a_trailing_um_is_not_the_end_of_the_turn(model, say):
+def test_a_trailing_um_is_not_the_end_of_the_turn(model, agent_settings):
+    # Piper samples its prosody (VITS noise), so one synthesis is one draw of how the phrase ends:
+    # "So I was wondering whether" came out above 0.5 in about 1 draw of 40 here (once 0.72 in CI).
+    # The model is judged on the median of five fresh draws, as a caller says a phrase many ways.
+    from agent.tts import speak
+
+    voice = agent_settings.model_path(agent_settings.piper_voice)
     for q in ("I would like to know, um,", "So I was wondering whether"):
-        assert model.probability(_with_silence(say(q))) < 0.5, q
+        draws = [model.probability(_with_silence(speak(q, voice))) for _ in range(5)]
+        assert float(np.median(draws)) < 0.5, (q, draws)
 
 
 async def test_stream_predicts_on_what_it_was_fed_and_forgets_after_a_turn(model, say):
