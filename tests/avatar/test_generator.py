@@ -207,3 +207,51 @@ async def test_a_segment_whose_last_whole_chunk_is_already_rendering_still_ends(
     silent = [i for i in rest if isinstance(i, rtc.AudioFrame)]
     assert len(silent) == 2 and not any(np.frombuffer(a.data, np.int16).any() for a in silent)
     await gen.aclose()
+
+
+@pytest.mark.parametrize("end_first", [True, False])
+async def test_an_interruption_drops_what_came_before_it_whichever_side_of_it_the_stale_end_lands(end_first):
+    """The cleared stream's end marker may reach the generator before or after the interruption;
+    either way nothing of that answer is shown, no end goes out for it, and the next answer plays."""
+    sess = RecordingSession()
+    gen = EngineVideoGenerator(sess)
+    for _ in range(10):
+        await gen.push_audio(tone_frame(100))
+    if end_first:
+        await gen.push_audio(AudioSegmentEnd())
+    gen.interrupt()
+    if not end_first:
+        await gen.push_audio(AudioSegmentEnd())
+    rest = await collect(gen, 10)
+    assert not any(isinstance(i, (rtc.AudioFrame, AudioSegmentEnd)) for i in rest)
+    assert sess.interrupts == 1 and all(not speaking for _, speaking in sess.calls)
+    await gen.push_audio(tone_frame(40))
+    await gen.push_audio(AudioSegmentEnd())
+    items = await collect(gen, 40)
+    assert sum(isinstance(i, rtc.AudioFrame) for i in items) == 1 and any(isinstance(i, AudioSegmentEnd) for i in items)
+    await gen.aclose()
+
+
+async def test_an_interruption_during_a_render_drops_its_frames_and_the_engine_restarts_from_idle():
+    class SlowSession(RecordingSession):
+        def generate(self, audio, *, speaking):
+            import time
+
+            time.sleep(0.05)
+            return super().generate(audio, speaking=speaking)
+
+    sess = SlowSession()
+    gen = EngineVideoGenerator(sess)
+    for _ in range(20):
+        await gen.push_audio(tone_frame(100))
+    stream = gen.__aiter__()
+    first = await asyncio.wait_for(stream.__anext__(), 5)  # speech is playing, the next chunk renders
+    assert isinstance(first, rtc.VideoFrame)
+    gen.interrupt()  # while that render runs in its thread
+    after = [await asyncio.wait_for(stream.__anext__(), 5) for _ in range(7)]
+    if isinstance(after[0], rtc.AudioFrame):
+        after = after[1:]  # the voice of the frame already out goes with it
+    assert not any(isinstance(i, (rtc.AudioFrame, AudioSegmentEnd)) for i in after), after
+    assert all(np.frombuffer(f.data, np.uint8).max() == 0 for f in after)  # idle (silent) frames only
+    assert sess.interrupts == 1
+    await gen.aclose()
