@@ -6,8 +6,10 @@ Starts livekit-server, the avatar worker and the agent worker once (as `make dem
 does), then for each N runs N scripted callers in their own rooms, joining
 ``--stagger`` seconds apart, each asking ``--questions`` spoken questions. Prints, per N:
 join -> first avatar frame, end of speech -> first answer audio (p50/p95/max),
-video fps at the callers (min/median over the answers), turns lost, and the agent's
-per-stage figures (medians). Figures go to ``<out>/calls-N.json`` too.
+video fps at the callers (min/median over the answers), turns lost, the agent's
+per-stage figures (medians), the CPU each part used and each part's peak resident memory
+during the calls beside its memory before the first call (models loaded once per worker,
+so what a call adds is the difference). Figures go to ``<out>/calls-N.json`` too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import statistics
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,7 +31,7 @@ from agent.caller import ScriptedCaller, synthesize
 from agent.devstack import Stack, free_port
 from agent.settings import AgentSettings
 from agent.token import caller_token
-from bench.hostile import cpu_seconds
+from bench.hostile import cpu_seconds, rss_mb
 
 QUESTIONS = [
     "What are your opening hours?",
@@ -144,6 +147,10 @@ def print_summary(s: dict) -> None:
     if s["first_video_after_audio_median"] is not None:
         print(f"first speaking video frame after first answer audio: median "
               f"{1000 * s['first_video_after_audio_median']:.0f} ms")
+    if s.get("rss_peak_mb"):
+        idle = s.get("rss_idle_mb", {})
+        print("memory, peak during the calls (MB; before the first call): "
+              + "  ".join(f"{k} {v:.0f} ({idle.get(k, 0):.0f})" for k, v in s["rss_peak_mb"].items()))
     if s.get("cores_used"):
         used = s["cores_used"]
         print(f"CPU cores busy over the run ({os.cpu_count()} here): " + "  ".join(f"{k} {v:.2f}" for k, v in used.items())
@@ -174,6 +181,8 @@ def main() -> None:
     summaries = []
     try:
         stack.start_all()
+        procs = {p.name: p.popen.pid for p in stack.procs}
+        idle = {k: round(rss_mb(v)) for k, v in procs.items()}  # models loaded, no call yet
         for n in args.calls:
             offset = (stack.log_dir / "agent.log").stat().st_size
             # CPU per part of the stack over this N; the callers are this process (its children are the stack)
@@ -182,7 +191,21 @@ def main() -> None:
                 return {k: cpu_seconds(v, children=k != "callers") for k, v in pids.items()}
 
             cpu0, t0 = used(), time.monotonic()
-            results = asyncio.run(run_n(stack.url, n, args.stagger, speech, args.answer_timeout))
+            peak = dict.fromkeys(procs, 0.0)
+            done = threading.Event()
+
+            def sample(peak: dict[str, float] = peak, done: threading.Event = done) -> None:
+                while not done.wait(0.5):  # resident memory of each part, every 0.5 s, while the calls run
+                    for k, v in procs.items():
+                        peak[k] = max(peak[k], rss_mb(v))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            try:
+                results = asyncio.run(run_n(stack.url, n, args.stagger, speech, args.answer_timeout))
+            finally:
+                done.set()
+                sampler.join()
             wall = time.monotonic() - t0
             cores = {k: (v - cpu0[k]) / wall for k, v in used().items()}
             time.sleep(1.0)  # the agent's last log lines
@@ -190,6 +213,7 @@ def main() -> None:
             s = summarise(n, results, stages)
             s["load_average_after"] = os.getloadavg()[0]
             s["cores_used"] = {k: round(v, 2) for k, v in cores.items()}
+            s["rss_idle_mb"], s["rss_peak_mb"] = idle, {k: round(v) for k, v in peak.items()}
             (out / f"calls-{n}.json").write_text(json.dumps({"summary": s, "callers": results}, indent=2))
             print_summary(s)
             summaries.append(s)
