@@ -47,6 +47,7 @@ class Preview:
 
 async def _render(gen: EngineVideoGenerator, speech: np.ndarray, rate: int, fps: int,
                   tail_frames: int) -> tuple[list[rtc.VideoFrame], list[rtc.AudioFrame]]:
+    most = int((len(speech) / rate + 5.0) * fps) + tail_frames  # an engine that never ends the sentence
     step = rate // 50  # 20 ms frames, as the agent's data stream sends them
     for i in range(0, len(speech), step):
         piece = np.ascontiguousarray(speech[i : i + step])
@@ -64,6 +65,8 @@ async def _render(gen: EngineVideoGenerator, speech: np.ndarray, rate: int, fps:
             audio.append(item)
         if ended_at is not None and len(video) >= ended_at + tail_frames:
             break
+        if len(video) > most:
+            raise RuntimeError(f"the sentence did not end within {most} frames")
     return video, audio
 
 
