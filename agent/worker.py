@@ -38,11 +38,13 @@ from .call_config import resolve_call
 from .contract import PCM_RATE
 from .handoff import HandoffDesk
 from .language import EspeakTTS
+from .load import CallLoad
 from .models import shared_models
 from .recorder import SessionRecorder, recorder_for_call
 from .settings import AgentSettings, require
 from .tools import prepare_call
 
+CALL_LOAD = CallLoad()  # calls of this worker process (agent/load.py)
 logger = logging.getLogger("agent.worker")
 
 
@@ -203,6 +205,7 @@ def turn_handling(settings: AgentSettings, detector: Any) -> dict[str, Any]:
 
 async def entrypoint(ctx: JobContext) -> None:
     """One call."""
+    CALL_LOAD.enter(ctx)  # the load LiveKit sees counts this call from now until its job ends
     settings = AgentSettings()
     meta = json.loads(ctx.job.metadata or "{}") if ctx.job.metadata else {}
     await ctx.connect()
@@ -319,7 +322,7 @@ def build_server(settings: AgentSettings | None = None) -> AgentServer:
     server = AgentServer(
         job_executor_type=JobExecutorType.THREAD,
         # the load LiveKit balances on: calls in progress against what this machine holds
-        load_fnc=lambda srv: min(1.0, len(srv.active_jobs) / max(1, s.max_calls)),
+        load_fnc=CALL_LOAD.sized(s.max_calls),
         load_threshold=0.99,
         # Idle job threads, ready with the shared models: a call starts without waiting for one, and
         # the framework's load estimate for a call being accepted is threshold / idle threads

@@ -30,11 +30,13 @@ from agent import metrics as call_metrics
 from agent.avatar_link import reconnecting, rejoined
 from agent.call_config import fetch_avatar_assets
 from agent.contract import PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
+from agent.load import CallLoad
 
 from .engines import Engine, create_engine
 from .generator import EngineVideoGenerator
 from .settings import AvatarSettings
 
+CALL_LOAD = CallLoad()  # calls of this worker process (agent/load.py)
 logger = logging.getLogger("avatar.worker")
 
 _engines: dict[str, Engine] = {}
@@ -83,6 +85,7 @@ async def on_request(req: JobRequest) -> None:
 
 async def entrypoint(ctx: JobContext) -> None:
     """Render one call's avatar until the room ends or the agent leaves."""
+    CALL_LOAD.enter(ctx)  # the load LiveKit sees counts this call from now until its job ends
     settings = AvatarSettings()
     meta = AvatarDispatch.from_metadata(ctx.job.metadata)
     agent_identity = meta.agent_identity
@@ -222,7 +225,7 @@ def build_server(settings: AvatarSettings | None = None) -> AgentServer:
     s = settings or AvatarSettings()
     server = AgentServer(
         job_executor_type=JobExecutorType.THREAD,
-        load_fnc=lambda srv: min(1.0, len(srv.active_jobs) / max(1, s.max_calls)),
+        load_fnc=CALL_LOAD.sized(s.max_calls),
         load_threshold=0.99,
         # Idle job threads, ready with the shared models: a call starts without waiting for one, and
         # the framework's load estimate for a call being accepted is threshold / idle threads
