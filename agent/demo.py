@@ -233,8 +233,9 @@ def main() -> None:
         result["av_offset_ms"] = round(1000 * off.offset_s)
         print(f"\n{out / 'demo.mp4'}: {off}")
     if result.get("av_offset_live_ms") is not None:
+        read = result.get("av_offset_read_ms")
         print(f"as the call arrived (the caller's own trace, as played): A/V offset {result['av_offset_live_ms']:+d} ms"
-              f" (at the times the caller's process read the frames: {result['av_offset_read_ms']:+d} ms)")
+              + (f" (at the times the caller's process read the frames: {read:+d} ms)" if read is not None else ""))
     (out / "transcript.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(f"wrote {out / 'demo.mp4'} and {out / 'transcript.json'}")
     print(f"\nthe operators' console, with this call in it:\n"
