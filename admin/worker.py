@@ -150,7 +150,8 @@ def render_avatar_preview(engine: str, assets_dir: Path, voice: str | None, size
     if not voice_path.is_file():
         return {"status": "skipped", "detail": f"no English voice in the models folder {models}"}
     try:
-        from avatar.preview import PREVIEW_TEXT, render_preview, speak
+        from agent.tts import speak
+        from avatar.preview import PREVIEW_TEXT, render_preview
 
         p = render_preview(engine, assets_dir, assets_dir / PREVIEW_FILE, speak(PREVIEW_TEXT["en"], voice_path), 16000,
                            **size)

@@ -30,6 +30,11 @@ logger = logging.getLogger("agent.caller")
 RATE = 16000  # the caller records and speaks at 16 kHz mono
 
 
+def _rms(pcm: np.ndarray) -> float:
+    """int16 RMS of one piece of audio (0 for an empty one)."""
+    return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if pcm.size else 0.0
+
+
 def synthesize(text: str, voice_path: Path) -> np.ndarray:
     """Speak ``text`` with a local Piper voice (loaded once per path); int16 mono at 16 kHz."""
     return speak(text, voice_path, RATE)
@@ -281,8 +286,7 @@ class ScriptedCaller:
         self._streams.append(stream)
         async for ev in stream:
             pcm = np.frombuffer(ev.frame.data, np.int16).copy()
-            rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if pcm.size else 0.0
-            buf[0].append((time.time(), rms))
+            buf[0].append((time.time(), _rms(pcm)))
             buf[1].append(pcm)
             if identity == self.avatar_identity and self._recorder is not None:
                 self._recorder.audio(pcm, buf[0][-1][0])
@@ -447,8 +451,7 @@ class ScriptedCaller:
             raise ValueError("less than 2 s of audio and video in that window")
         if not played:
             tv = np.array([v.t for v in video])
-            ta = np.array([t for _, t in audio])
-            loud = np.array([float(np.sqrt(np.mean(c.astype(np.float32) ** 2))) if c.size else 0.0 for c, _ in audio])
+            ta, loud = np.array([(t, r) for t, r in rows if t_from <= t <= t_to]).T  # as the rows were read
         else:
             tv = np.array([v.shown if v.shown is not None else v.t for v in video])
             order = np.argsort(tv, kind="stable")  # render times only grow, but a missing one falls back
@@ -459,7 +462,7 @@ class ScriptedCaller:
             lay = [(start + i, c[i : i + step]) for start, c in audio_timeline(audio, base)
                    for i in range(0, c.size, step)]
             ta = np.array([base + (start + c.size / 2) / RATE for start, c in lay])
-            loud = np.array([float(np.sqrt(np.mean(c.astype(np.float32) ** 2))) if c.size else 0.0 for _, c in lay])
+            loud = np.array([_rms(c) for _, c in lay])
         return offset_of(tv, np.array([v.motion for v in video]), ta, loud)
 
     def first_speaking_frame(self, t_from: float, t_to: float, *, rest: tuple[float, float] | None = None,

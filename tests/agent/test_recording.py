@@ -38,27 +38,8 @@ def test_a_real_gap_stays_a_gap():
     assert lay[-1][0] == 2 * RATE + 299 * 160 + int(0.5 * RATE)
 
 
-def test_offset_of_finds_a_known_shift():
-    rng = np.random.default_rng(3)
-    t = np.arange(0, 30, 0.01)
-    # syllable-rate loudness: bursts of 150-400 ms with pauses
-    loud = np.zeros_like(t)
-    i = 0
-    while i < len(t):
-        n = rng.integers(15, 40)
-        loud[i : i + n] = rng.uniform(0.3, 1.0)
-        i += n + rng.integers(5, 30)
-    for shift in (-0.12, 0.0, 0.08):
-        tv = np.arange(0, 30, 0.04)  # 25 fps
-        mouth = np.interp(tv - shift, t, loud) + rng.normal(0, 0.05, len(tv))
-        got = offset_of(tv, mouth, t, loud)
-        assert abs(got.offset_s - shift) <= 0.015, (shift, got)
-        assert got.correlation > 0.8
-
-
-def _bursts(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _bursts(seconds: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Syllable-rate loudness on a 10 ms grid: bursts of 150-400 ms with pauses."""
-    rng = np.random.default_rng(seed)
     t = np.arange(0, seconds, 0.01)
     loud = np.zeros_like(t)
     i = 0
@@ -69,13 +50,24 @@ def _bursts(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return t, loud
 
 
+def test_offset_of_finds_a_known_shift():
+    rng = np.random.default_rng(3)
+    t, loud = _bursts(30, rng)
+    for shift in (-0.12, 0.0, 0.08):
+        tv = np.arange(0, 30, 0.04)  # 25 fps
+        mouth = np.interp(tv - shift, t, loud) + rng.normal(0, 0.05, len(tv))
+        got = offset_of(tv, mouth, t, loud)
+        assert abs(got.offset_s - shift) <= 0.015, (shift, got)
+        assert got.correlation > 0.8
+
+
 async def test_the_callers_offset_is_the_one_it_saw_and_heard_not_when_its_loop_got_round_to_it():
     """A caller process that reads its audio in 100 ms bursts (a busy loop) makes the voice look
     ~45 ms late at arrival; on the played timeline (render times, audio laid out) the offset is
     the stream's own."""
     from agent.caller import ScriptedCaller, VideoSample
 
-    t, loud = _bursts(30.0, seed=5)
+    t, loud = _bursts(30.0, np.random.default_rng(5))
     caller = ScriptedCaller("ws://unused", "token", avatar_identity="avatar")
     for shift in (-0.06, 0.0, 0.05):
         rows, chunks = [], []
