@@ -35,9 +35,10 @@ def _rms(pcm: np.ndarray) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if pcm.size else 0.0
 
 
-def synthesize(text: str, voice_path: Path) -> np.ndarray:
-    """Speak ``text`` with a local Piper voice (loaded once per path); int16 mono at 16 kHz."""
-    return speak(text, voice_path, RATE)
+def synthesize(text: str, voice_path: Path, *, steady: bool = False) -> np.ndarray:
+    """Speak ``text`` with a local Piper voice (loaded once per path); int16 mono at 16 kHz
+    (``steady``: the same samples every time, see :func:`agent.tts.speak`)."""
+    return speak(text, voice_path, RATE, steady=steady)
 
 
 def fake_microphone_wav(path: Path, pcm: np.ndarray, *, lead: float, tail: float) -> Path:
@@ -350,6 +351,11 @@ class ScriptedCaller:
         me = self.room.local_participant.identity
         return " ".join(x["text"].lower() for x in list(self.transcripts) if x["from"] != me and x["t"] + self.t0 >= t)
 
+    def heard_since(self, t: float) -> str:
+        """What the agent's recogniser heard from this caller (its captions of the caller, lower case) from ``t`` on."""
+        me = self.room.local_participant.identity
+        return " | ".join(x["text"].lower() for x in list(self.transcripts) if x["from"] == me and x["t"] + self.t0 >= t)
+
     async def wait_said(self, since: float, words: tuple[str, ...] = (), *, settle: float = 2.0,
                         timeout: float = 40.0) -> str:
         """The agent's captions from ``since`` on, once the answer is complete: one of ``words`` is
@@ -365,9 +371,14 @@ class ScriptedCaller:
             found = bool(words) and any(w in text for w in words)
             quiet = self.loud_since(time.time() - settle) is None
             if text and quiet and time.time() - changed >= (settle if not found else settle / 2):
-                return text
+                break
             await asyncio.sleep(0.1)
-        return self.said_since(since)
+        text = self.said_since(since)
+        if words and not any(w in text for w in words):
+            # what went wrong, for the log of a failing test: mis-heard, or heard and not answered
+            logger.warning("expected one of %s in the answer; the agent heard %r and said %r",
+                           words, self.heard_since(since), text)
+        return text
 
     def loud_since(self, t: float) -> float | None:
         """Arrival time of the first loud 10 ms of agent audio after ``t``, on whichever track carries

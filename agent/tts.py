@@ -31,15 +31,22 @@ def _piper_voice(voice_path: Path):  # noqa: ANN202
     return PiperVoice.load(str(voice_path))
 
 
-def speak(text: str, voice_path: Path, rate: int = 16000) -> np.ndarray:
+def speak(text: str, voice_path: Path, rate: int = 16000, *, steady: bool = False) -> np.ndarray:
     """``text`` in a local Piper voice (loaded once per path), int16 mono at ``rate``: speech for the
-    benchmarks' callers and for avatar previews, not for calls (those stream through :class:`PiperTTS`)."""
+    benchmarks' callers and for avatar previews, not for calls (those stream through :class:`PiperTTS`).
+
+    Piper draws its prosody at random, so each call sounds a little different (and a rare draw is
+    hard to understand). ``steady`` turns the noise off: the same text gives the same samples, which
+    is what a test's caller needs to fail the same way on every run.
+    """
     from math import gcd
 
+    from piper import SynthesisConfig
     from scipy.signal import resample_poly
 
     voice = _piper_voice(Path(voice_path))
-    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if steady else None
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text, config)])
     g = gcd(voice.config.sample_rate, rate)
     audio = resample_poly(audio, rate // g, voice.config.sample_rate // g)
     return (np.clip(audio, -1, 1) * 32767).astype(np.int16)

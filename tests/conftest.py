@@ -11,6 +11,40 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+# What a failing end-to-end test's report shows of the agent's log: what it heard and decided.
+_CALL_LOG_LINES = ("transcribed ", " decision=", "recognition failed", "switching to audio only")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that ran a stack gets the agent's recognitions and decisions in its report
+    (CI keeps only the report; the logs in its tmp_path are gone with the machine)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    import json
+
+    folders = []  # the test's own tmp_path, and the log folder of a stack fixture it used
+    for value in getattr(item, "funcargs", {}).values():
+        for v in (value, value.get("stack") if isinstance(value, dict) else None):
+            if isinstance(v, Path):
+                folders.append(v)
+            elif v is not None and isinstance(getattr(v, "log_dir", None), Path):
+                folders.append(v.log_dir)
+    base = item.config._tmp_path_factory.getbasetemp()  # only folders pytest made for tests
+    logs = sorted({log for f in folders if f.is_dir() and f.is_relative_to(base) for log in f.rglob("agent*.log")})
+    for log in logs[:4]:
+        lines = []
+        for raw in log.read_text(errors="replace").splitlines():
+            try:
+                msg = json.loads(raw).get("message", "")
+            except ValueError:
+                msg = raw
+            if any(k in msg for k in _CALL_LOG_LINES):
+                lines.append(msg)
+        if lines:
+            report.sections.append((f"agent log {log}", "\n".join(lines[-40:])))
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +68,15 @@ def whisper(agent_settings):
 
 @pytest.fixture(scope="session")
 def say(agent_settings):
-    """Synthesise a caller's question with the local Piper voice (int16, 16 kHz)."""
+    """Synthesise a caller's question with the local Piper voice (int16, 16 kHz), the same samples on
+    every run (Piper's random prosody made a whole session's tests share one rare, hard draw)."""
     from agent.caller import synthesize
 
     cache: dict[str, object] = {}
 
     def _say(text: str):
         if text not in cache:
-            cache[text] = synthesize(text, agent_settings.model_path(agent_settings.piper_voice))
+            cache[text] = synthesize(text, agent_settings.model_path(agent_settings.piper_voice), steady=True)
         return cache[text]
 
     return _say
