@@ -115,14 +115,17 @@ class CallLog:
         metrics = {k: round(v, 3) for k, v in (item.metrics or {}).items() if isinstance(v, (int, float))}
         text = redact(item.text_content or "")
         interrupted = bool(getattr(item, "interrupted", False))
-        logger.info("turn %s: %r %s%s", item.role, text[:160], json.dumps(metrics), " (interrupted)" if interrupted else "",
+        durations = {k: v for k, v in metrics.items() if not k.endswith("_at")}
+        # the message gives the durations only: the log's PII filter reads a 10-digit clock time
+        # ("stopped_speaking_at": 1796237919.4) as a phone number; the clock times are in `metrics`
+        logger.info("turn %s: %r %s%s", item.role, text[:160], json.dumps(durations), " (interrupted)" if interrupted else "",
                     extra={"room": self._room, "role": item.role, "metrics": metrics, "interrupted": interrupted})
         call_metrics.observe_turn(item.role, metrics)
         if self._recorder is None or self.session_id is None or item.role not in ("user", "assistant"):
             return
         self._flush()
         turn = {"speaker": item.role, "text": text, "interrupted": interrupted,
-                "latency": {k: v for k, v in metrics.items() if not k.endswith("_at")}}
+                "latency": durations}
         recent = self.policy_turns[-3:]
         if item.role == "user":
             heard = next((r for r in reversed(recent) if _same(r.user, text)), None)

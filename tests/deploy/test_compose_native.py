@@ -104,7 +104,7 @@ def question_wav(tmp_path_factory) -> Path:
     from agent.settings import AgentSettings
 
     s = AgentSettings()
-    pcm = synthesize("What are your opening hours?", s.model_path(s.piper_voice))
+    pcm = synthesize("What are your opening hours?", s.model_path(s.piper_voice), steady=True)
     return fake_microphone_wav(tmp_path_factory.mktemp("wav") / "question.wav", pcm, lead=4, tail=25)
 
 

@@ -54,7 +54,7 @@ def question_wav(agent_settings, tmp_path_factory) -> Path:
     """
     from agent.caller import fake_microphone_wav, synthesize
 
-    pcm = synthesize(QUESTION, agent_settings.model_path(agent_settings.piper_voice))
+    pcm = synthesize(QUESTION, agent_settings.model_path(agent_settings.piper_voice), steady=True)
     return fake_microphone_wav(tmp_path_factory.mktemp("wav") / "question.wav", pcm, lead=3.5, tail=20)
 
 
