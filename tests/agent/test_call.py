@@ -13,9 +13,10 @@ import uuid
 
 import numpy as np
 import pytest
+from livekit import rtc
 
-from agent.caller import ScriptedCaller
 from agent.token import caller_token
+from harness.caller import ScriptedCaller
 from tests.conftest import transcribe
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +33,12 @@ async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     caller = await new_caller(stack.url)
     try:
         assert await caller.wait_video(timeout=60), "the avatar's video track never arrived"
+        # published by avatar/worker.py's AvatarTrackRunner, one layer (no simulcast copies to encode):
+        # the framework's runner has no public way to set this, so an upgrade that stops calling the
+        # override shows here
+        face = caller.room.remote_participants[caller.avatar_identity]
+        video = [p for p in face.track_publications.values() if p.kind == rtc.TrackKind.KIND_VIDEO]
+        assert len(video) == 1 and not video[0].simulcasted, [(p.name, p.simulcasted) for p in video]
         await caller.wait_greeting()
         turn = await caller.ask("What are your opening hours?", say("What are your opening hours?"))
     finally:
