@@ -50,7 +50,7 @@ services:
 setup: system venv models livekit face
 
 demo: setup
-	@$(PY) -m agent.demo --out out
+	@$(PY) -m harness.demo --out out
 
 # The console's locked npm packages, so the suite also rebuilds the bundle and compares it.
 console-deps:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.caller import synthesize
 from agent.settings import AgentSettings
 from agent.stt import WhisperEngine
 from bench.cer import edit_distance
+from harness.caller import synthesize
 
 EN = [
     "What are your opening hours?", "How do I report a lost card?", "Where is the nearest branch?",

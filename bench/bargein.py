@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.caller import RATE, ScriptedCaller, synthesize
-from agent.devstack import Stack, free_port
 from agent.settings import AgentSettings
 from agent.token import caller_token
+from harness.caller import RATE, ScriptedCaller, synthesize
+from harness.devstack import Stack, free_port
 
 LONG = "How do I report a lost card?"
 OVER = "What are your opening hours?"

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.caller import ScriptedCaller, synthesize
-from agent.devstack import Stack, free_port
 from agent.settings import AgentSettings
 from agent.token import caller_token
 from bench.hostile import cpu_seconds, rss_mb
+from harness.caller import ScriptedCaller, synthesize
+from harness.devstack import Stack, free_port
 
 QUESTIONS = [
     "What are your opening hours?",

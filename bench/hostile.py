@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.caller import RATE, ScriptedCaller, synthesize
-from agent.devstack import Stack, free_port
 from agent.settings import AgentSettings
+from harness.caller import RATE, ScriptedCaller, synthesize
+from harness.devstack import Stack, free_port
 
 PLAIN = "What are your opening hours?"
 TALK = ["I have been a customer for many years and I want to tell you about my last visit.",
@@ -139,7 +139,7 @@ def _tokens(admin: dict[str, str] | None):  # noqa: ANN202
     def token(name: str) -> str:
         if admin is None:
             return caller_token(f"{name}-{uuid.uuid4().hex[:6]}", "caller")
-        from agent.provision import admin_call
+        from harness.provision import admin_call
 
         return admin_call(admin)["token"]
 

@@ -6,7 +6,7 @@ Starts livekit-server, the admin (recording every call), the avatar and the agen
 scripted callers (own rooms) ask the bench questions one after another for MINUTES. Every
 ``--window`` minutes it prints, over that window: end of speech -> first answer audio (p50, p95),
 video fps at the callers (median over answers), the A/V offset measured on the callers' side
-(mouth motion against the audio envelope, agent/avsync.py; negative: mouth ahead) as the caller saw
+(mouth motion against the audio envelope, harness/avsync.py; negative: mouth ahead) as the caller saw
 and heard it (video at WebRTC's render time, audio laid out as played, the timeline of the demo's
 MP4) and, in brackets, at the times this process read the frames (late when it is busy), turns lost,
 and the resident memory of every process (livekit-server, admin, avatar, agent). At the end:
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.caller import ScriptedCaller, synthesize
-from agent.devstack import Stack, free_port
 from agent.settings import AgentSettings
 from agent.token import caller_token
 from bench.calls import QUESTIONS, pct
 from bench.hostile import rss_mb
+from harness.caller import ScriptedCaller, synthesize
+from harness.devstack import Stack, free_port
 
 
 async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], until: float, turns: list[dict],

@@ -1,6 +1,6 @@
 """Audio/video offset of a recording, measured from the picture and the sound themselves.
 
-    python -m agent.avsync out/demo.mp4 --mouth-box X,Y,W,H
+    python -m harness.avsync out/demo.mp4 --mouth-box X,Y,W,H
 
 The mouth's activity is read from the mouth box (how much it changes from one frame
 to the next: a talking mouth changes it several times more than a listening face),

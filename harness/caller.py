@@ -22,10 +22,11 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 
-from .avsync import AvOffset, offset_of
-from .tts import speak
+from agent.tts import speak
 
-logger = logging.getLogger("agent.caller")
+from .avsync import AvOffset, offset_of
+
+logger = logging.getLogger("harness.caller")
 
 RATE = 16000  # the caller records and speaks at 16 kHz mono
 

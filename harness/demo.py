@@ -1,6 +1,6 @@
 """The main job: a scripted call through the whole stack on this machine.
 
-    python -m agent.demo [--out out] [--engine portrait]
+    python -m harness.demo [--out out] [--engine portrait]
 
 Starts livekit-server and both workers, joins as a caller that asks three
 spoken questions, and writes ``out/demo.mp4`` (avatar video + agent audio as
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.settings import AgentSettings
+
 from .avsync import measure as measure_av_offset
 from .caller import ScriptedCaller, synthesize
 from .devstack import Stack, free_port
-from .settings import AgentSettings
 
 QUESTIONS = [
     "What are your opening hours?",

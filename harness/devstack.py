@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .paths import cache_root
+from agent.paths import cache_root
 
 CACHE = cache_root()
 LIVEKIT_VERSION = "v1.13.5"
@@ -160,7 +160,7 @@ class Stack:
     ) -> dict[str, str]:
         """Start the admin API (embedded SQLite under ``data_dir``), bootstrap a demo tenant and, through
         the API, give its avatar the ``persona`` file's persona and knowledge and, when given, the
-        ``portrait`` (prepared by the admin; the avatar worker fetches the face) (:mod:`agent.provision`).
+        ``portrait`` (prepared by the admin; the avatar worker fetches the face) (:mod:`harness.provision`).
 
         Returns the bootstrap values (DH_ADMIN_URL, DH_ADMIN_API_KEY, DH_ADMIN_VIEWER_KEY,
         DH_AVATAR_ID, ...); the agent workers started afterwards record their calls there.

@@ -3,7 +3,7 @@ console: a persona (from a dialogue persona YAML), a knowledge base with its doc
 and an avatar using both (with a portrait when given). Idempotent by name: run again, it
 updates the persona, uploads only documents it has not uploaded, and keeps the avatar.
 
-Used by the demo stack (:meth:`agent.devstack.Stack.start_admin`) and the two-organisation test.
+Used by the demo stack (:meth:`harness.devstack.Stack.start_admin`) and the two-organisation test.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def sign_in(base_url: str, email: str, password: str) -> dict[str, str]:
 
 def admin_call(values: dict[str, str]) -> dict[str, Any]:
     """A call set up by the admin's token route, the production path (``values``: the bootstrap values of
-    :meth:`agent.devstack.Stack.start_admin`): the caller's token, room and session id."""
+    :meth:`harness.devstack.Stack.start_admin`): the caller's token, room and session id."""
     r = httpx.post(values["DH_ADMIN_URL"].rstrip("/") + f"{API}/tokens/livekit", json={"avatar_id": values["DH_AVATAR_ID"]},
                    headers={"X-API-Key": values["DH_ADMIN_API_KEY"]}, timeout=30)
     r.raise_for_status()

@@ -153,7 +153,7 @@ def published_ports(service: dict) -> list[str]:
 # ----------------------------------------------------------------------------- one service natively
 def livekit_binary() -> str:
     sys.path.insert(0, str(REPO))
-    from agent.devstack import livekit_binary as lb
+    from harness.devstack import livekit_binary as lb
 
     return str(lb())
 

@@ -70,7 +70,7 @@ def whisper(agent_settings):
 def say(agent_settings):
     """Synthesise a caller's question with the local Piper voice (int16, 16 kHz), the same samples on
     every run (Piper's random prosody made a whole session's tests share one rare, hard draw)."""
-    from agent.caller import synthesize
+    from harness.caller import synthesize
 
     cache: dict[str, object] = {}
 
@@ -92,7 +92,7 @@ def transcribe(whisper, pcm) -> str:
 
 def running_stack(tmp_path_factory, env: dict[str, str] | None = None):
     """livekit-server + avatar worker + agent worker on loopback (a generator for module fixtures)."""
-    from agent.devstack import Stack, free_port
+    from harness.devstack import Stack, free_port
 
     s = Stack(log_dir=tmp_path_factory.mktemp("stack-logs"), http_port=free_port(), env=dict(env or {}))
     try:

@@ -16,9 +16,9 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from agent.avsync import measure
-from agent.caller import RATE, ScriptedCaller
 from agent.token import caller_token
+from harness.avsync import measure
+from harness.caller import RATE, ScriptedCaller
 from tests.conftest import running_stack, transcribe
 
 pytestmark = pytest.mark.e2e

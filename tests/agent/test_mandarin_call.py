@@ -14,10 +14,10 @@ import uuid
 import numpy as np
 import pytest
 
-from agent.caller import ScriptedCaller
 from agent.language import to_simplified
 from agent.token import caller_token
 from dialogue.language import detect_language
+from harness.caller import ScriptedCaller
 
 pytestmark = pytest.mark.e2e
 

@@ -1,11 +1,11 @@
-"""The demo's recording shows the sync the caller got (agent.caller.audio_timeline, agent.avsync)."""
+"""The demo's recording shows the sync the caller got (harness.caller.audio_timeline, harness.avsync)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from agent.avsync import offset_of
-from agent.caller import RATE, audio_timeline
+from harness.avsync import offset_of
+from harness.caller import RATE, audio_timeline
 
 
 def _frames(n: int, t_first_end: float, stall_at: int | None = None, stall: float = 0.0,
@@ -65,7 +65,7 @@ async def test_the_callers_offset_is_the_one_it_saw_and_heard_not_when_its_loop_
     """A caller process that reads its audio in 100 ms bursts (a busy loop) makes the voice look
     ~45 ms late at arrival; on the played timeline (render times, audio laid out) the offset is
     the stream's own."""
-    from agent.caller import ScriptedCaller, VideoSample
+    from harness.caller import ScriptedCaller, VideoSample
 
     t, loud = _bursts(30.0, np.random.default_rng(5))
     caller = ScriptedCaller("ws://unused", "token", avatar_identity="avatar")

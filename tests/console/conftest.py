@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from agent.devstack import REPO
+from harness.devstack import REPO
 
 CHROMIUM = os.environ.get("DH_CHROMIUM", "/usr/bin/chromium")
 OUT = REPO / "out" / "console"

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from agent.devstack import REPO
+from harness.devstack import REPO
 
 SRC = REPO / "console" / "src"
 BUNDLE = REPO / "admin" / "static" / "console"

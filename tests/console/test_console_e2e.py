@@ -779,7 +779,7 @@ def test_an_operator_starts_a_test_call_from_the_avatars_page(console_db, browse
     an avatar that is not ready has a sentence instead of the button."""
     from admin.core.db import session_scope
     from admin.models import Avatar
-    from agent.devstack import Stack, free_port, room_identities
+    from harness.devstack import Stack, free_port, room_identities
     from tests.admin.conftest import make_tenant
     from tests.console.conftest import CHROMIUM, Console, admin_server
 

@@ -5,7 +5,7 @@ deployment's namespace by scripts/compose_native.py; tests/deploy/test_compose_n
 
 1. The HTTPS front answers for DH_DOMAIN with a certificate of the deployment's CA (verified).
 2. The first administrator of .env signs in through it and sets up an organisation's persona,
-   knowledge and avatar through the API (agent.provision), as an operator does in the console.
+   knowledge and avatar through the API (harness.provision), as an operator does in the console.
 3. Headless Chromium opens the widget page from https://DH_DOMAIN, the caller clicks, asks a
    question with its (fake) microphone: the avatar's video plays, the agent's answer is in the
    captions; the caller ends the call.
@@ -40,8 +40,8 @@ def main(env_file: Path, state: Path, wav: Path, result_path: Path) -> int:
     os.environ["SSL_CERT_FILE"] = str(ca)  # httpx (provision too) trusts the deployment's own CA, and only it
     import httpx
 
-    from agent.devstack import DEMO_PERSONA
-    from agent.provision import provision, sign_in
+    from harness.devstack import DEMO_PERSONA
+    from harness.provision import provision, sign_in
 
     result: dict = {"origin": base}
     t0 = time.monotonic()

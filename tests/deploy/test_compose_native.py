@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.devstack import REPO
 from agent.paths import cache_root
+from harness.devstack import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 import compose_native  # noqa: E402
@@ -100,8 +100,8 @@ def test_workers_refuse_default_secrets_in_production(module, tmp_path):
 @pytest.fixture(scope="module")
 def question_wav(tmp_path_factory) -> Path:
     """The caller's fake microphone: silence, the question, a long silence (Chromium loops it)."""
-    from agent.caller import fake_microphone_wav, synthesize
     from agent.settings import AgentSettings
+    from harness.caller import fake_microphone_wav, synthesize
 
     s = AgentSettings()
     pcm = synthesize("What are your opening hours?", s.model_path(s.piper_voice), steady=True)

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from agent.caller import ScriptedCaller
-from agent.devstack import Stack, free_port
 from agent.token import caller_token
+from harness.caller import ScriptedCaller
+from harness.devstack import Stack, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from agent.caller import ScriptedCaller
-from agent.devstack import Stack, free_port
+from harness.caller import ScriptedCaller
+from harness.devstack import Stack, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ TIMEOUT = 12.0  # AGENT_HANDOFF_TIMEOUT of this stack
 
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
-    from agent.provision import sign_in
+    from harness.provision import sign_in
 
     tmp = tmp_path_factory.mktemp("handoff")
     s = Stack(log_dir=tmp / "logs", http_port=free_port(),

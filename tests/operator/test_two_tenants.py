@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.caller import ScriptedCaller
-from agent.devstack import REPO, Stack, free_port
-from agent.provision import provision, sign_in
+from harness.caller import ScriptedCaller
+from harness.devstack import REPO, Stack, free_port
+from harness.provision import provision, sign_in
 
 pytestmark = pytest.mark.e2e
 

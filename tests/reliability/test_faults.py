@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from agent.caller import ScriptedCaller
-from agent.devstack import Stack, free_port
 from agent.token import caller_token
+from harness.caller import ScriptedCaller
+from harness.devstack import Stack, free_port
 from tests.conftest import transcribe
 
 pytestmark = pytest.mark.e2e
@@ -168,7 +168,7 @@ async def test_a_livekit_server_restart_mid_call_is_one_call_with_its_face(tmp_p
     answered by the avatar, and the admin holds one session with the turns from before and after."""
     import httpx
 
-    from agent.provision import admin_call
+    from harness.provision import admin_call
 
     stack = Stack(log_dir=tmp_path / "logs", http_port=free_port())
     values = stack.start_with_admin(tmp_path / "admin")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from agent.devstack import Stack, free_port
+    from harness.devstack import Stack, free_port
 
     tmp = tmp_path_factory.mktemp("hostile")
     s = Stack(log_dir=tmp / "logs", http_port=free_port())

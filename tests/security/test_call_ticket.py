@@ -55,7 +55,7 @@ def test_an_api_key_made_through_the_api_is_never_a_platform_key(client, tenant,
 def test_every_failure_gives_a_working_call_with_a_reason(app, tenant, tmp_path):
     """What resolve_call hands the worker in each failure case: never an exception, never a hang."""
     from agent.call_config import resolve_call
-    from agent.devstack import free_port
+    from harness.devstack import free_port
 
     with serve(app) as url:
         from httpx import Client

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.devstack import REPO
+from harness.devstack import REPO
 
 CHROMIUM = os.environ.get("DH_CHROMIUM", "/usr/bin/chromium")
 OUT = REPO / "out" / "widget"
@@ -52,7 +52,7 @@ def question_wav(agent_settings, tmp_path_factory) -> Path:
 
     Chromium loops the file, so the silence after the question leaves the agent time to answer.
     """
-    from agent.caller import fake_microphone_wav, synthesize
+    from harness.caller import fake_microphone_wav, synthesize
 
     pcm = synthesize(QUESTION, agent_settings.model_path(agent_settings.piper_voice), steady=True)
     return fake_microphone_wav(tmp_path_factory.mktemp("wav") / "question.wav", pcm, lead=3.5, tail=20)

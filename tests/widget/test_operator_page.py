@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from agent.devstack import Stack, free_port
+from harness.devstack import Stack, free_port
 
 from .conftest import OUT
 
@@ -60,7 +60,7 @@ class CallerThread(threading.Thread):
             self.error = e
 
     async def _run(self) -> None:
-        from agent.caller import ScriptedCaller
+        from harness.caller import ScriptedCaller
 
         c = ScriptedCaller(self.stack.url, self.token)
         self.caller = c

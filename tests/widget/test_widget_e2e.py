@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from agent.devstack import room_identities
+from harness.devstack import room_identities
 
 from .conftest import OUT
 

