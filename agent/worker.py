@@ -143,6 +143,26 @@ class CallLog:
         self._record({**turn, "citations": answered.citations if answered else None}, rec.language if rec else None)
 
 
+class CallSession(AgentSession):
+    """The framework's ``AgentSession``, keeping only its latest events.
+
+    ``AgentSession.emit`` keeps every event of the call (each turn's state changes, transcripts,
+    metrics, and the answer's ``SpeechHandle`` with its tasks and chat items) for the report it
+    writes at the end of the session: to a local file in console mode, to LiveKit Cloud when
+    recording is on. Neither happens on a self-hosted worker, and kept whole the list grows with
+    every turn of a long call (a kiosk's call lasts as long as the caller stays). This session keeps
+    the latest ``RECENT_EVENTS``; the call's record is the admin's session (``CallLog``).
+    """
+
+    RECENT_EVENTS = 128
+
+    def emit(self, event: Any, arg: Any) -> None:
+        super().emit(event, arg)
+        events = self._recorded_events
+        if len(events) > 2 * self.RECENT_EVENTS:  # trimmed in steps, not on every event
+            del events[: len(events) - self.RECENT_EVENTS]
+
+
 class CallAgent(Agent):
     """The call's agent: answers every finished caller turn, except while a colleague has the call.
 
@@ -252,7 +272,7 @@ async def entrypoint(ctx: JobContext) -> None:
     setup = await loop.run_in_executor(
         None, lambda: prepare_call(dsettings, persona=cfg.persona, index=cfg.index, on_turn=_on_turn,
                                    on_escalate=_on_escalate))
-    session: AgentSession = AgentSession(
+    session: AgentSession = CallSession(
         vad=models.vad,
         stt=models.stt,
         llm=setup.llm,
