@@ -10,6 +10,7 @@ transcriptions both sides publish.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import queue
 import threading
@@ -153,6 +154,15 @@ class Mp4Recorder:
     def close(self) -> None:
         self._q.put(None)
         self._thread.join(60)
+
+
+def _after(rows: list[tuple[float, float]], t: float) -> int:
+    """Index of the first (arrival time, RMS) row that arrived after ``t`` (rows are in arrival order).
+
+    The callers poll for loud audio many times a second through calls of an hour: a scan from the
+    first row would grow with the call and take the cores the stack is being measured on.
+    """
+    return bisect.bisect_right(rows, t, key=lambda r: r[0])
 
 
 def audio_timeline(frames: list[tuple[np.ndarray, float]], t0: float) -> list[tuple[int, np.ndarray]]:
@@ -384,7 +394,7 @@ class ScriptedCaller:
     def loud_since(self, t: float) -> float | None:
         """Arrival time of the first loud 10 ms of agent audio after ``t``, on whichever track carries
         it (the avatar's, or the agent's own after it fell back to audio only)."""
-        firsts = [next((ts for ts, rms in rows if ts > t and rms > self.loud_threshold), None)
+        firsts = [next((rows[i][0] for i in range(_after(rows, t), len(rows)) if rows[i][1] > self.loud_threshold), None)
                   for rows, _ in self._tracks.values()]
         return min((f for f in firsts if f is not None), default=None)
 
@@ -399,7 +409,7 @@ class ScriptedCaller:
         """Wait until the agent has been silent for ``quiet_for`` seconds; returns when it went quiet."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            last_loud = max((ts for ts, rms in self.audio_rms if rms > self.loud_threshold), default=0.0)
+            last_loud = next((ts for ts, rms in reversed(self.audio_rms) if rms > self.loud_threshold), 0.0)
             if time.time() - last_loud >= quiet_for:
                 return last_loud
             await asyncio.sleep(0.1)
@@ -438,7 +448,13 @@ class ScriptedCaller:
 
     # --------------------------------------------------------------- figures
     def _loud_near(self, t: float, window: float = 0.3) -> bool:
-        return any(abs(ts - t) < window and rms > self.loud_threshold for ts, rms in self.audio_rms)
+        rows = self.audio_rms
+        i = _after(rows, t - window)
+        while i < len(rows) and rows[i][0] < t + window:
+            if rows[i][1] > self.loud_threshold:
+                return True
+            i += 1
+        return False
 
     def mouth_motion(self, t_from: float, t_to: float) -> list[tuple[float, float]]:
         """(time, frame-to-frame change of the mouth region) per received frame.
