@@ -156,13 +156,20 @@ class Mp4Recorder:
         self._thread.join(60)
 
 
-def _after(rows: list[tuple[float, float]], t: float) -> int:
-    """Index of the first (arrival time, RMS) row that arrived after ``t`` (rows are in arrival order).
+def _first_loud(rows: list[tuple[float, float]], threshold: float, after: float,
+                before: float = float("inf")) -> float | None:
+    """Arrival time of the first (arrival time, RMS) row louder than ``threshold`` that arrived
+    strictly between ``after`` and ``before`` (rows are in arrival order).
 
     The callers poll for loud audio many times a second through calls of an hour: a scan from the
     first row would grow with the call and take the cores the stack is being measured on.
     """
-    return bisect.bisect_right(rows, t, key=lambda r: r[0])
+    i = bisect.bisect_right(rows, after, key=lambda r: r[0])
+    while i < len(rows) and rows[i][0] < before:
+        if rows[i][1] > threshold:
+            return rows[i][0]
+        i += 1
+    return None
 
 
 def audio_timeline(frames: list[tuple[np.ndarray, float]], t0: float) -> list[tuple[int, np.ndarray]]:
@@ -394,8 +401,7 @@ class ScriptedCaller:
     def loud_since(self, t: float) -> float | None:
         """Arrival time of the first loud 10 ms of agent audio after ``t``, on whichever track carries
         it (the avatar's, or the agent's own after it fell back to audio only)."""
-        firsts = [next((rows[i][0] for i in range(_after(rows, t), len(rows)) if rows[i][1] > self.loud_threshold), None)
-                  for rows, _ in self._tracks.values()]
+        firsts = [_first_loud(rows, self.loud_threshold, t) for rows, _ in self._tracks.values()]
         return min((f for f in firsts if f is not None), default=None)
 
     async def wait_loud(self, since: float, timeout: float = 30.0) -> float | None:
@@ -448,13 +454,7 @@ class ScriptedCaller:
 
     # --------------------------------------------------------------- figures
     def _loud_near(self, t: float, window: float = 0.3) -> bool:
-        rows = self.audio_rms
-        i = _after(rows, t - window)
-        while i < len(rows) and rows[i][0] < t + window:
-            if rows[i][1] > self.loud_threshold:
-                return True
-            i += 1
-        return False
+        return _first_loud(self.audio_rms, self.loud_threshold, t - window, t + window) is not None
 
     def mouth_motion(self, t_from: float, t_to: float) -> list[tuple[float, float]]:
         """(time, frame-to-frame change of the mouth region) per received frame.

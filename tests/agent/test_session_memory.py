@@ -25,11 +25,10 @@ def _answers_alive() -> int:
 
 
 async def _talk(session: AgentSession, turns: int) -> str:
-    said = ""
+    """Ask ``turns`` questions; what the last answer said."""
     for i in range(turns):
         result = await session.run(user_input=QUESTIONS[i % len(QUESTIONS)])
-        said = " ".join(e.item.text_content or "" for e in result.events if e.type == "message")
-    return said
+    return " ".join(e.item.text_content or "" for e in result.events if e.type == "message")
 
 
 async def _growth(session_type: type[AgentSession], turns: int) -> tuple[int, str]:
