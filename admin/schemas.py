@@ -498,6 +498,15 @@ class CallAvatarOut(BaseModel):
     voice: str | None
 
 
+class CallTurnOut(BaseModel):
+    """A turn the call's session already holds (a call resumed by another agent worker continues it)."""
+
+    seq: int
+    speaker: str
+    text: str
+    language: str | None
+
+
 class CallConfigOut(BaseModel):
     """What one call runs with (``GET /agent/calls/{ticket}``)."""
 
@@ -510,6 +519,7 @@ class CallConfigOut(BaseModel):
     avatar: CallAvatarOut | None
     voices: dict[str, str]  # language -> voice name (agent.voices); languages not named: the default voice
     fallbacks: list[str]
+    history: list[CallTurnOut] = []  # the session's latest turns so far, oldest first (empty for a new call)
 
 
 # --- audit --------------------------------------------------------------------------------

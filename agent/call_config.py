@@ -56,6 +56,7 @@ class CallConfig:
     voices: dict[str, str] = field(default_factory=dict)  # language -> voice name (agent.voices)
     from_admin: bool = False
     reasons: list[str] = field(default_factory=list)  # what fell back to a default, and why
+    history: list[dict[str, Any]] = field(default_factory=list)  # the session's turns so far (a resumed call)
 
     def recorder_meta(self) -> dict[str, Any]:
         """What :func:`agent.recorder.recorder_for_call` reads."""
@@ -244,6 +245,7 @@ async def resolve_call(meta: dict[str, Any], *, admin_url: str, api_key: str, ca
     cfg.voices = {k: v for k, v in (body.get("voices") or {}).items() if isinstance(v, str)}
     cfg.from_admin = True
     cfg.reasons.extend(body.get("fallbacks") or [])
+    cfg.history = [t for t in body.get("history") or [] if isinstance(t, dict) and t.get("text")]
     if body.get("persona") is not None:
         try:
             cfg.persona = load_persona(body["persona"])

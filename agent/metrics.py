@@ -31,6 +31,10 @@ TURN_STAGE = Histogram("dh_turn_stage_seconds", "Per-turn stage latency (seconds
                        buckets=LATENCY_BUCKETS)
 HANDOFF_WAITING = Gauge("dh_handoff_waiting", "Callers waiting for a colleague")
 SPEECH_FAILURES = Counter("dh_speech_failures", "Utterances the recogniser or a voice failed on", ["stage"])
+# One series per call in progress (room, job): what the failover watcher (agent/failover.py) re-dispatches
+# when this worker stops answering; removed when the call ends.
+CALL = Gauge("dh_agent_call", "A call in progress in this agent worker", ["room", "job", "agent_name"])
+WORKER = Gauge("dh_agent_worker", "The dispatch name this agent worker registered under", ["agent_name"])
 RECORDER_PENDING = Gauge("dh_recorder_pending_events", "Session events not yet acknowledged by the admin")
 FRAMES = Counter("dh_avatar_frames", "Video frames rendered by the avatar engine")
 RENDER = Histogram("dh_avatar_render_seconds", "Engine time per rendered chunk (seconds)",

@@ -205,6 +205,15 @@ class SessionRecorder:
         payload.update({k: v for k, v in (("room", room), ("reason", reason), ("summary", summary)) if v})
         return self._put("handoff", payload)
 
+    def continue_session(self, session_id: str, grant: str | None, *, first_seq: int) -> str:
+        """Go on recording a session another process started (a call resumed after its agent worker
+        died): no new session, turns numbered from ``first_seq`` (after all of the old worker's)."""
+        if grant:
+            self.grant_session(session_id, grant)
+        with self._seq_lock:
+            self._seq[session_id] = max(first_seq, self._seq.get(session_id, 0))
+        return session_id
+
     def grant_session(self, session_id: str, grant: str) -> None:
         """Attach the call's session grant to every event of ``session_id`` recorded from now on."""
         with self._seq_lock:

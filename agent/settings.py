@@ -44,6 +44,10 @@ class AgentSettings(BaseSettings):
     greet: bool = True
     http_port: int = 8081  # the worker's health-check port
     metrics_port: int = 0  # Prometheus /metrics of this worker (agent/metrics.py); 0: off
+    # The failover watcher (`python -m agent watch`, agent/failover.py): the /metrics URLs of the agent
+    # workers it watches, comma-separated, and how often it reads them.
+    watch_targets: str = ""
+    watch_interval: float = 0.2
     # Session logging to the admin backend (empty URL: calls are only logged locally).
     admin_url: str = Field(default="", validation_alias="DH_ADMIN_URL")
     admin_api_key: str = Field(default="", validation_alias="DH_ADMIN_API_KEY")

@@ -20,6 +20,7 @@ from livekit.agents import (
     Agent,
     AgentServer,
     AgentSession,
+    ChatContext,
     JobContext,
     JobExecutorType,
     JobProcess,
@@ -36,6 +37,7 @@ from . import metrics as call_metrics
 from .avatar_link import AvatarLink
 from .call_config import resolve_call
 from .contract import PCM_RATE
+from .failover import SEQ_STRIDE, announce_call, resume_of
 from .handoff import HandoffDesk
 from .language import EspeakTTS
 from .load import CallLoad
@@ -43,6 +45,7 @@ from .models import shared_models
 from .recorder import SessionRecorder, recorder_for_call
 from .settings import AgentSettings, require
 from .tools import prepare_call
+from .zh_tts import preload_mandarin
 
 CALL_LOAD = CallLoad()  # calls of this worker process (agent/load.py)
 logger = logging.getLogger("agent.worker")
@@ -52,7 +55,9 @@ logger = logging.getLogger("agent.worker")
 def prewarm(proc: JobProcess) -> None:
     """Before any call (once per process: later calls find everything loaded)."""
     install_log_redaction()  # no caller's card number or e-mail ever reaches a log line
-    shared_models(AgentSettings())
+    settings = AgentSettings()
+    shared_models(settings)
+    preload_mandarin(settings)
     load_knowledge(DialogueSettings())  # embeddings + index, shared by this process's calls
     prepare_call(DialogueSettings())  # the meaning model and its persona/knowledge embeddings, cached per process
 
@@ -87,6 +92,8 @@ class CallLog:
         self.session_id = session_id
         self.policy_turns: list[TurnRecord] = []
         self._waiting: dict[str, Any] | None = None  # a caller's turn whose policy record has not come yet
+        # a resumed call asks the question its dead worker left unanswered again: it is in the record already
+        self.replayed: str | None = None
         session.on("conversation_item_added", self._on_item)
 
     def on_policy_turn(self, rec: TurnRecord) -> None:
@@ -128,6 +135,9 @@ class CallLog:
                 "latency": durations}
         recent = self.policy_turns[-3:]
         if item.role == "user":
+            if self.replayed is not None and _same(self.replayed, text):
+                self.replayed = None
+                return
             heard = next((r for r in reversed(recent) if _same(r.user, text)), None)
             if heard is None:
                 self._waiting = turn
@@ -230,7 +240,9 @@ async def entrypoint(ctx: JobContext) -> None:
     """One call."""
     CALL_LOAD.enter(ctx)  # the load LiveKit sees counts this call from now until its job ends
     settings = AgentSettings()
+    announce_call(ctx, settings.agent_name)  # on /metrics, for the failover watcher
     meta = json.loads(ctx.job.metadata or "{}") if ctx.job.metadata else {}
+    resumed = resume_of(meta)  # > 0: this call's agent worker died; its watcher sent the call here
     await ctx.connect()
     t_start = time.perf_counter()
     loop = asyncio.get_running_loop()
@@ -284,12 +296,17 @@ async def entrypoint(ctx: JobContext) -> None:
     models.stt.min_voiced = settings.interrupt_min_duration
 
     def language() -> str:
-        return setup.policy.turns[-1].language if setup.policy.turns else setup.persona.default_language
+        if setup.policy.turns:
+            return setup.policy.turns[-1].language
+        earlier = next((t.get("language") for t in reversed(cfg.history) if t.get("language")), None)
+        return earlier or setup.persona.default_language
 
     # the recogniser failing on one utterance: the caller is asked to say it again (a voice failing: CallAgent)
     models.stt.on_failure = lambda: session.say(setup.persona.phrase("not_heard", language()))
     session_id = None
-    if recorder is not None:
+    if recorder is not None and resumed and cfg.session_id:
+        session_id = recorder.continue_session(cfg.session_id, cfg.grant, first_seq=resumed * SEQ_STRIDE)
+    elif recorder is not None:
         session_id = recorder.start_session(
             session_id=cfg.session_id, avatar_id=cfg.avatar.get("id"),
             persona_id=cfg.persona.id if cfg.persona is not None else None,
@@ -326,7 +343,8 @@ async def entrypoint(ctx: JobContext) -> None:
         # The caller left (or end_call): end the job so the avatar leaves and the call is recorded as ended.
         ctx.shutdown(reason=f"session closed: {getattr(ev, 'reason', '')}")
 
-    call_agent = CallAgent(desk, instructions=setup.instructions, tools=setup.tools,
+    history, unanswered = resumed_conversation(cfg.history) if resumed else (None, None)
+    call_agent = CallAgent(desk, instructions=setup.instructions, tools=setup.tools, chat_ctx=history,
                            apology=lambda: (language(), setup.persona.phrase("voice_failed", language())))
     await session.start(
         agent=call_agent,
@@ -335,8 +353,30 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     if link is not None:
         await link.start(session, ctx.room)  # the avatar was dispatched while the call was being prepared
-    if settings.greet:
+    if resumed:
+        logger.warning("call resumed (%d) after its agent worker died: %d earlier turns%s", resumed, len(cfg.history),
+                       ", answering the caller's last question again" if unanswered else "",
+                       extra={"room": ctx.room.name, "session_id": session_id})
+        session.say(setup.persona.phrase("cut_off", language()))
+        if unanswered:
+            call_log.replayed = unanswered
+            session.generate_reply(user_input=unanswered)
+    elif settings.greet:
         session.say(setup.greeting())
+
+
+def resumed_conversation(turns: list[dict[str, Any]]) -> tuple[ChatContext, str | None]:
+    """The chat context of a resumed call (its recorded turns), without a last caller question that
+    got no answer; that question is returned, to be answered again."""
+    unanswered = None
+    if turns and turns[-1].get("speaker") == "user":
+        unanswered = str(turns[-1]["text"])
+        turns = turns[:-1]
+    ctx = ChatContext.empty()
+    for t in turns:
+        if t.get("speaker") in ("user", "assistant"):
+            ctx.add_message(role=t["speaker"], content=str(t["text"]))
+    return ctx, unanswered
 
 
 def build_server(settings: AgentSettings | None = None) -> AgentServer:
@@ -365,6 +405,7 @@ def main() -> None:
     exit_if_insecure("the agent", admin_key_names=("DH_ADMIN_API_KEY",))
     settings = AgentSettings()
     call_metrics.serve(settings.metrics_port, "agent")
+    call_metrics.WORKER.labels(agent_name=settings.agent_name).set(1)
     for rel, what in ((settings.whisper_model, "Whisper model folder"), (settings.piper_voice, "Piper voice"),
                       (settings.vad_model, "Silero VAD model"), (settings.turn_model, "Smart Turn model")):
         if not rel:

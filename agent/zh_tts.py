@@ -376,3 +376,12 @@ def mandarin_voice(settings: Any, *, english: tts.TTS | None = None, sample_rate
     if folder is not None:
         logger.warning("no Mandarin voice at %s (run scripts/setup_models.py): espeak-ng speaks Chinese", folder)
     return EspeakTTS(language="zh", sample_rate=sample_rate)
+
+
+def preload_mandarin(settings: Any) -> None:
+    """Load the deployment's Mandarin voice now (a worker's warm-up): a call that starts later, or a
+    call a standby takes over, does not spend its first seconds loading it (measured: 3.0 s)."""
+    rel = getattr(settings, "zh_voice", "zh-baker")
+    folder = settings.model_path(rel) if rel and rel != "espeak" else None
+    if folder is not None and (folder / ACOUSTIC).exists() and "zh" in settings.language_list:
+        _LazyModel(folder).get()

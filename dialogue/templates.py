@@ -59,6 +59,10 @@ PHRASES: dict[str, dict[str, str]] = {
         "en": "Sorry, I lost my voice for a moment. Could you ask me that again?",
         "zh": "抱歉，我刚才没能说出来，请您再问一遍。",
     },
+    "cut_off": {
+        "en": "Sorry, we were cut off for a moment. I'm back.",
+        "zh": "抱歉，刚才通话中断了一下，我回来了。",
+    },
     "apology_retry": {
         "en": "Sorry, I'm having a technical problem. Could you say that again, or shall I connect you to a person?",
         "zh": "抱歉，系统出了点问题。请您再说一遍，或者需要为您转接人工客服吗？",

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,46 @@ INTENT_KINDS = ("injection", "handoff", "escalation", "end_call", "ticket", "for
 
 # ---------------------------------------------------------------- encoders
 class Encoder:
-    """Sentence embeddings, unit length: ``query`` for what callers say, ``passage`` for documents."""
+    """Sentence embeddings, unit length: ``query`` for what callers say, ``passage`` for documents.
+
+    Vectors of texts seen before come from a process-wide cache (:data:`CACHE_TEXTS` at most): the
+    built-in intent examples, a persona's examples and a knowledge's sentences are embedded once
+    per process, not once per persona, index and call (a standby worker taking over a call starts
+    its policy from the examples its warm-up already embedded)."""
 
     name = "encoder"
 
-    def query(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
         raise NotImplementedError
 
+    def _cached(self, texts: list[str], is_query: bool) -> np.ndarray:
+        keys = [(self.name, is_query, t) for t in texts]
+        with _cache_guard:
+            hits = {k: _vectors[k] for k in keys if k in _vectors}
+            for k in hits:
+                _vectors.move_to_end(k)
+        todo = list(dict.fromkeys(t for k, t in zip(keys, texts, strict=True) if k not in hits))
+        if todo:
+            fresh = self._encode(todo, is_query)
+            with _cache_guard:
+                for t, v in zip(todo, fresh, strict=True):
+                    hits[(self.name, is_query, t)] = _vectors[(self.name, is_query, t)] = v
+                while len(_vectors) > CACHE_TEXTS:
+                    _vectors.popitem(last=False)
+        if not keys:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.stack([hits[k] for k in keys])
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        return self._cached(texts, True)
+
     def passage(self, texts: list[str]) -> np.ndarray:
-        return self.query(texts)
+        return self._cached(texts, False)
+
+
+CACHE_TEXTS = 20_000  # 384 floats each: ~30 MB at most
+_vectors: OrderedDict[tuple[str, bool, str], np.ndarray] = OrderedDict()
+_cache_guard = threading.Lock()
 
 
 class E5Encoder(Encoder):
@@ -73,18 +105,10 @@ class E5Encoder(Encoder):
         self._model = E5()
         self._lock = threading.Lock()  # one engine per process; calls of concurrent sessions take turns
 
-    def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
         with self._lock:
             out = self._model.query(texts) if is_query else self._model.passage(texts)
         return np.atleast_2d(np.asarray(out, dtype=np.float32))
-
-    def query(self, texts: list[str]) -> np.ndarray:
-        return self._run(texts, True)
-
-    def passage(self, texts: list[str]) -> np.ndarray:
-        return self._run(texts, False)
 
 
 class MiniLMEncoder(Encoder):
@@ -97,8 +121,8 @@ class MiniLMEncoder(Encoder):
 
         self._emb = Embedder.shared()
 
-    def query(self, texts: list[str]) -> np.ndarray:
-        return self._emb.encode(texts)
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        return np.atleast_2d(np.asarray(self._emb.encode(texts), dtype=np.float32))
 
 
 _encoder_lock = threading.Lock()
@@ -222,7 +246,8 @@ class IntentModel:
 
 
 # ---------------------------------------------------------------- answerability
-_SENT = re.compile(r"(?<=[.!?。！？；])\s*")
+# after Chinese end punctuation always; after "." "!" "?" only before a space (not in "4.9" or "e.g")
+_SENT = re.compile(r"(?<=[。！？；])\s*|(?<=[.!?])\s+")
 
 
 def _units(chunk: Chunk) -> list[tuple[str, str, bool]]:

@@ -211,14 +211,17 @@ class Stack:
         env.update(self.env)
         return env
 
-    def start_worker(self, module: str, timeout: float = 180.0) -> Proc:
+    def start_worker(self, module: str, timeout: float = 180.0, *, name: str | None = None,
+                     env: dict[str, str] | None = None) -> Proc:
         """Start ``python -m <module> start``; wait until it has registered and, for the agent,
-        until its first job process has loaded the models (so the first call is not kept waiting)."""
+        until its first job process has loaded the models (so the first call is not kept waiting).
+        ``name`` (default: the module) names its log; ``env`` adds to its environment."""
         # the agent's first job thread has loaded the shared models once it says "job runner initialized"
         markers = ("registered worker", "job runner initialized") if module == "agent" else ("registered worker",)
         deadline = time.monotonic() + timeout
         for attempt in range(3):
-            proc = self.spawn(module, [sys.executable, "-m", module, "start", "--log-level", "INFO"], self.worker_env())
+            proc = self.spawn(name or module, [sys.executable, "-m", module, "start", "--log-level", "INFO"],
+                              {**self.worker_env(), **(env or {})})
             if not self._lost_its_port(proc, markers[0], deadline) or attempt == 2:
                 break
             # free_port() only names a port that was free a moment ago: another process (a call's
@@ -242,6 +245,19 @@ class Stack:
                 return False
             time.sleep(0.25)
         return proc.popen.poll() is not None and "address already in use" in proc.tail()
+
+    def start_watch(self, targets: list[str], interval: float = 0.2) -> Proc:
+        """The failover watcher (``python -m agent watch``) over the agent workers' /metrics URLs."""
+        env = {**self.worker_env(), "AGENT_WATCH_TARGETS": ",".join(targets), "AGENT_WATCH_INTERVAL": str(interval)}
+        proc = self.spawn("watch", [sys.executable, "-m", "agent", "watch"], env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"the watcher exited with {proc.popen.returncode}:\n{proc.tail()}")
+            if proc.log.read_text(errors="replace").count("is up (") >= len(targets):
+                return proc
+            time.sleep(0.25)
+        raise TimeoutError(f"the watcher did not see every worker up within 30 s:\n{proc.tail()}")
 
     def log_records(self, name: str) -> list[dict[str, Any]]:
         """The JSON records of one process's log (``agent``, ``avatar``), in order."""

@@ -81,3 +81,30 @@ def test_every_failure_gives_a_working_call_with_a_reason(app, tenant, tmp_path)
             cfg = resolve(m, admin_url=admin_url)
             assert cfg.grant is None and cfg.persona is None and cfg.index is None, why
             assert any(why in r for r in cfg.reasons), (why, cfg.reasons)
+
+
+def test_a_resumed_call_gets_its_session_turns_so_far_in_order(client, tenant, other_tenant):
+    """A call taken over by a standby agent worker (agent/failover.py) continues its session: the
+    ticket's call config carries the turns recorded so far, oldest first, redacted as stored; a new
+    call's is empty, and another organisation's key still sees nothing."""
+    import uuid
+
+    from admin.core.security import mint_session_grant
+
+    av = make_avatar(client, tenant)
+    ticket = dispatch_metadata(call_token(client, tenant, av["id"])["token"])["ticket"]
+    first = client.get(f"{API}/agent/calls/{ticket}", headers=tenant.headers["agent"]).json()
+    assert first["history"] == []
+    sid = first["session_id"]
+    turns = [(1, "assistant", "Hello, how can I help?"), (0, "user", "hi"),
+             (2, "user", "my card 4111 1111 1111 1111 was stolen"), (100000, "assistant", "Sorry, we were cut off.")]
+    events = [{"event_id": str(uuid.uuid4()), "type": "turn", "grant": mint_session_grant(tenant.id, sid, 600),
+               "payload": {"session_id": sid, "seq": seq, "speaker": who, "text": text}} for seq, who, text in turns]
+    r = client.post(f"{API}/agent/events", json={"events": events}, headers=tenant.headers["agent"])
+    assert r.status_code == 200 and r.json()["applied"] == 4, r.text
+    again = client.get(f"{API}/agent/calls/{ticket}", headers=tenant.headers["agent"]).json()
+    assert again["session_id"] == sid
+    assert [(t["seq"], t["speaker"]) for t in again["history"]] == [(0, "user"), (1, "assistant"), (2, "user"),
+                                                                   (100000, "assistant")]
+    assert "4111" not in again["history"][2]["text"]
+    assert client.get(f"{API}/agent/calls/{ticket}", headers=other_tenant.headers["agent"]).status_code == 404

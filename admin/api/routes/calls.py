@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from sqlalchemy import select
 
 from admin.api.deps import Principal, SessionDep, require
 from admin.call_config import (
@@ -27,11 +28,12 @@ from admin.call_config import (
 )
 from admin.core.config import get_settings
 from admin.core.security import mint_session_grant
-from admin.models import Avatar, CallTicket, KnowledgeBase, Persona, Role, Tenant, utcnow
-from admin.schemas import CallAvatarOut, CallConfigOut, CallKnowledgeOut
+from admin.models import Avatar, CallTicket, KnowledgeBase, Persona, Role, Tenant, Turn, utcnow
+from admin.schemas import CallAvatarOut, CallConfigOut, CallKnowledgeOut, CallTurnOut
 
 router = APIRouter(prefix="/agent/calls", tags=["calls"])
 Agents = Annotated[Principal, Depends(require(Role.agent))]
+HISTORY_TURNS = 40  # turns a resumed call gets back: the conversation so far, for follow-ups
 FaceReaders = Annotated[Principal, Depends(require(Role.agent, Role.worker))]
 
 
@@ -92,6 +94,9 @@ def call_config(ticket: str, db: SessionDep, principal: Agents) -> CallConfigOut
                              revision=avatar_revision(avatar), voice=avatar.voice) if avatar is not None else None,
         voices=call_voices(avatar, persona),
         fallbacks=fallbacks,
+        history=[CallTurnOut(seq=t.seq, speaker=t.speaker, text=t.text, language=t.language) for t in reversed(
+            db.scalars(select(Turn).where(Turn.session_id == row.session_id).order_by(Turn.seq.desc())
+                       .limit(HISTORY_TURNS)).all())],
     )
 
 
