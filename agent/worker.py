@@ -351,18 +351,44 @@ async def entrypoint(ctx: JobContext) -> None:
         room=ctx.room,
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )
+    cut_off = setup.persona.phrase("cut_off", language()) if resumed else ""
+    # the caller has waited for the takeover: its words are synthesised while the new face joins
+    rendered = asyncio.ensure_future(_render(models.tts, cut_off)) if resumed else None
     if link is not None:
         await link.start(session, ctx.room)  # the avatar was dispatched while the call was being prepared
     if resumed:
         logger.warning("call resumed (%d) after its agent worker died: %d earlier turns%s", resumed, len(cfg.history),
                        ", answering the caller's last question again" if unanswered else "",
                        extra={"room": ctx.room.name, "session_id": session_id})
-        session.say(setup.persona.phrase("cut_off", language()))
+        assert rendered is not None
+        frames = await rendered
+        if frames:
+            session.say(cut_off, audio=_frames(frames))
+        else:
+            session.say(cut_off)
         if unanswered:
             call_log.replayed = unanswered
             session.generate_reply(user_input=unanswered)
     elif settings.greet:
         session.say(setup.greeting())
+
+
+async def _render(tts: Any, text: str) -> list[rtc.AudioFrame]:
+    """``text`` in the call's voice, whole (empty when the voice fails: the session's own TTS tries again)."""
+    frames: list[rtc.AudioFrame] = []
+    try:
+        async with tts.synthesize(text) as stream:
+            async for ev in stream:
+                frames.append(ev.frame)
+    except Exception:
+        logger.exception("could not synthesise %r ahead", text)
+        return []
+    return frames
+
+
+async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    for f in frames:
+        yield f
 
 
 def resumed_conversation(turns: list[dict[str, Any]]) -> tuple[ChatContext, str | None]:

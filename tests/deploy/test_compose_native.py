@@ -33,7 +33,9 @@ def env_file(tmp_path_factory) -> Path:
     """A deployment's .env as scripts/init_env.sh writes it; LiveKit without STUN (no internet here)."""
     path = tmp_path_factory.mktemp("deploy") / ".env"
     subprocess.run(["bash", str(REPO / "scripts" / "init_env.sh"), DOMAIN, str(path)], check=True)
-    path.write_text(path.read_text().replace("LIVEKIT_USE_EXTERNAL_IP=true", "LIVEKIT_USE_EXTERNAL_IP=false"))
+    text = path.read_text().replace("LIVEKIT_USE_EXTERNAL_IP=true", "LIVEKIT_USE_EXTERNAL_IP=false")
+    # the standby agent and its watcher run too (profile failover): they start and stay healthy beside the call
+    path.write_text(re.sub(r"(?m)^COMPOSE_PROFILES=cpu$", "COMPOSE_PROFILES=cpu,failover", text))
     return path
 
 
@@ -128,7 +130,9 @@ def test_the_deployment_answers_a_caller_through_the_https_front(env_file, quest
         pytest.fail(f"exit {out.returncode}\n{out.stderr[-3000:]}\n{logs[-8000:]}")
     up = [ln for ln in out.stdout.splitlines() if ln.startswith("[compose-native] up:")]
     assert up and all(s in up[0] for s in ("caddy", "livekit", "postgres", "redis", "admin", "admin-worker",
-                                           "agent", "avatar")), out.stdout
+                                           "agent", "avatar", "agent-standby", "agent-watch")), out.stdout
+    watch = (state / "logs" / "agent-watch.log").read_text(errors="replace")
+    assert "http://agent:9101 is up (dh-agent" in watch and "http://agent-standby:9102 is up (dh-agent-standby" in watch, watch
     assert seen["https_verified"] and seen["page_is_secure_context"] is True
     assert DOMAIN in json.dumps(seen["turn_tls_subject"])
     assert seen["frames_in_2s"] >= 20, seen

@@ -73,9 +73,8 @@ async def test_an_agent_worker_killed_mid_answer_hands_the_call_to_a_standby(tmp
 
         await caller.wait_quiet(quiet_for=1.2)
         t = time.time()
-        await caller.ask("How much does an international transfer cost?",
-                         say("How much does an international transfer cost?"), wait_answer_end=False)
-        assert "15" in await caller.wait_said(t, ("15", "fifteen")), "the call did not go on after the failover"
+        await caller.ask("What are your opening hours?", say("What are your opening hours?"), wait_answer_end=False)
+        assert "monday" in await caller.wait_said(t, ("monday",)), "the call did not go on after the failover"
         print(f"agent worker killed mid-answer: a new face's video {new_face - t_kill:.2f} s and its voice "
               f"{back - t_kill:.2f} s after the kill")
     finally:
@@ -93,14 +92,18 @@ async def test_an_agent_worker_killed_mid_answer_hands_the_call_to_a_standby(tmp
         turns = [(x["speaker"], x["text"].lower()) for x in rec["turns"]]
         users = [text for who, text in turns if who == "user"]
         assert sum("branch" in u for u in users) == 1, turns  # the replayed question is not recorded twice
-        order = [next(i for i, (who, text) in enumerate(turns) if cond(who, text)) for cond in (
-            lambda w, x: w == "user" and "opening" in x,
-            lambda w, x: w == "user" and "branch" in x,
-            lambda w, x: w == "assistant" and "cut off" in x,
-            lambda w, x: w == "assistant" and "station" in x,
-            lambda w, x: w == "user" and "transfer" in x,
-        )]
-        assert order == sorted(order), turns
+
+        def first(cond, after: int | None = -1) -> int | None:  # the first such turn after turn ``after``
+            if after is None:
+                return None
+            return next((i for i, (who, text) in enumerate(turns) if i > after and cond(who, text)), None)
+
+        asked = first(lambda w, x: w == "user" and "opening" in x)
+        cut = first(lambda w, x: w == "user" and "branch" in x, asked)
+        sorry = first(lambda w, x: w == "assistant" and "cut off" in x, cut)
+        again = first(lambda w, x: w == "assistant" and "station" in x, sorry)
+        then = first(lambda w, x: w == "user" and "opening" in x, again)
+        assert None not in (asked, cut, sorry, again, then), turns  # in this order, in one record
         assert rec.get("outcome"), rec
     finally:
         stack.stop()
