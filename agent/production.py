@@ -64,14 +64,13 @@ def check_worker(service: str, *, admin_key_names: tuple[str, ...], env: Mapping
     e = os.environ if env is None else env
     if not is_production(e):
         return
-    admin_key = next((e[n] for n in admin_key_names if e.get(n)), "")
-    shown = admin_key_names[-1] + (f" (or {', '.join(admin_key_names[:-1])})" if len(admin_key_names) > 1 else "")
-    err = refusal(service, [
-        livekit_key_problem(e.get("LIVEKIT_API_KEY")),
-        secret_problem("LIVEKIT_API_SECRET", e.get("LIVEKIT_API_SECRET")),
-        None if e.get("DH_ADMIN_URL") or e.get("AVATAR_ADMIN_URL") else "DH_ADMIN_URL is unset",
-        secret_problem(shown, admin_key),
-    ])
+    problems = [livekit_key_problem(e.get("LIVEKIT_API_KEY")), secret_problem("LIVEKIT_API_SECRET", e.get("LIVEKIT_API_SECRET"))]
+    if admin_key_names:  # a service that calls the admin (not the failover watcher, which only talks to LiveKit)
+        admin_key = next((e[n] for n in admin_key_names if e.get(n)), "")
+        shown = admin_key_names[-1] + (f" (or {', '.join(admin_key_names[:-1])})" if len(admin_key_names) > 1 else "")
+        problems += [None if e.get("DH_ADMIN_URL") or e.get("AVATAR_ADMIN_URL") else "DH_ADMIN_URL is unset",
+                     secret_problem(shown, admin_key)]
+    err = refusal(service, problems)
     if err is not None:
         raise err
 

@@ -99,6 +99,18 @@ def test_workers_refuse_default_secrets_in_production(module, tmp_path):
     assert lines[0].startswith("error: Refusing to start")
 
 
+def test_the_failover_watcher_refuses_default_livekit_secrets_in_production(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "DH_", "AVATAR_", "AGENT_"))}
+    env.update(DH_ENV="production", LIVEKIT_API_KEY="devkey", LIVEKIT_API_SECRET="secret",
+               AGENT_WATCH_TARGETS="http://agent:9101", HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "agent", "watch"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode != 0 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith("error: Refusing to start the failover watcher")
+    assert "LIVEKIT_API_KEY" in lines[0] and "LIVEKIT_API_SECRET" in lines[0] and "DH_ADMIN" not in lines[0]
+
+
 @pytest.fixture(scope="module")
 def question_wav(tmp_path_factory) -> Path:
     """The caller's fake microphone: silence, the question, a long silence (Chromium loops it)."""
@@ -132,7 +144,7 @@ def test_the_deployment_answers_a_caller_through_the_https_front(env_file, quest
     assert up and all(s in up[0] for s in ("caddy", "livekit", "postgres", "redis", "admin", "admin-worker",
                                            "agent", "avatar", "agent-standby", "agent-watch")), out.stdout
     watch = (state / "logs" / "agent-watch.log").read_text(errors="replace")
-    assert "http://agent:9101 is up (dh-agent" in watch and "http://agent-standby:9102 is up (dh-agent-standby" in watch, watch
+    assert "http://agent:9101 is up (dh-agent" in watch and "http://agent-standby:9103 is up (dh-agent-standby" in watch, watch
     assert seen["https_verified"] and seen["page_is_secure_context"] is True
     assert DOMAIN in json.dumps(seen["turn_tls_subject"])
     assert seen["frames_in_2s"] >= 20, seen
