@@ -100,7 +100,6 @@ class Watcher:
         self.interval = interval
         self.hang_after = hang_after
         self._lk = (livekit_url, api_key, api_secret)
-        self.failovers: list[dict[str, Any]] = []  # what was done, for the log and the tests
 
     async def _read(self, client: httpx.AsyncClient, t: Target) -> str:
         """``ok``; ``gone`` (nothing listens on its port: the process is dead); ``slow`` (no answer in time)."""
@@ -196,7 +195,6 @@ class Watcher:
                 continue
             done = {"room": call.room, "dead_job": call.job, "to": name, "dispatch": new.id,
                     "resume": meta[RESUME_KEY], "seconds": round(time.monotonic() - t0, 3)}
-            self.failovers.append(done)
             logger.warning("agent worker %s is down: the call in room %s goes to %s (resumption %d, %.3f s)",
                            dead.url, call.room, name, meta[RESUME_KEY], done["seconds"], extra=done)
         dead.calls = []

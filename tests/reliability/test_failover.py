@@ -16,6 +16,7 @@ import pytest
 
 from harness.caller import ScriptedCaller, _first_loud
 from harness.devstack import Stack, free_port
+from tests.reliability.calls import first_answer, session_record
 
 pytestmark = pytest.mark.e2e
 
@@ -38,14 +39,7 @@ async def test_an_agent_worker_killed_mid_answer_hands_the_call_to_a_standby(tmp
     tok = admin_call(values)
     caller = ScriptedCaller(stack.url, tok["token"])
     try:
-        await caller.join()
-        assert await caller.wait_video(timeout=60)
-        await caller.wait_greeting()
-        await caller.wait_quiet(quiet_for=1.5)
-        t = time.time()
-        await caller.ask("What are your opening hours?", say("What are your opening hours?"), wait_answer_end=False)
-        assert "monday" in await caller.wait_said(t, ("monday",))
-        await caller.wait_quiet(quiet_for=1.2)
+        await first_answer(caller, say)
 
         first_face = caller.avatar_identity
         t = time.time()
@@ -83,12 +77,7 @@ async def test_an_agent_worker_killed_mid_answer_hands_the_call_to_a_standby(tmp
         viewer = {"X-API-Key": values["DH_ADMIN_VIEWER_KEY"]}
         same_room = httpx.get(f"{admin}/api/v1/sessions", params={"room": tok["room"]}, headers=viewer, timeout=30).json()
         assert same_room["total"] == 1, same_room
-        deadline = time.time() + 20
-        while True:
-            rec = httpx.get(f"{admin}/api/v1/sessions/{tok['session_id']}", headers=viewer, timeout=30).json()
-            if rec.get("outcome") or time.time() > deadline:
-                break
-            await asyncio.sleep(0.5)
+        rec = await session_record(values, tok["session_id"])
         turns = [(x["speaker"], x["text"].lower()) for x in rec["turns"]]
         users = [text for who, text in turns if who == "user"]
         assert sum("branch" in u for u in users) == 1, turns  # the replayed question is not recorded twice
