@@ -8,7 +8,8 @@ scripted callers (own rooms) ask the bench questions one after another for MINUT
 video fps at the callers (median over answers), the A/V offset measured on the callers' side
 (mouth motion against the audio envelope, harness/avsync.py; negative: mouth ahead) as the caller saw
 and heard it (video at WebRTC's render time, audio laid out as played, the timeline of the demo's
-MP4) and, in brackets, at the times this process read the frames (late when it is busy), turns lost,
+MP4) and, in brackets, at the times this process read the frames (late when it is busy), the median time
+the avatar's audio and video waited in the callers' WebRTC jitter buffers (inbound-rtp stats), turns lost,
 and the resident memory of every process (livekit-server, admin, avatar, agent). At the end:
 memory growth first -> last window, and the whole table in ``<out>/soak.json``.
 """
@@ -36,7 +37,7 @@ from harness.devstack import Stack, free_port
 
 
 async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], until: float, turns: list[dict],
-                      av: list[dict]) -> None:
+                      av: list[dict], jitter: list[dict]) -> None:
     await asyncio.sleep(idx * 1.5)
     caller = ScriptedCaller(url, caller_token(f"soak-{idx}-{uuid.uuid4().hex[:6]}", f"caller-{idx}"))
     await caller.join()
@@ -46,6 +47,7 @@ async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], 
             return
         await caller.wait_greeting(timeout=60)
         i, mark = 0, time.time()
+        jb_prev = await caller.jitter_buffer_totals()
         while time.time() < until:
             q, pcm = speech[i % len(speech)]
             i += 1
@@ -67,6 +69,12 @@ async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], 
                     pass
                 except Exception as exc:  # a figure must not end the run
                     print(f"A/V offset not measured: {exc!r}", flush=True)
+                jb = await caller.jitter_buffer_totals()  # how long each kind waited in this caller's buffer
+                for kind, (total, n) in jb.items():
+                    t_prev, n_prev = jb_prev.get(kind, (0.0, 0))
+                    if n > n_prev:
+                        jitter.append({"t": now, "caller": idx, "kind": kind, "ms": 1000 * (total - t_prev) / (n - n_prev)})
+                jb_prev = jb
                 caller.trim(before=time.time() - 5)
                 mark = time.time()
             await asyncio.sleep(0.5)
@@ -74,7 +82,8 @@ async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], 
         await caller.leave()
 
 
-def window_row(turns: list[dict], av: list[dict], t0: float, t1: float, mem: dict[str, float]) -> dict:
+def window_row(turns: list[dict], av: list[dict], t0: float, t1: float, mem: dict[str, float],
+               jitter: list[dict] | None = None) -> dict:
     ok = [x for x in turns if t0 <= x["t"] < t1 and not x["lost"]]
     lost = sum(1 for x in turns if t0 <= x["t"] < t1 and x["lost"])
     lat = [x["to_audio"] for x in ok]
@@ -83,7 +92,17 @@ def window_row(turns: list[dict], av: list[dict], t0: float, t1: float, mem: dic
     return {"turns": len(ok), "lost": lost, "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
             "fps_median": statistics.median([x["fps"] for x in ok]) if ok else None,
             "av_offset_ms": [round(min(offs)), round(max(offs))] if offs else None,
-            "av_offset_arrival_ms": [round(min(raw)), round(max(raw))] if raw else None, "rss_mb": mem}
+            "av_offset_arrival_ms": [round(min(raw)), round(max(raw))] if raw else None,
+            "jitter_buffer_ms": {k: round(statistics.median(v)) for k, v in _by_kind(jitter or [], t0, t1).items()},
+            "rss_mb": mem}
+
+
+def _by_kind(jitter: list[dict], t0: float, t1: float) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for x in jitter:
+        if t0 <= x["t"] < t1:
+            out.setdefault(x["kind"], []).append(x["ms"])
+    return out
 
 
 def fmt(i: int, r: dict) -> str:
@@ -91,9 +110,10 @@ def fmt(i: int, r: dict) -> str:
     span = lambda v: "-" if v is None else f"{v[0]:+d}..{v[1]:+d} ms"  # noqa: E731
     av = f"{span(r['av_offset_ms'])} (read here: {span(r.get('av_offset_arrival_ms'))})"
     mem = " ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
+    jb = " ".join(f"{k} {v}" for k, v in sorted(r.get("jitter_buffer_ms", {}).items())) or "-"
     fps = "-" if r["fps_median"] is None else f"{r['fps_median']:.1f}"
     return (f"window {i:2d}: {r['turns']:3d} turns, {r['lost']} lost, p50 {s(r['p50_s'])} s, p95 {s(r['p95_s'])} s, "
-            f"fps {fps}, A/V {av}; MB: {mem}")
+            f"fps {fps}, A/V {av}, caller's jitter buffer ms: {jb}; MB: {mem}")
 
 
 def main() -> None:
@@ -114,6 +134,7 @@ def main() -> None:
     rows: list[dict] = []
     turns: list[dict] = []
     av: list[dict] = []
+    jitter: list[dict] = []
     try:
         stack.start_with_admin(out / "admin")
         procs = {p.name: p.popen.pid for p in stack.procs}
@@ -121,13 +142,13 @@ def main() -> None:
         async def run() -> None:
             t_start = time.time()
             until = t_start + 60 * args.minutes
-            tasks = [asyncio.create_task(caller_loop(stack.url, i, speech, until, turns, av)) for i in range(args.calls)]
+            tasks = [asyncio.create_task(caller_loop(stack.url, i, speech, until, turns, av, jitter)) for i in range(args.calls)]
             edge = t_start
             while time.time() < until or not all(t.done() for t in tasks):
                 await asyncio.sleep(5)
                 if time.time() - edge >= 60 * args.window or all(t.done() for t in tasks):
                     mem = {n: rss_mb(pid) for n, pid in procs.items()}
-                    rows.append(window_row(turns, av, edge, time.time(), mem))
+                    rows.append(window_row(turns, av, edge, time.time(), mem, jitter))
                     print(fmt(len(rows), rows[-1]), flush=True)
                     edge = time.time()
                     if all(t.done() for t in tasks):
