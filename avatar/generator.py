@@ -51,26 +51,6 @@ INTERRUPT: Final = Interrupt()
 Message = rtc.AudioFrame | AudioSegmentEnd | Interrupt
 
 
-class Silence:
-    """The audio of a frame without speech (the idle face, a pause inside an answer): silence.
-
-    It keeps the room's audio track running between answers. Without it the track sent no packets
-    while the avatar listened, each answer's first packet then came seconds later than its RTP
-    timestamp said, and the caller's jitter buffer grew to ~300 ms against ~70 ms for the video: the
-    mouth was ahead of the voice by 100-300 ms (``bench/soak.py``, two calls, 2026-12-03). Not an
-    ``rtc.AudioFrame`` on purpose: the runner counts every AudioFrame as played speech (playback
-    started, position); this one goes to the audio source past that count (``avatar/worker.py``).
-    """
-
-    __slots__ = ("frame",)
-
-    def __init__(self, frame: rtc.AudioFrame) -> None:
-        self.frame = frame
-
-    def __repr__(self) -> str:
-        return "Silence"
-
-
 class EngineVideoGenerator(VideoGenerator):
     """A ``VideoGenerator`` that drives any :class:`EngineSession`.
 
@@ -79,8 +59,8 @@ class EngineVideoGenerator(VideoGenerator):
     exactly ``samples_per_chunk`` (a segment's tail is padded with silence), so every engine gets one
     chunk of its size at its own rate, and the audio that leaves is that same chunk, at that rate.
     Each chunk yields its frames interleaved with the matching slice of its audio, so audio and video
-    leave together. With no speech queued, the engine renders idle frames so the face stays alive, each
-    with one frame of :class:`Silence`; the audio source's bounded queue paces it, as it paces speech.
+    leave together. With no speech queued, the engine renders idle frames (silence) so the face stays
+    alive; the synchroniser's bounded queue paces it.
     """
 
     def __init__(self, session: EngineSession, *, executor: Executor | None = None) -> None:
@@ -206,7 +186,7 @@ class EngineVideoGenerator(VideoGenerator):
         RENDER.observe(took)
         return frames
 
-    def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | Silence | AudioSegmentEnd]:
+    def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
 
     def _start_render(self, loop: asyncio.AbstractEventLoop, silence: np.ndarray) -> tuple:
@@ -224,10 +204,9 @@ class EngineVideoGenerator(VideoGenerator):
         self._inflight = fut
         return fut, audio_out, speech, ends_segment
 
-    async def _stream(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | Silence | AudioSegmentEnd]:
+    async def _stream(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         loop = asyncio.get_running_loop()
         silence = np.zeros(self._out_spf * self._info.chunk_frames, np.int16)
-        quiet = bytes(2 * self._out_spf)  # one frame's silence
         nxt = self._start_render(loop, silence)
         while not self._closed:
             fut, audio_out, speech, ends_segment = nxt
@@ -247,8 +226,6 @@ class EngineVideoGenerator(VideoGenerator):
                     piece = audio_out[i * self._out_spf : (i + 1) * self._out_spf]
                     self.last_speech_at = time.monotonic()
                     yield rtc.AudioFrame(piece.tobytes(), self._out_rate, 1, len(piece))
-                else:
-                    yield Silence(rtc.AudioFrame(quiet, self._out_rate, 1, self._out_spf))
             if speech and ends_segment and not self._interrupts_waiting:
                 yield AudioSegmentEnd()
 

@@ -25,7 +25,7 @@ from livekit.agents.voice.avatar import AudioSegmentEnd
 from agent.tts import speak
 
 from .engines import create_engine
-from .generator import EngineVideoGenerator, Silence
+from .generator import EngineVideoGenerator
 
 PREVIEW_TEXT = {"en": "Hello, I am your digital assistant. How can I help you today?",
                 "zh": "您好，我是您的数字助理。请问有什么可以帮您？"}
@@ -61,8 +61,6 @@ async def _render(gen: EngineVideoGenerator, speech: np.ndarray, rate: int, fps:
             ended_at = len(video)
         elif isinstance(item, rtc.VideoFrame):
             video.append(item)
-        elif isinstance(item, Silence):
-            pass  # the face at rest after the sentence: the file's audio is the sentence
         else:
             audio.append(item)
         if ended_at is not None and len(video) >= ended_at + tail_frames:

@@ -33,7 +33,7 @@ from agent.contract import PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_ident
 from agent.load import CallLoad
 
 from .engines import Engine, create_engine
-from .generator import EngineVideoGenerator, Silence
+from .generator import EngineVideoGenerator
 from .settings import AvatarSettings
 
 CALL_LOAD = CallLoad()  # calls of this worker process (agent/load.py)
@@ -187,31 +187,6 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.shutdown(reason="agent left" if left in finished else "avatar failed")
 
 
-class ContinuousSync(rtc.AVSynchronizer):
-    """LiveKit's ``AVSynchronizer``, with the audio track kept running between answers.
-
-    The generator's :class:`Silence` (a frame without speech) goes straight to the audio source, so
-    the track sends packets all the time and the caller's jitter buffer stays small. At the first
-    word after silence, the silence still queued in the source (up to its queue size) is dropped,
-    so that it does not delay the answer.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._silent_for = 0.0  # seconds of silence pushed since the last speech
-
-    async def push(self, frame: Any, timestamp: float | None = None) -> None:
-        if isinstance(frame, Silence):
-            self._silent_for += frame.frame.duration
-            await self._audio_source.capture_frame(frame.frame)
-            return
-        if isinstance(frame, rtc.AudioFrame):
-            if self._silent_for and self._silent_for >= self._audio_source.queued_duration:
-                self._audio_source.clear_queue()  # the source holds silence only: the word goes first
-            self._silent_for = 0.0
-        await super().push(frame, timestamp)
-
-
 class AvatarTrackRunner(AvatarRunner):
     """``AvatarRunner`` whose video keeps its frame rate under load.
 
@@ -223,13 +198,6 @@ class AvatarTrackRunner(AvatarRunner):
     def __init__(self, *args: Any, max_bitrate: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_bitrate = max_bitrate
-        self._framework_sync = self._av_sync  # replaced by one that also takes the idle face's silence
-        self._av_sync = ContinuousSync(audio_source=self._audio_source, video_source=self._video_source,
-                                       video_fps=self._options.video_fps, video_queue_size_ms=self._queue_size_ms)
-
-    async def start(self) -> None:
-        await self._framework_sync.aclose()  # stops its frame task; it never had a frame
-        await super().start()
 
     async def _publish_track(self) -> None:
         async with self._lock:
