@@ -83,7 +83,7 @@ async def caller_loop(url: str, idx: int, speech: list[tuple[str, np.ndarray]], 
 
 
 def window_row(turns: list[dict], av: list[dict], t0: float, t1: float, mem: dict[str, float],
-               jitter: list[dict] | None = None) -> dict:
+               jitter: list[dict]) -> dict:
     ok = [x for x in turns if t0 <= x["t"] < t1 and not x["lost"]]
     lost = sum(1 for x in turns if t0 <= x["t"] < t1 and x["lost"])
     lat = [x["to_audio"] for x in ok]
@@ -93,7 +93,7 @@ def window_row(turns: list[dict], av: list[dict], t0: float, t1: float, mem: dic
             "fps_median": statistics.median([x["fps"] for x in ok]) if ok else None,
             "av_offset_ms": [round(min(offs)), round(max(offs))] if offs else None,
             "av_offset_arrival_ms": [round(min(raw)), round(max(raw))] if raw else None,
-            "jitter_buffer_ms": {k: round(statistics.median(v)) for k, v in _by_kind(jitter or [], t0, t1).items()},
+            "jitter_buffer_ms": {k: round(statistics.median(v)) for k, v in _by_kind(jitter, t0, t1).items()},
             "rss_mb": mem}
 
 

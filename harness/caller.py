@@ -528,21 +528,20 @@ class ScriptedCaller:
         await self.wait_quiet(quiet_for=1.2, timeout=max(1.0, deadline - time.time()))
 
     async def jitter_buffer_totals(self) -> dict[str, tuple[float, int]]:
-        """The avatar's (or agent's) tracks as received here: kind -> (seconds of jitter-buffer delay summed
-        over what was played, how much was played), WebRTC's inbound-rtp counters. The mean delay over an
-        interval is the difference of two readings' sums over the difference of their counts."""
+        """The avatar's tracks as received here: kind -> (seconds of jitter-buffer delay summed over what
+        was played, how much was played), WebRTC's inbound-rtp counters; empty before the avatar's video.
+        The mean delay over an interval is the difference of two readings' sums over that of their counts."""
+        avatar = self.room.remote_participants.get(self.avatar_identity or "")
+        if avatar is None:
+            return {}
         out: dict[str, tuple[float, int]] = {}
-        me = self.room.local_participant.identity
-        for p in self.room.remote_participants.values():
-            if p.identity == me or (self.avatar_identity and p.identity != self.avatar_identity):
+        for pub in avatar.track_publications.values():
+            if pub.track is None:
                 continue
-            for pub in p.track_publications.values():
-                if pub.track is None:
-                    continue
-                for st in await pub.track.get_stats():
-                    if st.WhichOneof("stats") == "inbound_rtp":
-                        inb = st.inbound_rtp.inbound
-                        out[st.inbound_rtp.stream.kind] = (inb.jitter_buffer_delay, inb.jitter_buffer_emitted_count)
+            for st in await pub.track.get_stats():
+                if st.WhichOneof("stats") == "inbound_rtp":
+                    inb = st.inbound_rtp.inbound
+                    out[st.inbound_rtp.stream.kind] = (inb.jitter_buffer_delay, inb.jitter_buffer_emitted_count)
         return out
 
     async def leave(self) -> None:
