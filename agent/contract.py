@@ -22,7 +22,7 @@ from typing import Any
 
 from livekit import api
 
-__all__ = ["AVATAR_PREFIX", "PCM_RATE", "AvatarDispatch", "CallDispatch", "PING_RPC",
+__all__ = ["AVATAR_PREFIX", "AVATAR_STREAM", "PCM_RATE", "AvatarDispatch", "CallDispatch", "PING_RPC",
            "PLAYING_WITHIN", "REJOIN_WITHIN", "avatar_identity", "call_token"]
 
 # The agent's speech on its way to the avatar, and the avatar's published audio: mono 16-bit PCM
@@ -30,6 +30,9 @@ __all__ = ["AVATAR_PREFIX", "PCM_RATE", "AvatarDispatch", "CallDispatch", "PING_
 PCM_RATE = 16000
 
 AVATAR_PREFIX = "avatar-"
+# The WebRTC stream the avatar publishes its audio and video in (with the room's ``sync_streams``, a
+# subscriber receives both as one stream and lip-syncs them).
+AVATAR_STREAM = "avatar"
 # The avatar worker answers this RPC with {"speech_age": seconds since it last sent out a speech
 # frame, or null}: the watchdog's proof of life when a segment's lk.playback_started is missing.
 PING_RPC = "dh.avatar_ping"
@@ -112,6 +115,10 @@ def call_token(key: str, secret: str, *, room: str, identity: str, agent_name: s
         .with_grants(api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True,
                                      can_publish_data=True))
         .with_room_config(api.RoomConfiguration(
-            agents=[api.RoomAgentDispatch(agent_name=agent_name, metadata=dispatch.to_metadata())]))
+            agents=[api.RoomAgentDispatch(agent_name=agent_name, metadata=dispatch.to_metadata())],
+            # The room this join creates hands each subscriber a participant's audio and video in one
+            # WebRTC stream (the avatar's ``AVATAR_STREAM``), so the caller's browser plays them in sync:
+            # its audio jitter buffer grows under load, and without this the mouth runs ahead of the voice.
+            sync_streams=True))
         .to_jwt()
     )

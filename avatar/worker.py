@@ -29,7 +29,7 @@ from pydantic_settings import SettingsError
 from agent import metrics as call_metrics
 from agent.avatar_link import reconnecting, rejoined
 from agent.call_config import fetch_avatar_assets
-from agent.contract import PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
+from agent.contract import AVATAR_STREAM, PING_RPC, REJOIN_WITHIN, AvatarDispatch, avatar_identity
 from agent.load import CallLoad
 
 from .engines import Engine, create_engine
@@ -207,12 +207,13 @@ class AvatarTrackRunner(AvatarRunner):
             lp = self._room.local_participant
             audio = rtc.LocalAudioTrack.create_audio_track("avatar_audio", self._audio_source)
             self._audio_publication = await lp.publish_track(
-                audio, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+                audio, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, stream=AVATAR_STREAM)
             )
             await self._audio_publication.wait_for_subscription()
             video = rtc.LocalVideoTrack.create_video_track("avatar_video", self._video_source)
             opts = rtc.TrackPublishOptions(
                 source=rtc.TrackSource.SOURCE_CAMERA,
+                stream=AVATAR_STREAM,  # with the audio: the caller plays them in sync
                 simulcast=False,
                 video_encoding=rtc.VideoEncoding(max_framerate=self._options.video_fps, max_bitrate=self._max_bitrate),
                 degradation_preference=rtc.DegradationPreference.MAINTAIN_FRAMERATE,

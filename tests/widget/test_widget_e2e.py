@@ -59,6 +59,32 @@ def test_widget_call_shows_the_avatar_with_captions_and_ends(stack, admin, brows
         size = page.evaluate(f"[{W}.video.videoWidth, {W}.video.videoHeight]")
         assert size[0] >= 128 and size[1] >= 128, size
 
+        # The avatar's voice and face reach the browser as one WebRTC stream, which the browser
+        # plays in sync (its audio jitter buffer grows under load; a separate video would run ahead).
+        # What each waited in the browser's jitter buffer is printed, not asserted (timing).
+        avatar_tracks = page.evaluate(
+            f"""(async () => {{
+              const out = [];
+              for (const p of {W}.room.remoteParticipants.values()) {{
+                if (!p.identity.startsWith('avatar-')) continue;
+                for (const pub of p.trackPublications.values()) {{
+                  if (!pub.track) continue;
+                  let waited = null;
+                  (await pub.track.receiver.getStats()).forEach(s => {{
+                    if (s.type === 'inbound-rtp' && s.jitterBufferEmittedCount)
+                      waited = Math.round(1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount);
+                  }});
+                  out.push({{kind: pub.kind, stream: pub.track.mediaStream && pub.track.mediaStream.id, waited}});
+                }}
+              }}
+              return out;
+            }})()"""
+        )
+        print("avatar's tracks in the browser:", avatar_tracks)
+        assert sorted(t["kind"] for t in avatar_tracks) == ["audio", "video"], avatar_tracks
+        streams = {t["stream"] for t in avatar_tracks}
+        assert len(streams) == 1 and None not in streams, f"audio and video in different streams: {avatar_tracks}"
+
         # Captions: the question (the fake microphone) and the answer with its keywords.
         page.wait_for_function(
             f"""(() => {{
