@@ -20,6 +20,7 @@ from livekit.agents import (
     Agent,
     AgentServer,
     AgentSession,
+    AutoSubscribe,
     ChatContext,
     JobContext,
     JobExecutorType,
@@ -236,6 +237,10 @@ def turn_handling(settings: AgentSettings, detector: Any) -> dict[str, Any]:
     }
 
 
+def _log_subscription(track: rtc.RemoteTrack, _pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant) -> None:
+    logger.info("receiving %s's %s", participant.identity, "audio" if track.kind == rtc.TrackKind.KIND_AUDIO else "video")
+
+
 async def entrypoint(ctx: JobContext) -> None:
     """One call."""
     CALL_LOAD.enter(ctx)  # the load LiveKit sees counts this call from now until its job ends
@@ -243,7 +248,11 @@ async def entrypoint(ctx: JobContext) -> None:
     announce_call(ctx, settings.agent_name)  # on /metrics, for the failover watcher
     meta = json.loads(ctx.job.metadata or "{}") if ctx.job.metadata else {}
     resumed = resume_of(meta)  # > 0: this call's agent worker died; its watcher sent the call here
-    await ctx.connect()
+    # audio only: the agent listens to the caller (and to an operator who takes over); the avatar's video
+    # would be received and decoded in this process for nothing (a VP8 decode per call, on the cores the
+    # calls share)
+    ctx.room.on("track_subscribed", _log_subscription)
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     t_start = time.perf_counter()
     loop = asyncio.get_running_loop()
 

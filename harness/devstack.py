@@ -128,7 +128,11 @@ class Stack:
         if self._rtc_ports is None:
             self._rtc_ports = (free_port(), free_port())
         tcp, udp = self._rtc_ports
-        body = f"port: {self.http_port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\nlogging:\n  level: info\n"
+        # sync_streams as in compose.yaml: a room the server re-creates after a restart (the agent rejoining
+        # first, without the caller's room configuration) still hands the caller the face's audio and video
+        # as one stream
+        body = (f"port: {self.http_port}\nroom:\n  sync_streams: true\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n"
+                "logging:\n  level: info\n")
         proc = self.spawn(
             "livekit-server",
             [str(livekit_binary()), "--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1", "--config-body", body],

@@ -48,6 +48,11 @@ async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     assert caller.avatar_identity and caller.avatar_identity in caller._tracks
     assert caller.audio_rms is caller._tracks[caller.avatar_identity][0]
 
+    # The agent received the caller's voice and none of the face's video (it would decode it for nothing).
+    received = [line for line in (stack.log_dir / "agent.log").read_text().splitlines() if "receiving " in line]
+    assert any("receiving caller's audio" in line for line in received), received
+    assert not any(caller.avatar_identity in line and "video" in line for line in received), received
+
     # Video keeps the stream's rate over the answer.
     fps = caller.fps(turn.first_audio, turn.answer_end)
     print(f"video over the answer: {fps:.1f} fps; answer after {1000 * (turn.first_audio - turn.speech_end):.0f} ms")
