@@ -359,6 +359,10 @@ async def entrypoint(ctx: JobContext) -> None:
         agent=call_agent,
         room=ctx.room,
         room_options=room_io.RoomOptions(close_on_disconnect=True),
+        # no remote session host: it streams every state change, transcript and metric to every participant
+        # of the room (lk.agent.session byte streams, several a second to the caller and the face), and
+        # nothing here drives or observes a call that way (the widget reads lk.agent.state and transcriptions)
+        session_host=False,
     )
     cut_off = setup.persona.phrase("cut_off", language()) if resumed else ""
     # the caller has waited for the takeover: its words are synthesised while the new face joins

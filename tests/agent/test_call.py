@@ -31,6 +31,8 @@ async def new_caller(url: str) -> ScriptedCaller:
 
 async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     caller = await new_caller(stack.url)
+    session_streams: list[str] = []  # the framework's remote-session messages reaching the caller
+    caller.room.register_byte_stream_handler("lk.agent.session", lambda r, who: session_streams.append(who))
     try:
         assert await caller.wait_video(timeout=60), "the avatar's video track never arrived"
         # published by avatar/worker.py's AvatarTrackRunner, one layer (no simulcast copies to encode):
@@ -47,6 +49,9 @@ async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     # The caller receives the avatar's tracks (published on behalf of the agent).
     assert caller.avatar_identity and caller.avatar_identity in caller._tracks
     assert caller.audio_rms is caller._tracks[caller.avatar_identity][0]
+
+    # The agent sent the caller none of its session's internal state (it sent several a second before).
+    assert not session_streams, f"{len(session_streams)} lk.agent.session streams from {set(session_streams)}"
 
     # The agent received the caller's voice and none of the face's video (it would decode it for nothing).
     received = [line for line in (stack.log_dir / "agent.log").read_text().splitlines() if "receiving " in line]
