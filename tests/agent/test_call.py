@@ -14,6 +14,7 @@ import uuid
 import numpy as np
 import pytest
 from livekit import rtc
+from livekit.agents.voice.remote_session import TOPIC_SESSION_MESSAGES
 
 from agent.token import caller_token
 from harness.caller import ScriptedCaller
@@ -32,7 +33,8 @@ async def new_caller(url: str) -> ScriptedCaller:
 async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     caller = await new_caller(stack.url)
     session_streams: list[str] = []  # the framework's remote-session messages reaching the caller
-    caller.room.register_byte_stream_handler("lk.agent.session", lambda r, who: session_streams.append(who))
+    # the framework's own topic name: a rename in an upgrade cannot leave this check listening to nothing
+    caller.room.register_byte_stream_handler(TOPIC_SESSION_MESSAGES, lambda r, who: session_streams.append(who))
     try:
         assert await caller.wait_video(timeout=60), "the avatar's video track never arrived"
         # published by avatar/worker.py's AvatarTrackRunner, one layer (no simulcast copies to encode):
@@ -51,7 +53,7 @@ async def test_a_question_gets_a_lip_synced_spoken_answer(stack, say, whisper):
     assert caller.audio_rms is caller._tracks[caller.avatar_identity][0]
 
     # The agent sent the caller none of its session's internal state (it sent several a second before).
-    assert not session_streams, f"{len(session_streams)} lk.agent.session streams from {set(session_streams)}"
+    assert not session_streams, f"{len(session_streams)} {TOPIC_SESSION_MESSAGES} streams from {set(session_streams)}"
 
     # The agent received the caller's voice and none of the face's video (it would decode it for nothing).
     received = [line for line in (stack.log_dir / "agent.log").read_text().splitlines() if "receiving " in line]
