@@ -58,9 +58,9 @@ class EngineVideoGenerator(VideoGenerator):
     one stateful ``rtc.AudioResampler`` per segment, and one ``AudioByteStream`` cuts it into chunks of
     exactly ``samples_per_chunk`` (a segment's tail is padded with silence), so every engine gets one
     chunk of its size at its own rate, and the audio that leaves is that same chunk, at that rate.
-    Each chunk yields its frames interleaved with the matching slice of its audio, so audio and video
-    leave together. With no speech queued, the engine renders idle frames (silence) so the face stays
-    alive; the synchroniser's bounded queue paces it.
+    Each chunk yields its frames interleaved with the matching slice of its audio (the slice before
+    its frame), so audio and video leave together. With no speech queued, the engine renders idle
+    frames (silence) so the face stays alive; the synchroniser's bounded queue paces it.
     """
 
     def __init__(self, session: EngineSession, *, executor: Executor | None = None) -> None:
@@ -221,11 +221,11 @@ class EngineVideoGenerator(VideoGenerator):
             for i, img in enumerate(frames):
                 if self._interrupts_waiting:
                     break  # an interruption waits in the inbox: the rest shows old speech
-                yield rtc.VideoFrame(img.shape[1], img.shape[0], rtc.VideoBufferType.RGB24, img.tobytes())
-                if speech:
+                if speech:  # the frame's audio first: the synchroniser shows the frame when it plays
                     piece = audio_out[i * self._out_spf : (i + 1) * self._out_spf]
                     self.last_speech_at = time.monotonic()
                     yield rtc.AudioFrame(piece.tobytes(), self._out_rate, 1, len(piece))
+                yield rtc.VideoFrame(img.shape[1], img.shape[0], rtc.VideoBufferType.RGB24, img.tobytes())
             if speech and ends_segment and not self._interrupts_waiting:
                 yield AudioSegmentEnd()
 

@@ -30,7 +30,9 @@ class AvatarSettings(BaseSettings):
     # extra keyword settings for the engine (paths, device...): a mapping, given as JSON in the environment
     engine_options: dict[str, Any] = Field(default_factory=dict)
     render_threads: int = 2  # threads shared by all calls of this worker for engine compute
-    sync_queue_ms: int = 100  # audio/video queued ahead of the room (60 measured worse: -176 ms, more latency)
+    sync_queue_ms: int = 100  # audio queued ahead of the room; each video frame leaves when its audio plays
+    # ... plus this: the audio reaches the caller this much later than the video (measured, README "Benchmarks")
+    sync_video_delay_ms: int = 110
     http_port: int = 8082  # the worker's health-check port
     metrics_port: int = 0  # Prometheus /metrics of this worker (agent/metrics.py); 0: off
     max_calls: int = 2  # calls one worker serves at once (its reported load); 2 on a 2-core box (README, "Benchmarks")
